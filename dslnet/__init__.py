@@ -1,0 +1,23 @@
+"""dslnet: compile `.net` network specs to PyTorch modules and ONNX graphs.
+
+    import dslnet
+    prog = dslnet.load("specs/mlp.net")
+    graph = prog.ir("MLP", hidden=256)
+"""
+
+from dslnet.diagnostics import CompileError, Diagnostic, Severity, Span
+from dslnet.frontend.loader import Limits, Program, load, loads
+from dslnet.ir.graph import Graph
+
+__all__ = [
+    "CompileError",
+    "Diagnostic",
+    "Graph",
+    "Limits",
+    "Program",
+    "Severity",
+    "Span",
+    "load",
+    "loads",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,185 @@
+"""The `dslnet` command: a thin layer over the Python API.
+
+Exit codes: 0 ok, 1 errors in a spec, 2 usage errors, 3 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dslnet.diagnostics import CompileError, Diagnostic
+from dslnet.frontend import ast
+from dslnet.frontend.loader import Limits, Program, load
+
+EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dslnet", description="Compile .net network specs to PyTorch and ONNX."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def limits(p: argparse.ArgumentParser) -> None:
+        d = Limits()
+        p.add_argument("--max-nodes", type=int, default=d.max_nodes, help="expansion bound")
+        p.add_argument("--max-iterations", type=int, default=d.max_iterations,
+                       help="bound on compile-time loop iterations")
+        p.add_argument("--max-depth", type=int, default=d.max_depth, help="block nesting bound")
+
+    check = sub.add_parser("check", help="report every error and warning of spec files")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    limits(check)
+
+    comp = sub.add_parser("compile", help="print or write a compiled form of a network")
+    comp.add_argument("file", metavar="FILE")
+    comp.add_argument("-n", "--network", help="network to compile (default: the only one)")
+    comp.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                      help="override a network parameter (repeatable)")
+    comp.add_argument("--emit", choices=["ast", "ir"], default="ir", help="what to produce")
+    comp.add_argument("-o", "--output", help="write here instead of standard output")
+    limits(comp)
+    return parser
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(max_nodes=args.max_nodes, max_iterations=args.max_iterations,
+                  max_depth=args.max_depth)
+
+
+def _print_diagnostics(diags: Sequence[Diagnostic], program_or_error: Any) -> None:
+    sources = program_or_error.sources
+    for d in diags:
+        print(d.render(sources), file=sys.stderr)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    failed = False
+    for file in args.files:
+        if not Path(file).is_file():
+            raise UsageError(f"no such file: {file}")
+        program = load(file, _limits(args), strict=False)
+        diags = program.check()
+        _print_diagnostics(diags, program)
+        errors = sum(d.is_error for d in diags)
+        warnings = len(diags) - errors
+        failed |= errors > 0
+        status = "ok" if not errors else f"{errors} error{'s' * (errors != 1)}"
+        extra = f", {warnings} warning{'s' * (warnings != 1)}" if warnings else ""
+        print(f"{file}: {status}{extra}", file=sys.stderr)
+    return EXIT_SPEC if failed else EXIT_OK
+
+
+def parse_overrides(program: Program, network: str, pairs: Sequence[str]) -> dict[str, Any]:
+    """`--set name=value` pairs, converted to the declared parameter types."""
+    decl = program.block(network)
+    types = {p.name: p.type_name for p in decl.params} if decl else {}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--set expects NAME=VALUE, got '{pair}'")
+        out[name.strip()] = _convert(name.strip(), text.strip(), types.get(name.strip()))
+    return out
+
+
+def _convert(name: str, text: str, kind: str | None) -> Any:
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+        if kind == "bool":
+            if text.lower() not in ("true", "false"):
+                raise ValueError
+            return text.lower() == "true"
+        if kind == "str":
+            return text
+    except ValueError:
+        raise UsageError(f"--set {name}: expected {kind}, got '{text}'") from None
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def pick_network(program: Program, requested: str | None) -> str:
+    if requested:
+        return requested
+    if len(program.networks) == 1:
+        return program.networks[0]
+    have = ", ".join(program.networks) or "none"
+    raise UsageError(f"choose a network with -n (this spec has: {have})")
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    if not Path(args.file).is_file():
+        raise UsageError(f"no such file: {args.file}")
+    program = load(args.file, _limits(args))
+    for w in program.warnings:
+        print(w.render(program.sources), file=sys.stderr)
+    if args.emit == "ast":
+        text = "\n".join(ast.dump(m) for m in program.modules) + "\n"
+    else:
+        from dslnet.ir.printer import print_graph
+
+        network = pick_network(program, args.network)
+        graph = program.ir(network, **parse_overrides(program, network, args.set))
+        text = print_graph(graph)
+    if args.output:
+        write_atomic(Path(args.output), text.encode("utf-8"))
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write beside the target, then rename: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            return cmd_check(args)
+        return cmd_compile(args)
+    except CompileError as err:
+        print(err.render(), file=sys.stderr)
+        return EXIT_SPEC
+    except UsageError as err:
+        print(f"dslnet: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dslnet: interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # a bug in dslnet, not in the spec
+        print("dslnet: internal error (this is a bug in dslnet; please report it with the spec "
+              "and this trace):", file=sys.stderr)
+        print("".join(traceback.format_exc(limit=-8)), file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

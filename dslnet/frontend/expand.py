@@ -1,0 +1,741 @@
+"""Expansion: runs a network's compile-time structure and builds its IR graph.
+
+Loops, conditions and block calls run here and only here; what comes out is
+a flat graph of op nodes with types inferred as each node is added. Errors
+are reported per statement (with the chain of block calls that led there)
+and the failed names are poisoned, so one mistake gives one error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dslnet.diagnostics import Diagnostics, Note, Span, did_you_mean
+from dslnet.frontend import ast
+from dslnet.frontend.values import (
+    POISON,
+    Callee,
+    EvalError,
+    LayerVal,
+    Record,
+    TensorVal,
+    arith,
+    compare,
+    is_poison,
+    kind_of,
+)
+from dslnet.ir import symbolic
+from dslnet.ir.builder import GraphBuilder
+from dslnet.ir.graph import CallFrame, Graph
+from dslnet.ir.symbolic import SymExpr
+from dslnet.ir.types import DType, TensorType, shape_str
+from dslnet.ops import registry
+from dslnet.ops.registry import AttrError, ShapeError
+
+if TYPE_CHECKING:
+    from dslnet.frontend.loader import Limits, Program
+
+_BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+BUILTINS = ("range", "len", "min", "max")
+
+
+@dataclass
+class Frame:
+    """One running block (or the network itself)."""
+
+    decl: ast.BlockDecl
+    env: dict[str, Any]
+    value_prefix: str
+    module_prefix: str
+    chain: tuple[CallFrame, ...]
+    inputs: list[TensorVal | Any] = field(default_factory=list)
+    next_input: int = 0
+    outputs: list[tuple[str | None, Any, Span]] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def local_name(self, base: str) -> str:
+        k = self.counters.get(base, 0) + 1
+        self.counters[base] = k
+        return f"{base}{k}"
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+class Expander:
+    def __init__(self, program: Program, diags: Diagnostics, limits: Limits) -> None:
+        self.program = program
+        self.diags = diags
+        self.limits = limits
+        self.builder: GraphBuilder | None = None
+        self.frame: Frame | None = None
+        self.active: list[str] = []
+        self.iterations = 0
+
+    # --- entry points --------------------------------------------------------------
+
+    def network(self, decl: ast.BlockDecl, overrides: dict[str, Any], span: Span) -> Graph | None:
+        env = self.bind_params(decl, (), overrides, span, is_network=True)
+        if env is None:
+            return None
+        args = {p.name: env[p.name] for p in decl.params}
+        self.builder = GraphBuilder(decl.name, args, decl.span)
+        frame = Frame(decl, env, "", "", ())
+        self.active.append(decl.name)
+        self.run_body(frame)
+        self.active.pop()
+        self.check_outputs(frame)
+        for name, value, out_span in frame.outputs:
+            if isinstance(value, TensorVal):
+                self.builder.add_output(name or "output", value.name)
+            elif not is_poison(value):
+                self.error(f"output must be a tensor, got {kind_of(value)}", out_span)
+        return self.builder.graph
+
+    def constant(self, expr: ast.Expr, env: dict[str, Any]) -> Any:
+        """Evaluate a compile-time expression (a `const`, a default) outside any graph."""
+        decl = ast.BlockDecl("block", "<const>", (), (), expr.span, expr.span)
+        saved = self.frame
+        self.frame = Frame(decl, env, "", "", saved.chain if saved else ())
+        try:
+            return self.eval(expr)
+        finally:
+            self.frame = saved
+
+    # --- reporting -----------------------------------------------------------------
+
+    def error(self, message: str, span: Span) -> None:
+        chain = self.frame.chain if self.frame else ()
+        notes = [Note(f"in block '{f.block}' called here", f.span) for f in reversed(chain)]
+        self.diags.error(message, span, notes)
+
+    @contextmanager
+    def statement(self, targets: Sequence[str] = ()) -> Iterator[None]:
+        """Report an EvalError at statement level and poison what it would have bound."""
+        try:
+            yield
+        except EvalError as err:
+            if err.message:  # an empty message: the cause was reported already
+                self.error(err.message, err.span)
+            assert self.frame is not None
+            for t in targets:
+                self.frame.env[t] = POISON
+
+    # --- parameters ---------------------------------------------------------------------
+
+    def bind_params(
+        self,
+        decl: ast.BlockDecl,
+        positional: Sequence[Any],
+        named: dict[str, Any],
+        span: Span,
+        is_network: bool = False,
+    ) -> dict[str, Any] | None:
+        """Bind call arguments to a block's parameters, checking their types."""
+        what = f"{decl.kind} '{decl.name}'"
+        params = decl.params
+        ok = True
+        env: dict[str, Any] = {}
+        if len(positional) > len(params):
+            self.error(f"{what} takes {len(params)} argument(s), got {len(positional)}", span)
+            return None
+        given = {p.name: v for p, v in zip(params, positional)}
+        for key, value in named.items():
+            if key not in {p.name for p in params}:
+                hint = did_you_mean(key, [p.name for p in params])
+                self.error(f"{what} has no parameter '{key}'{hint}", span)
+                ok = False
+            elif key in given:
+                self.error(f"argument '{key}' of {what} is given twice", span)
+                ok = False
+            else:
+                given[key] = value
+        for p in params:
+            if p.name in given:
+                value = given[p.name]
+            elif p.default is not None:
+                value = self.constant(p.default, dict(env))
+            else:
+                self.error(f"{what} needs argument '{p.name}' ({p.type_name or 'any'})", span)
+                ok = False
+                continue
+            if is_poison(value):
+                ok = False
+                continue
+            problem = check_param_type(p, value)
+            if problem:
+                self.error(f"argument '{p.name}' of {what} {problem}", span)
+                ok = False
+            env[p.name] = value
+        return env if ok else None
+
+    # --- statements -----------------------------------------------------------------------
+
+    def run_body(self, frame: Frame) -> None:
+        saved, self.frame = self.frame, frame
+        try:
+            self.run(frame.decl.body)
+        finally:
+            self.frame = saved
+
+    def run(self, stmts: Sequence[ast.Stmt]) -> None:
+        for stmt in stmts:
+            self.exec(stmt)
+
+    def exec(self, stmt: ast.Stmt) -> None:
+        frame = self.frame
+        assert frame is not None
+        if isinstance(stmt, ast.InStmt):
+            with self.statement([stmt.name]):
+                frame.env[stmt.name] = self.bind_input(stmt)
+        elif isinstance(stmt, ast.AssignStmt):
+            with self.statement(stmt.targets):
+                hint = stmt.targets[0] if len(stmt.targets) == 1 else None
+                self.assign(stmt.targets, self.eval(stmt.value, hint), stmt.span)
+        elif isinstance(stmt, ast.OutStmt):
+            value: Any = POISON
+            with self.statement():
+                value = self.eval(stmt.value, stmt.name)
+            frame.outputs.append((stmt.name, value, stmt.span))
+        elif isinstance(stmt, ast.LayerStmt):
+            with self.statement([stmt.name]):
+                frame.env[stmt.name] = self.make_layer(stmt)
+        elif isinstance(stmt, ast.ConstDecl):
+            with self.statement([stmt.name]):
+                value = self.eval(stmt.value)
+                if isinstance(value, (TensorVal, Record, LayerVal)):
+                    raise EvalError(f"const '{stmt.name}' must be a compile-time value, got "
+                                    f"{kind_of(value)}", stmt.value.span)
+                frame.env[stmt.name] = value
+        elif isinstance(stmt, ast.ForStmt):
+            self.exec_for(stmt)
+        elif isinstance(stmt, ast.RepeatStmt):
+            with self.statement():
+                count = self.eval(stmt.count)
+                if is_poison(count):
+                    return
+                if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                    raise EvalError(f"repeat needs a non-negative int, got {kind_of(count)}",
+                                    stmt.count.span)
+                self.count_iterations(count, stmt.count.span)
+            if is_poison(count) or not isinstance(count, int):
+                return
+            for i in range(count):
+                if stmt.var:
+                    frame.env[stmt.var] = i
+                self.run(stmt.body)
+        elif isinstance(stmt, ast.IfStmt):
+            with self.statement():
+                for cond, body in stmt.branches:
+                    if self.condition(cond):
+                        self.run(body)
+                        return
+                self.run(stmt.orelse)
+
+    def exec_for(self, stmt: ast.ForStmt) -> None:
+        frame = self.frame
+        assert frame is not None
+        items: Any = POISON
+        with self.statement():
+            items = self.eval(stmt.iterable)
+            if not is_poison(items) and not isinstance(items, tuple):
+                raise EvalError(f"for needs a list or range, got {kind_of(items)}",
+                                stmt.iterable.span)
+            if isinstance(items, tuple):
+                self.count_iterations(len(items), stmt.iterable.span)
+        if not isinstance(items, tuple):
+            for t in stmt.targets:
+                frame.env[t] = POISON
+            return
+        for item in items:
+            with self.statement(stmt.targets):
+                self.assign(stmt.targets, item, stmt.span)
+            self.run(stmt.body)
+
+    def count_iterations(self, n: int, span: Span) -> None:
+        self.iterations += n
+        if self.iterations > self.limits.max_iterations:
+            raise EvalError(
+                f"expansion runs {self.iterations} loop iterations, over the limit of "
+                f"{self.limits.max_iterations} (raise it with --max-iterations)", span)
+
+    def condition(self, expr: ast.Expr) -> bool:
+        value = self.eval(expr)
+        if is_poison(value):
+            raise EvalError("", expr.span)  # already reported; silence is poisoned below
+        if not isinstance(value, bool):
+            raise EvalError(f"condition must be a bool, got {kind_of(value)}", expr.span)
+        return value
+
+    def assign(self, targets: Sequence[str], value: Any, span: Span) -> None:
+        frame = self.frame
+        assert frame is not None
+        if len(targets) == 1:
+            frame.env[targets[0]] = value
+            return
+        if is_poison(value):
+            items: Sequence[Any] = [POISON] * len(targets)
+        elif isinstance(value, Record):
+            items = [v for _, v in value.fields]
+        elif isinstance(value, tuple):
+            items = value
+        else:
+            raise EvalError(f"cannot unpack {kind_of(value)} into {len(targets)} names", span)
+        if len(items) != len(targets):
+            raise EvalError(f"cannot unpack {len(items)} values into {len(targets)} names", span)
+        for t, v in zip(targets, items):
+            frame.env[t] = v
+
+    def check_outputs(self, frame: Frame) -> None:
+        outs = frame.outputs
+        if not outs:
+            return  # reported statically
+        if len(outs) > 1 and any(name is None for name, _, _ in outs):
+            span = next(s for name, _, s in outs if name is None)
+            self.error("a block with several outputs must name each: out name = value", span)
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def bind_input(self, stmt: ast.InStmt) -> Any:
+        frame = self.frame
+        assert frame is not None and self.builder is not None
+        is_top = len(self.active) == 1 and not frame.chain
+        if is_top:
+            return self.network_input(stmt)
+        if frame.next_input >= len(frame.inputs):
+            raise EvalError(f"block '{frame.decl.name}' input '{stmt.name}' was not given", stmt.span)
+        actual = frame.inputs[frame.next_input]
+        frame.next_input += 1
+        if is_poison(actual):
+            return POISON
+        self.match_input(stmt, actual)
+        return actual
+
+    def network_input(self, stmt: ast.InStmt) -> TensorVal:
+        frame = self.frame
+        assert frame is not None and self.builder is not None
+        dtype = self.dtype(stmt.type)
+        dims = []
+        for d in stmt.type.dims:
+            if isinstance(d, ast.Name) and d.id not in frame.env and not self.program.has_const(d.id):
+                frame.env[d.id] = SymExpr.symbol(d.id)
+            value = self.eval(d)
+            if is_poison(value):
+                raise EvalError("", d.span)
+            if isinstance(value, bool) or not isinstance(value, (int, SymExpr)):
+                raise EvalError(f"a dimension must be an int or a size name, got {kind_of(value)}",
+                                d.span)
+            if isinstance(value, int) and value <= 0:
+                raise EvalError(f"a dimension must be positive, got {value}", d.span)
+            dims.append(value)
+        ttype = TensorType(dtype=dtype, shape=tuple(dims))
+        name = self.builder.add_input(stmt.name, ttype)
+        return TensorVal(name, ttype)
+
+    def dtype(self, ttype: ast.TensorTypeExpr) -> DType:
+        if ttype.dtype is None:
+            return DType.float32
+        try:
+            return DType(ttype.dtype)
+        except ValueError:
+            hint = did_you_mean(ttype.dtype, [d.value for d in DType])
+            raise EvalError(f"unknown dtype '{ttype.dtype}'{hint}", ttype.span) from None
+
+    def match_input(self, stmt: ast.InStmt, actual: Any) -> None:
+        """Match a block input's declared type against the tensor it was given."""
+        frame = self.frame
+        assert frame is not None
+        decl = frame.decl
+        if not isinstance(actual, TensorVal):
+            raise EvalError(f"input '{stmt.name}' of block '{decl.name}' must be a tensor, got "
+                            f"{kind_of(actual)}", stmt.span)
+        want = stmt.type
+        pattern = "[" + ", ".join(_expr_text(d) for d in want.dims) + "]"
+        if want.dtype is not None and self.dtype(want) != actual.type.dtype:
+            raise EvalError(f"input '{stmt.name}' of block '{decl.name}' expects {want.dtype}"
+                            f"{pattern}, got {actual.type}", stmt.type.span)
+        if len(want.dims) != actual.type.rank:
+            raise EvalError(f"input '{stmt.name}' of block '{decl.name}' expects rank "
+                            f"{len(want.dims)} {pattern}, got {actual.type}", stmt.type.span)
+        for axis, (d, got) in enumerate(zip(want.dims, actual.type.shape)):
+            if isinstance(d, ast.Name) and d.id not in frame.env and not self.program.has_const(d.id):
+                frame.env[d.id] = got
+                continue
+            expected = self.eval(d)
+            if is_poison(expected):
+                raise EvalError("", d.span)
+            if not isinstance(expected, (int, SymExpr)) or not symbolic.dims_equal(expected, got):
+                raise EvalError(
+                    f"input '{stmt.name}' of block '{decl.name}' expects {pattern} with axis {axis} "
+                    f"= {_expr_text(d)} = {kind_of(expected) if not isinstance(expected, (int, SymExpr)) else symbolic.dim_str(expected)}, "
+                    f"got {actual.type}", d.span)
+
+    # --- expressions --------------------------------------------------------------------------
+
+    def eval(self, expr: ast.Expr, hint: str | None = None) -> Any:
+        method: Callable[[Any, str | None], Any] = getattr(self, "eval_" + type(expr).__name__)
+        return method(expr, hint)
+
+    def eval_Name(self, expr: ast.Name, hint: str | None) -> Any:
+        frame = self.frame
+        assert frame is not None
+        if expr.id in frame.env:
+            return frame.env[expr.id]
+        if self.program.has_const(expr.id):
+            return self.program.const(expr.id)
+        callee = self.program.callee(expr.id)
+        if callee is not None:
+            return callee
+        candidates = [*frame.env, *self.program.visible_names()]
+        raise EvalError(f"unknown name '{expr.id}'{did_you_mean(expr.id, candidates)}", expr.span)
+
+    def eval_Literal(self, expr: ast.Literal, hint: str | None) -> Any:
+        return expr.value
+
+    def eval_ListExpr(self, expr: ast.ListExpr, hint: str | None) -> Any:
+        return tuple(self.eval(e) for e in expr.items)
+
+    eval_TupleExpr = eval_ListExpr
+
+    def eval_Unary(self, expr: ast.Unary, hint: str | None) -> Any:
+        value = self.eval(expr.operand)
+        if is_poison(value):
+            return POISON
+        if expr.op == "not":
+            if not isinstance(value, bool):
+                raise EvalError(f"'not' needs a bool, got {kind_of(value)}", expr.span)
+            return not value
+        if isinstance(value, TensorVal):
+            if expr.op == "+":
+                return value
+            zero = self.scalar_tensor(0.0, value, expr.span)
+            return self.apply_op("sub", [zero, value], (), {}, expr.span, hint)
+        return arith(expr.op, 0, value, expr.span)
+
+    def eval_Binary(self, expr: ast.Binary, hint: str | None) -> Any:
+        if expr.op in ("and", "or"):
+            left = self.eval(expr.left)
+            if is_poison(left):
+                return POISON
+            if not isinstance(left, bool):
+                raise EvalError(f"'{expr.op}' needs bools, got {kind_of(left)}", expr.left.span)
+            if (expr.op == "and") != left:  # short-circuit, like Python
+                return left
+            right = self.eval(expr.right)
+            if not is_poison(right) and not isinstance(right, bool):
+                raise EvalError(f"'{expr.op}' needs bools, got {kind_of(right)}", expr.right.span)
+            return right
+        left, right = self.eval(expr.left), self.eval(expr.right)
+        if is_poison(left) or is_poison(right):
+            return POISON
+        tensors = isinstance(left, TensorVal) or isinstance(right, TensorVal)
+        if not tensors:
+            if expr.op in ("==", "!=", "<", "<=", ">", ">="):
+                return compare(expr.op, left, right, expr.span)
+            return arith(expr.op, left, right, expr.span)
+        if expr.op not in _BINARY_OPS:
+            raise EvalError(f"'{expr.op}' is not defined on tensors (conditions are compile-time;"
+                            f" elementwise ops are + - * /)", expr.span)
+        like = left if isinstance(left, TensorVal) else right
+        assert isinstance(like, TensorVal)
+        a = self.as_tensor(left, like, expr.left.span)
+        b = self.as_tensor(right, like, expr.right.span)
+        return self.apply_op(_BINARY_OPS[expr.op], [a, b], (), {}, expr.span, hint)
+
+    def as_tensor(self, value: Any, like: TensorVal, span: Span) -> TensorVal:
+        if isinstance(value, TensorVal):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return self.scalar_tensor(float(value), like, span)
+        raise EvalError(f"cannot combine a tensor with {kind_of(value)}", span)
+
+    def scalar_tensor(self, value: float, like: TensorVal, span: Span) -> TensorVal:
+        result = self.apply_op("constant", [], (value,), {"dtype": like.type.dtype}, span, None)
+        assert isinstance(result, TensorVal)
+        return result
+
+    def eval_IfExpr(self, expr: ast.IfExpr, hint: str | None) -> Any:
+        for cond, value in expr.branches:
+            if self.condition(cond):
+                return self.eval(value, hint)
+        return self.eval(expr.orelse, hint)
+
+    def eval_Index(self, expr: ast.Index, hint: str | None) -> Any:
+        base, index = self.eval(expr.value), self.eval(expr.index)
+        if is_poison(base) or is_poison(index):
+            return POISON
+        if isinstance(base, Record):
+            base = tuple(v for _, v in base.fields)
+        if not isinstance(base, tuple):
+            raise EvalError(f"cannot index {kind_of(base)}", expr.span)
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise EvalError(f"an index must be an int, got {kind_of(index)}", expr.index.span)
+        if not -len(base) <= index < len(base):
+            raise EvalError(f"index {index} is out of range for a list of {len(base)}", expr.index.span)
+        return base[index]
+
+    def eval_Attribute(self, expr: ast.Attribute, hint: str | None) -> Any:
+        base = self.eval(expr.value)
+        if is_poison(base):
+            return POISON
+        if isinstance(base, Record):
+            found = base.get(expr.name)
+            if found is None:
+                hint_text = did_you_mean(expr.name, [k for k, _ in base.fields])
+                raise EvalError(f"no output '{expr.name}' among {base.describe()}{hint_text}",
+                                expr.span)
+            return found
+        if isinstance(base, TensorVal):
+            if expr.name == "shape":
+                return base.type.shape
+            if expr.name == "rank":
+                return base.type.rank
+        raise EvalError(f"{kind_of(base)} has no field '{expr.name}'", expr.span)
+
+    def eval_Pipe(self, expr: ast.Pipe, hint: str | None) -> Any:
+        value = self.eval(expr.value)
+        stage = expr.stage
+        if isinstance(stage, ast.Call):
+            func = self.eval(stage.func)
+            args = [value, *(self.eval(a) for a in stage.args)]
+            kwargs = {k.name: self.eval(k.value) for k in stage.kwargs}
+            return self.call(func, args, kwargs, stage.span, hint)
+        func = self.eval(stage)
+        return self.call(func, [value], {}, stage.span, hint)
+
+    def eval_Call(self, expr: ast.Call, hint: str | None) -> Any:
+        func = self.eval(expr.func)
+        args = [self.eval(a) for a in expr.args]
+        kwargs: dict[str, Any] = {}
+        for k in expr.kwargs:
+            if k.name in kwargs:
+                raise EvalError(f"argument '{k.name}' is given twice", k.span)
+            kwargs[k.name] = self.eval(k.value)
+        return self.call(func, args, kwargs, expr.span, hint)
+
+    # --- calls ---------------------------------------------------------------------------------
+
+    def call(self, func: Any, args: list[Any], kwargs: dict[str, Any], span: Span,
+             hint: str | None) -> Any:
+        if is_poison(func) or any(is_poison(a) for a in args) or is_poison(tuple(kwargs.values())):
+            return POISON
+        if isinstance(func, LayerVal):
+            return self.apply_layer(func, args, kwargs, span, hint)
+        if not isinstance(func, Callee):
+            raise EvalError(f"{kind_of(func)} is not callable", span)
+        if func.kind == "builtin":
+            return self.builtin(func.name, args, kwargs, span)
+        tensors, rest = split_inputs(args, span)
+        if not tensors and func.kind == "block":
+            raise EvalError(f"block '{func.name}' is called without an input tensor: write "
+                            f"x -> {func.name}(...) (or declare it with 'layer' and apply it)", span)
+        if func.kind == "op":
+            opdef = registry.get(func.name)
+            assert opdef is not None
+            if not tensors and opdef.inputs:
+                raise EvalError(f"{func.name} is called without an input tensor: write "
+                                f"x -> {func.name}(...) or {func.name}(x, ...)", span)
+            return self.apply_op(func.name, tensors, rest, kwargs, span, hint)
+        return self.call_block(func.name, tensors, rest, kwargs, span, None)
+
+    def builtin(self, name: str, args: list[Any], kwargs: dict[str, Any], span: Span) -> Any:
+        if kwargs:
+            raise EvalError(f"{name}() takes no named arguments", span)
+        if name == "range":
+            if not 1 <= len(args) <= 3 or not all(type(a) is int for a in args):
+                raise EvalError("range() takes 1 to 3 ints", span)
+            r = range(*args)
+            if len(r) > self.limits.max_iterations:
+                raise EvalError(f"range of {len(r)} is over the limit of "
+                                f"{self.limits.max_iterations} (raise it with --max-iterations)", span)
+            return tuple(r)
+        if name == "len":
+            if len(args) != 1 or not isinstance(args[0], (tuple, str)):
+                raise EvalError("len() takes one list or string", span)
+            return len(args[0])
+        if not args or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
+            raise EvalError(f"{name}() takes numbers", span)
+        return min(args) if name == "min" else max(args)
+
+    def apply_op(self, op_name: str, tensors: Sequence[TensorVal], rest: Sequence[Any],
+                 kwargs: dict[str, Any], span: Span, hint: str | None,
+                 module: str | None = None) -> Any:
+        frame, builder = self.frame, self.builder
+        assert frame is not None and builder is not None
+        opdef = registry.get(op_name)
+        assert opdef is not None
+        if not opdef.arity_ok(len(tensors)):
+            names = ", ".join(opdef.inputs) + (", ..." if opdef.variadic else "")
+            count = f"at least {len(opdef.inputs)}" if opdef.variadic else str(len(opdef.inputs))
+            raise EvalError(f"{op_name} takes {count} input tensor(s) ({names}), got {len(tensors)}",
+                            span)
+        try:
+            attrs = opdef.bind_attrs(rest, kwargs)
+        except AttrError as err:
+            for message in err.messages[:-1]:
+                self.error(message, span)
+            raise EvalError(err.messages[-1], span) from None
+        local = frame.local_name(op_name)
+        path = module if module is not None else frame.module_prefix + local
+        n_out = len(opdef.outputs)
+        hints = [frame.value_prefix + (hint if hint and n_out == 1 else local)]
+        hints += [f"{hints[0]}.{o}" for o in opdef.outputs[1:]]
+        self.count_node(span)
+        try:
+            outs = builder.add_node(opdef, attrs, [t.name for t in tensors], module=path,
+                                    out_hints=hints, span=span, chain=frame.chain)
+        except ShapeError as err:
+            raise EvalError(str(err), span) from None
+        vals = [TensorVal(o, builder.graph.values[o].type) for o in outs]
+        if len(vals) == 1:
+            return vals[0]
+        return Record(tuple(zip(opdef.outputs, vals)))
+
+    def count_node(self, span: Span) -> None:
+        assert self.builder is not None
+        if len(self.builder.graph.nodes) >= self.limits.max_nodes:
+            raise EvalError(f"the network has more than {self.limits.max_nodes} nodes "
+                            f"(raise the limit with --max-nodes)", span)
+
+    def make_layer(self, stmt: ast.LayerStmt) -> LayerVal:
+        frame = self.frame
+        assert frame is not None
+        expr = stmt.value
+        if isinstance(expr, ast.Call):
+            func = self.eval(expr.func)
+            args = tuple(self.eval(a) for a in expr.args)
+            kwargs = {k.name: self.eval(k.value) for k in expr.kwargs}
+        else:
+            func, args, kwargs = self.eval(expr), (), {}
+        if is_poison(func) or is_poison(args) or is_poison(tuple(kwargs.values())):
+            raise EvalError("", expr.span)
+        if not isinstance(func, Callee) or func.kind == "builtin":
+            raise EvalError(f"a layer is an op or block, e.g. layer fc = linear(10); got "
+                            f"{kind_of(func)}", expr.span)
+        if any(isinstance(a, (TensorVal, Record)) for a in (*args, *kwargs.values())):
+            raise EvalError(f"a layer is declared without inputs (layer {stmt.name} = "
+                            f"{func.name}(...)); apply it afterwards: {stmt.name}(x)", expr.span)
+        return LayerVal(func, args, kwargs, frame.module_prefix + stmt.name, stmt.span)
+
+    def apply_layer(self, layer: LayerVal, args: list[Any], kwargs: dict[str, Any], span: Span,
+                    hint: str | None) -> Any:
+        if kwargs or not all(isinstance(a, TensorVal) for a in args):
+            raise EvalError(f"layer '{layer.module}' already has its arguments; call it with input "
+                            f"tensors only", span)
+        tensors = [a for a in args if isinstance(a, TensorVal)]
+        layer.uses += 1
+        if layer.callee.kind == "op":
+            # Every use names the same module, hence the same parameters.
+            return self.apply_op(layer.callee.name, tensors, layer.args, dict(layer.kwargs), span,
+                                 hint, module=layer.module)
+        return self.call_block(layer.callee.name, tensors, list(layer.args), dict(layer.kwargs),
+                               span, layer)
+
+    def call_block(self, name: str, tensors: Sequence[TensorVal], rest: Sequence[Any],
+                   kwargs: dict[str, Any], span: Span, layer: LayerVal | None) -> Any:
+        frame, builder = self.frame, self.builder
+        assert frame is not None and builder is not None
+        decl = self.program.block(name)
+        assert decl is not None
+        if name in self.active:
+            return POISON  # recursion is reported once, statically
+        if len(self.active) >= self.limits.max_depth:
+            raise EvalError(f"blocks nest deeper than {self.limits.max_depth} levels "
+                            f"(raise the limit with --max-depth)", span)
+        inputs = [s for s in decl.body if isinstance(s, ast.InStmt)]
+        tensor_kwargs = {k: v for k, v in kwargs.items() if isinstance(v, TensorVal)}
+        param_kwargs = {k: v for k, v in kwargs.items() if k not in tensor_kwargs}
+        given: list[Any] = list(tensors)
+        for stmt in inputs[len(tensors):]:
+            if stmt.name in tensor_kwargs:
+                given.append(tensor_kwargs.pop(stmt.name))
+        if tensor_kwargs:
+            raise EvalError(f"block '{name}' has no input '{next(iter(tensor_kwargs))}'", span)
+        if len(given) != len(inputs):
+            names = ", ".join(s.name for s in inputs)
+            raise EvalError(f"block '{name}' takes {len(inputs)} input tensor(s) ({names}), "
+                            f"got {len(given)}", span)
+        env = self.bind_params(decl, rest, param_kwargs, span)
+        if env is None:
+            raise EvalError("", span)
+        if layer is not None:
+            module = layer.module
+            value_path = module if layer.uses == 1 else f"{module}@{layer.uses}"
+        else:
+            module = value_path = frame.module_prefix + frame.local_name(snake(name))
+            if frame.value_prefix != frame.module_prefix:
+                value_path = frame.value_prefix + module[len(frame.module_prefix):]
+        builder.add_module(module, name, {k: env[k] for k in (p.name for p in decl.params)}, span)
+        chain = (*frame.chain, CallFrame(block=name, instance=module, span=span))
+        callee = Frame(decl, env, value_path + ".", module + ".", chain, inputs=given)
+        self.active.append(name)
+        try:
+            self.run_body(callee)
+        finally:
+            self.active.pop()
+        saved, self.frame = self.frame, callee
+        try:
+            self.check_outputs(callee)
+        finally:
+            self.frame = saved
+        outs = callee.outputs
+        if not outs:
+            return POISON
+        if len(outs) == 1:
+            return outs[0][1]
+        if any(is_poison(v) for _, v, _ in outs):
+            return POISON
+        return Record(tuple((n or f"out{i}", v) for i, (n, v, _) in enumerate(outs)))
+
+
+def split_inputs(args: Sequence[Any], span: Span) -> tuple[list[TensorVal], list[Any]]:
+    """Leading tensor arguments are inputs; the rest are attributes."""
+    tensors: list[TensorVal] = []
+    rest: list[Any] = []
+    for a in args:
+        if isinstance(a, Record):
+            raise EvalError(f"cannot pass {a.describe()} as one input; pick one with .name", span)
+        if isinstance(a, TensorVal):
+            if rest:
+                raise EvalError("input tensors come before the other arguments", span)
+            tensors.append(a)
+        else:
+            rest.append(a)
+    return tensors, rest
+
+
+def check_param_type(param: ast.Param, value: Any) -> str | None:
+    """None when `value` fits the declared type, else what is wrong."""
+    kind = param.type_name
+    if kind is None:
+        return None
+    ok = {
+        "int": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, SymExpr),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "bool": lambda v: isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "list": lambda v: isinstance(v, tuple),
+    }.get(kind)
+    if ok is None:
+        return None  # unknown type names are reported statically
+    return None if ok(value) else f"expects {kind}, got {kind_of(value)}"
+
+
+def _expr_text(expr: ast.Expr) -> str:
+    if isinstance(expr, ast.Name):
+        return expr.id
+    if isinstance(expr, ast.Literal):
+        return repr(expr.value)
+    if isinstance(expr, ast.Binary):
+        return f"{_expr_text(expr.left)} {expr.op} {_expr_text(expr.right)}"
+    if isinstance(expr, ast.Unary):
+        return f"{expr.op}{_expr_text(expr.operand)}"
+    return "..."
+
+
+__all__ = ["BUILTINS", "Expander", "shape_str"]

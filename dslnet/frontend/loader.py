@@ -1,0 +1,266 @@
+"""Loading a spec: files and imports, the global namespace, and the Program API."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dslnet.diagnostics import CompileError, Diagnostic, Diagnostics, Note, SourceMap, Span
+from dslnet.frontend import ast
+from dslnet.frontend.expand import BUILTINS, Expander
+from dslnet.frontend.parser import parse
+from dslnet.frontend.resolve import check_block, check_recursion
+from dslnet.frontend.values import Callee, is_poison
+from dslnet.ir.graph import Graph
+from dslnet.ops import registry
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on expansion; no real network comes near the defaults."""
+
+    max_nodes: int = 1_000_000
+    max_iterations: int = 1_000_000
+    max_depth: int = 64
+    max_imports: int = 256
+    max_file_bytes: int = 16 * 1024 * 1024
+
+
+class Program:
+    """A loaded spec: its blocks, networks and constants, ready to expand."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.sources = SourceMap()
+        self.diags = Diagnostics()
+        self.decls: dict[str, ast.BlockDecl] = {}
+        self._consts: dict[str, Any] = {}
+        self._const_decls: dict[str, ast.ConstDecl] = {}
+        self._order: list[str] = []  # networks and blocks in file order
+        self.broken: set[str] = set()
+        self.modules: list[ast.Module] = []  # every file read, imports first
+
+    # --- what is in it ----------------------------------------------------------------
+
+    @property
+    def networks(self) -> list[str]:
+        return [n for n in self._order if self.decls[n].kind == "network"]
+
+    @property
+    def blocks(self) -> list[str]:
+        return [n for n in self._order if self.decls[n].kind == "block"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diags.sorted() if not d.is_error]
+
+    def block(self, name: str) -> ast.BlockDecl | None:
+        return self.decls.get(name)
+
+    def has_const(self, name: str) -> bool:
+        return name in self._consts
+
+    def const(self, name: str) -> Any:
+        return self._consts[name]
+
+    def callee(self, name: str) -> Callee | None:
+        if name in self.decls:
+            return Callee("block", name)
+        if registry.get(name) is not None:
+            return Callee("op", name)
+        if name in BUILTINS:
+            return Callee("builtin", name)
+        return None
+
+    def visible_names(self) -> list[str]:
+        return [*self.decls, *self._consts, *registry.all_ops(), *BUILTINS]
+
+    # --- compiling ------------------------------------------------------------------------
+
+    def ir(self, network: str, **params: Any) -> Graph:
+        """Expand `network` with `params` overriding its defaults; CompileError on errors."""
+        diags = Diagnostics()
+        graph = self._expand(network, params, diags)
+        if graph is None or diags.has_errors:
+            raise CompileError(diags.errors(), self.sources)
+        return graph
+
+    def _expand(self, network: str, params: Mapping[str, Any], diags: Diagnostics) -> Graph | None:
+        decl = self.decls.get(network)
+        if decl is None or decl.kind != "network":
+            from dslnet.diagnostics import did_you_mean
+
+            hint = did_you_mean(network, self.networks)
+            have = ", ".join(self.networks) or "none"
+            raise CompileError([Diagnostic(
+                _error(), f"no network '{network}'{hint}; this spec has: {have}",
+                Span.unknown(self._main_file()))], self.sources)
+        if network in self.broken:
+            return None
+        return Expander(self, diags, self.limits).network(decl, dict(params), decl.name_span)
+
+    def check(self) -> list[Diagnostic]:
+        """Every diagnostic of the spec: load-time ones, then each network at its defaults."""
+        diags = Diagnostics()
+        for d in self.diags.sorted():
+            diags.add(d)
+        if not self.diags.has_errors:
+            for name in self.networks:
+                if all(p.default is not None for p in self.decls[name].params):
+                    self._expand(name, {}, diags)
+        return diags.sorted()
+
+    def _main_file(self) -> str:
+        return next(iter(self.sources.texts), "<spec>")
+
+
+def _error() -> Any:
+    from dslnet.diagnostics import Severity
+
+    return Severity.ERROR
+
+
+class _Loader:
+    def __init__(self, program: Program, root: Path | None) -> None:
+        self.program = program
+        self.root = root
+        self.loaded: set[Path] = set()
+        self.modules: list[ast.Module] = []
+        self.broken: dict[str, set[str]] = {}
+
+    def load_text(self, text: str, file: str, real: Path | None, stack: tuple[Path, ...]) -> None:
+        program = self.program
+        program.sources.add(file, text)
+        module, broken = parse(text, file, program.diags)
+        self.broken[file] = broken
+        program.broken |= broken
+        for decl in module.decls:
+            if isinstance(decl, ast.ImportDecl):
+                self.load_import(decl, real, stack)
+        self.modules.append(module)
+
+    def load_import(self, decl: ast.ImportDecl, importer: Path | None, stack: tuple[Path, ...]) -> None:
+        diags = self.program.diags
+        base = importer.parent if importer is not None else Path.cwd()
+        target = (base / decl.path).resolve()
+        root = self.root or base.resolve()
+        if not target.is_relative_to(root):
+            diags.error(f"import '{decl.path}' leaves the spec's directory ({root}); only files "
+                        f"below it can be imported", decl.span)
+            return
+        if target in stack:
+            cycle = " -> ".join(p.name for p in (*stack[stack.index(target):], target))
+            diags.error(f"import cycle: {cycle}", decl.span)
+            return
+        if target in self.loaded:
+            return
+        if not target.is_file():
+            diags.error(f"import '{decl.path}' not found (looked for {_shown(target)})", decl.span)
+            return
+        if len(self.loaded) >= self.program.limits.max_imports:
+            diags.error(f"more than {self.program.limits.max_imports} imported files", decl.span)
+            return
+        self.loaded.add(target)
+        text = _read(target, diags, decl.span)
+        if text is not None:
+            self.load_text(text, _shown(target), target, (*stack, target))
+
+    def finish(self) -> None:
+        """Build the namespace, evaluate constants, run the static checks."""
+        program = self.program
+        diags = program.diags
+        program.modules = list(self.modules)
+        first: dict[str, Span] = {}
+        const_decls: list[ast.ConstDecl] = []
+        for module in self.modules:
+            for decl in module.decls:
+                if isinstance(decl, ast.ImportDecl):
+                    continue
+                name = decl.name
+                span = decl.name_span if isinstance(decl, ast.BlockDecl) else decl.span
+                if name in first or registry.get(name) is not None:
+                    note = [Note("first defined here", first[name])] if name in first else []
+                    what = "an op" if name not in first else "a name defined before"
+                    diags.error(f"duplicate name '{name}': it is already {what}", span, note)
+                    continue
+                first[name] = span
+                if isinstance(decl, ast.BlockDecl):
+                    program.decls[name] = decl
+                    program._order.append(name)
+                else:
+                    const_decls.append(decl)
+        expander = Expander(program, diags, program.limits)
+        for c in const_decls:
+            try:
+                value = expander.constant(c.value, {})
+            except Exception as err:  # EvalError: located
+                from dslnet.frontend.values import EvalError
+
+                if not isinstance(err, EvalError):
+                    raise
+                if err.message:
+                    diags.error(err.message, err.span)
+                value = None
+            if value is not None and not is_poison(value):
+                program._consts[c.name] = value
+            else:
+                program.broken.add(c.name)
+        global_names = set(program.visible_names()) | program.broken
+        for name, decl in program.decls.items():
+            check_block(decl, diags, global_names, program.visible_names,
+                        self.broken.get(decl.span.file, set()))
+        check_recursion(program.decls, diags)
+
+
+def _read(path: Path, diags: Diagnostics, span: Span | None) -> str | None:
+    where = span or Span.unknown(_shown(path))
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        diags.error(f"cannot read {_shown(path)}: {err.strerror}", where)
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        diags.error(f"{_shown(path)} is not UTF-8 text (byte {err.start})", where)
+        return None
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would write it: relative to the working directory when below it."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def load(path: str | os.PathLike[str], limits: Limits | None = None, *,
+         strict: bool = True) -> Program:
+    """Load a `.net` file and its imports. Raises CompileError when it has errors."""
+    program = Program(limits or Limits())
+    real = Path(path).resolve()
+    loader = _Loader(program, real.parent)
+    loader.loaded.add(real)
+    text = _read(real, program.diags, None)
+    if text is not None:
+        loader.load_text(text, str(path), real, (real,))
+        loader.finish()
+    if strict and program.diags.has_errors:
+        raise CompileError(program.diags.errors(), program.sources)
+    return program
+
+
+def loads(text: str, filename: str = "<string>", limits: Limits | None = None, *,
+          strict: bool = True) -> Program:
+    """Load spec text; imports resolve relative to `filename`'s directory."""
+    program = Program(limits or Limits())
+    real = Path(filename).resolve()
+    loader = _Loader(program, real.parent)
+    loader.load_text(text, filename, real, (real,))
+    loader.finish()
+    if strict and program.diags.has_errors:
+        raise CompileError(program.diags.errors(), program.sources)
+    return program

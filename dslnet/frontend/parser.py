@@ -1,0 +1,436 @@
+"""Lark front end: text -> syntax tree, with statement-level error recovery.
+
+Recovery re-parses: on a syntax error we record a located diagnostic, blank
+out the broken statement (keeping line numbers) and parse again, so one run
+reports every independent syntax error of a file.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+
+import lark
+from lark import Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from dslnet.diagnostics import Diagnostics, Span
+from dslnet.frontend import ast
+
+MAX_SYNTAX_ERRORS = 50
+_OPENERS = {"LPAR": "(", "LSQB": "[", "LBRACE": "{"}
+_CLOSERS = {"RPAR": "LPAR", "RSQB": "LSQB", "RBRACE": "LBRACE"}
+_CLOSE_WORD = {"LPAR": "'('", "LSQB": "'['", "LBRACE": "'{'"}
+
+
+@dataclass
+class _LexState:
+    """What the post-lexer has seen; read when an error is reported."""
+
+    brackets: list[Token] = field(default_factory=list)
+    stmt_start: int = 0
+
+
+class _PostLexer:
+    """Drops newlines inside (...) and [...] and tracks open brackets."""
+
+    always_accept = ("_NL",)
+
+    def __init__(self) -> None:
+        self.state = _LexState()
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        self.state = state = _LexState()
+        after_newline = True
+        for tok in stream:
+            kind = tok.type
+            if kind == "_NL":
+                if state.brackets and state.brackets[-1].type != "LBRACE":
+                    continue
+                after_newline = True
+                yield tok
+                continue
+            if after_newline:
+                state.stmt_start = tok.start_pos or 0
+                after_newline = False
+            if kind in _OPENERS:
+                state.brackets.append(tok)
+            elif kind in _CLOSERS and state.brackets and state.brackets[-1].type == _CLOSERS[kind]:
+                state.brackets.pop()
+            yield tok
+
+
+class _Parser:
+    def __init__(self) -> None:
+        grammar = resources.files("dslnet.grammar").joinpath("dslnet.lark").read_text("utf-8")
+        self.postlex = _PostLexer()
+        self.lark = lark.Lark(
+            grammar,
+            parser="lalr",
+            lexer="contextual",
+            postlex=self.postlex,
+            propagate_positions=True,
+            maybe_placeholders=True,
+        )
+        self.terminals = {t.name: t for t in self.lark.terminals}
+
+
+_local = threading.local()
+
+
+def _parser() -> _Parser:
+    parser: _Parser | None = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = _Parser()
+    return parser
+
+
+def parse(text: str, file: str, diags: Diagnostics) -> tuple[ast.Module, set[str]]:
+    """Parse `text`; syntax errors go to `diags`.
+
+    Returns the module built from what parsed, and the names declared by the
+    statements that were blanked out (so later phases do not report them as
+    unknown: one mistake, one error).
+    """
+    parser = _parser()
+    work = text
+    broken_names: set[str] = set()
+    for _ in range(MAX_SYNTAX_ERRORS):
+        try:
+            tree = parser.lark.parse(work)
+        except UnexpectedInput as err:
+            diags.error(*_describe(err, work, file, parser))
+            region = _recovery_region(work, err, parser.postlex.state)
+            if region is None:
+                break
+            start, end = region
+            broken_names |= _declared_names(work[start:end])
+            work = work[:start] + re.sub(r"[^\n]", " ", work[start:end]) + work[end:]
+            continue
+        return _ToAst(file).module(tree), broken_names
+    return ast.Module(file, ()), broken_names
+
+
+# --- error messages --------------------------------------------------------------
+
+_WORDS = {
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "STRING": "a string",
+    "_NL": "a newline",
+    "$END": "the end of the file",
+    "COMP_OP": "a comparison",
+}
+_EXPRESSION_STARTS = {"NAME", "INT", "LPAR", "LSQB"}
+_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "__ANON_0", "COMP_OP"}
+
+
+def _token_words(kind: str, parser: _Parser) -> str:
+    if kind in _WORDS:
+        return _WORDS[kind]
+    term = parser.terminals.get(kind)
+    if term is not None and term.pattern.type == "str":
+        return f"'{term.pattern.value}'"
+    return kind.lower()
+
+
+def _found(token: Token) -> str:
+    if token.type == "$END":
+        return "end of file"
+    if token.type == "_NL":
+        return "end of statement" if str(token).lstrip().startswith(";") else "end of line"
+    if token.type == "NAME":
+        return f"name '{token}'"
+    if token.type in ("INT", "FLOAT"):
+        return f"number {token}"
+    if token.type == "STRING":
+        return f"string {token}"
+    return f"'{token}'"
+
+
+def _expected(expected: set[str], parser: _Parser) -> list[str]:
+    names = set(expected)
+    words: list[str] = []
+    if _EXPRESSION_STARTS <= names:
+        words.append("an expression")
+        names -= _EXPRESSION_STARTS | {"FLOAT", "STRING", "MINUS", "PLUS", "IF", "TRUE", "FALSE",
+                                       "NOT"}
+    if len(names & _OPERATORS) >= 3:
+        words.append("an operator")
+        names -= _OPERATORS
+        names -= {"RARROW", "DOT", "OR", "AND", "LSQB", "LPAR", "SLASH", "STAR", "PERCENT"}
+    words += sorted(_token_words(n, parser) for n in names)
+    return words
+
+
+def _join(words: list[str]) -> str:
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _describe(err: UnexpectedInput, text: str, file: str, parser: _Parser) -> tuple[str, Span]:
+    state = parser.postlex.state
+    if isinstance(err, UnexpectedCharacters):
+        ch = text[err.pos_in_stream]
+        span = Span(file, err.line, err.column, err.line, err.column + 1)
+        what = "a tab" if ch == "\t" else repr(ch)
+        return f"unexpected character {what}", span
+    assert isinstance(err, (UnexpectedToken, UnexpectedEOF))
+    token: Token = err.token
+    expected = set(err.expected)
+    span = _token_span(token, text, file)
+    message = f"unexpected {_found(token)}"
+    if state.brackets:
+        # A statement that ran on past a bracket it never closed: say which one.
+        opener = state.brackets[-1]
+        closer_kind = next(k for k, v in _CLOSERS.items() if v == opener.type)
+        ran_on = token.type in ("$END", "_NL", "RBRACE") or (token.line or 0) > (opener.line or 0)
+        if closer_kind in expected and ran_on:
+            closer = _token_words(closer_kind, parser)
+            where = f"{opener.line}:{opener.column}"
+            return f"{message}: expected {closer} to close {_CLOSE_WORD[opener.type]} opened at {where}", span
+    if state.brackets and state.brackets[-1].type != "LBRACE":
+        expected.discard("_NL")  # newlines inside brackets are dropped, never expected
+    words = _expected(expected, parser)
+    if words:
+        message += f": expected {_join(words[:6])}"
+    return message, span
+
+
+def _token_span(token: Token, text: str, file: str) -> Span:
+    if token.type == "$END" or token.line is None:
+        line = text.count("\n") + 1
+        col = len(text) - (text.rfind("\n") + 1) + 1
+        return Span(file, line, col, line, col + 1)
+    if token.type == "_NL":
+        # Point at the end of the line the statement broke on.
+        return Span(file, token.line, token.column, token.line, token.column + 1)
+    return Span(file, token.line, token.column, token.end_line or token.line,
+                token.end_column or token.column + 1)
+
+
+# --- recovery -----------------------------------------------------------------------
+
+
+def _recovery_region(text: str, err: UnexpectedInput, state: _LexState) -> tuple[int, int] | None:
+    """The text span of the broken statement, to blank out before parsing again."""
+    if isinstance(err, UnexpectedCharacters):
+        # A stray character: blank only it, the statement may well be fine.
+        return err.pos_in_stream, err.pos_in_stream + 1
+    token: Token = err.token
+    if token.type == "$END":
+        return None
+    err_pos = token.start_pos if token.start_pos is not None else len(text)
+    start = min(state.stmt_start, err_pos)
+    line_end = text.find("\n", err_pos)
+    if line_end < 0:
+        line_end = len(text)
+    if state.brackets and state.brackets[-1].type != "LBRACE":
+        # An unclosed ( or [: if the statement ran on into a later line, that line
+        # is the next statement; keep it.
+        opener_line_start = text.rfind("\n", 0, state.brackets[-1].start_pos or 0) + 1
+        err_line_start = text.rfind("\n", 0, err_pos) + 1
+        if err_line_start > opener_line_start:
+            return (start, err_line_start) if err_line_start > start else None
+    end = _statement_end(text, start, max(line_end, err_pos + 1))
+    return (start, end) if end > start else None
+
+
+def _statement_end(text: str, start: int, min_end: int) -> int:
+    """Extend [start, min_end) so that braces it opens are closed and it never
+    swallows a '}' that closes an enclosing body."""
+    depth = 0
+    i = start
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "#":
+            nl = text.find("\n", i)
+            i = n if nl < 0 else nl
+            continue
+        if ch == '"':
+            close = text.find('"', i + 1)
+            nl = text.find("\n", i + 1)
+            i = n if close < 0 else (close + 1 if nl < 0 or close < nl else nl)
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            if depth == 0:
+                return i
+            depth -= 1
+        elif ch == "\n" and i >= min_end and depth == 0:
+            return i
+        i += 1
+    return n
+
+
+_DECLARED = re.compile(
+    r"^\s*(?:(?:block|network)\s+(\w+)|(?:layer|const|out)\s+(\w+)\s*=|(\w+(?:\s*,\s*\w+)*)\s*=[^=])"
+)
+
+
+def _declared_names(snippet: str) -> set[str]:
+    m = _DECLARED.match(snippet)
+    if m is None:
+        return set()
+    found = next(g for g in m.groups() if g is not None)
+    return {n.strip() for n in found.split(",")}
+
+
+# --- tree -> syntax tree ----------------------------------------------------------------
+
+_BINARY = {
+    "add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%",
+    "or_op": "or", "and_op": "and",
+}
+
+
+class _ToAst:
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def span(self, item: Tree | Token) -> Span:
+        if isinstance(item, Token):
+            return Span(self.file, item.line or 0, item.column or 0,
+                        item.end_line or 0, item.end_column or 0)
+        meta = item.meta
+        if getattr(meta, "empty", True):
+            return Span.unknown(self.file)
+        return Span(self.file, meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def module(self, tree: Tree) -> ast.Module:
+        return ast.Module(self.file, tuple(self.decl(child) for child in tree.children))
+
+    def decl(self, tree: Tree) -> ast.Decl:
+        kind = tree.data
+        if kind == "import_decl":
+            return ast.ImportDecl(_unquote(tree.children[0]), self.span(tree))
+        if kind == "const_decl":
+            return self.stmt(tree)  # type: ignore[return-value]
+        name, params, body = tree.children
+        return ast.BlockDecl(
+            kind="block" if kind == "block_decl" else "network",
+            name=str(name),
+            params=self.params(params),
+            body=self.body(body),
+            span=self.span(tree),
+            name_span=self.span(name),
+        )
+
+    def params(self, tree: Tree | None) -> tuple[ast.Param, ...]:
+        if tree is None:
+            return ()
+        out = []
+        for p in tree.children:
+            name, type_name, default = p.children
+            out.append(ast.Param(
+                str(name),
+                None if type_name is None else str(type_name),
+                None if default is None else self.expr(default),
+                self.span(p),
+            ))
+        return tuple(out)
+
+    def body(self, tree: Tree) -> tuple[ast.Stmt, ...]:
+        return tuple(self.stmt(child) for child in tree.children)
+
+    def stmt(self, tree: Tree) -> ast.Stmt:
+        kind, ch, span = tree.data, tree.children, self.span(tree)
+        if kind == "in_stmt":
+            tt = ch[1]
+            dtype, *dims = tt.children
+            dims = [d for d in dims if d is not None]
+            ttype = ast.TensorTypeExpr(None if dtype is None else str(dtype),
+                                       tuple(self.expr(d) for d in dims), self.span(tt))
+            return ast.InStmt(str(ch[0]), ttype, span)
+        if kind == "out_named":
+            return ast.OutStmt(str(ch[0]), self.expr(ch[1]), span)
+        if kind == "out_anon":
+            return ast.OutStmt(None, self.expr(ch[0]), span)
+        if kind == "assign_stmt":
+            return ast.AssignStmt(tuple(str(t) for t in ch[:-1]), self.expr(ch[-1]), span)
+        if kind == "layer_stmt":
+            return ast.LayerStmt(str(ch[0]), self.expr(ch[1]), span)
+        if kind == "const_decl":
+            return ast.ConstDecl(str(ch[0]), self.expr(ch[1]), span)
+        if kind == "for_stmt":
+            targets = tuple(str(t) for t in ch[:-2])
+            return ast.ForStmt(targets, self.expr(ch[-2]), self.body(ch[-1]), span)
+        if kind == "repeat_stmt":
+            count, var, body = ch
+            return ast.RepeatStmt(self.expr(count), None if var is None else str(var),
+                                  self.body(body), span)
+        if kind == "if_stmt":
+            cond, body, *rest = ch
+            branches = [(self.expr(cond), self.body(body))]
+            orelse: tuple[ast.Stmt, ...] = ()
+            for item in rest:
+                if isinstance(item, Tree) and item.data == "elif_clause":
+                    branches.append((self.expr(item.children[0]), self.body(item.children[1])))
+                elif item is not None:
+                    orelse = self.body(item)
+            return ast.IfStmt(tuple(branches), orelse, span)
+        raise AssertionError(f"unhandled statement {kind}")
+
+    def expr(self, item: Tree | Token) -> ast.Expr:
+        span = self.span(item)
+        if isinstance(item, Token):  # only via inlined rules
+            return ast.Name(str(item), span)
+        kind, ch = item.data, item.children
+        if kind == "name":
+            return ast.Name(str(ch[0]), span)
+        if kind == "int":
+            return ast.Literal(int(str(ch[0]).replace("_", "")), span)
+        if kind == "float":
+            return ast.Literal(float(str(ch[0]).replace("_", "")), span)
+        if kind == "string":
+            return ast.Literal(_unquote(ch[0]), span)
+        if kind in ("true", "false"):
+            return ast.Literal(kind == "true", span)
+        if kind == "list":
+            return ast.ListExpr(tuple(self.expr(c) for c in ch if c is not None), span)
+        if kind == "tuple":
+            return ast.TupleExpr(tuple(self.expr(c) for c in ch if c is not None), span)
+        if kind == "neg":
+            return ast.Unary("-", self.expr(ch[0]), span)
+        if kind == "factor":  # unary plus
+            return ast.Unary("+", self.expr(ch[0]), span)
+        if kind == "not_op":
+            return ast.Unary("not", self.expr(ch[0]), span)
+        if kind in _BINARY:
+            return ast.Binary(_BINARY[kind], self.expr(ch[0]), self.expr(ch[1]), span)
+        if kind == "compare":
+            return ast.Binary(str(ch[1]), self.expr(ch[0]), self.expr(ch[2]), span)
+        if kind == "pipe":
+            return ast.Pipe(self.expr(ch[0]), self.expr(ch[1]), span)
+        if kind == "call":
+            func, args = ch
+            pos: list[ast.Expr] = []
+            kws: list[ast.Keyword] = []
+            for a in [] if args is None else args.children:
+                if isinstance(a, Tree) and a.data == "kwarg":
+                    kws.append(ast.Keyword(str(a.children[0]), self.expr(a.children[1]),
+                                           self.span(a)))
+                else:
+                    pos.append(self.expr(a))
+            return ast.Call(self.expr(func), tuple(pos), tuple(kws), span)
+        if kind == "index":
+            return ast.Index(self.expr(ch[0]), self.expr(ch[1]), span)
+        if kind == "attr":
+            return ast.Attribute(self.expr(ch[0]), str(ch[1]), span)
+        if kind == "if_expr":
+            parts = [self.expr(c) for c in ch]
+            pairs = tuple((parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2))
+            return ast.IfExpr(pairs, parts[-1], span)
+        raise AssertionError(f"unhandled expression {kind}")
+
+
+def _unquote(token: Token) -> str:
+    body = str(token)[1:-1]
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), body)

@@ -1,0 +1,221 @@
+"""Static checks on the syntax tree, before any expansion.
+
+Names are resolved here for every block, used or not, so a library of blocks
+is checked on its own: unknown names and ops, duplicates, misplaced `in`,
+missing `out`, recursive blocks; and unused values and inputs are warned of.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+from dslnet.diagnostics import Diagnostics, Note, did_you_mean
+from dslnet.frontend import ast
+
+PARAM_TYPES = ("int", "float", "bool", "str", "list")
+
+
+def walk_exprs(expr: ast.Expr) -> Iterator[ast.Expr]:
+    """Every sub-expression, depth first, in source order."""
+    yield expr
+    if isinstance(expr, (ast.ListExpr, ast.TupleExpr)):
+        for e in expr.items:
+            yield from walk_exprs(e)
+    elif isinstance(expr, ast.Unary):
+        yield from walk_exprs(expr.operand)
+    elif isinstance(expr, ast.Binary):
+        yield from walk_exprs(expr.left)
+        yield from walk_exprs(expr.right)
+    elif isinstance(expr, ast.Call):
+        yield from walk_exprs(expr.func)
+        for e in expr.args:
+            yield from walk_exprs(e)
+        for k in expr.kwargs:
+            yield from walk_exprs(k.value)
+    elif isinstance(expr, ast.Pipe):
+        yield from walk_exprs(expr.value)
+        yield from walk_exprs(expr.stage)
+    elif isinstance(expr, (ast.Index, ast.Attribute)):
+        yield from walk_exprs(expr.value)
+        if isinstance(expr, ast.Index):
+            yield from walk_exprs(expr.index)
+    elif isinstance(expr, ast.IfExpr):
+        for cond, value in expr.branches:
+            yield from walk_exprs(cond)
+            yield from walk_exprs(value)
+        yield from walk_exprs(expr.orelse)
+
+
+def walk_stmts(body: Sequence[ast.Stmt], depth: int = 0) -> Iterator[tuple[ast.Stmt, int]]:
+    """Every statement with its nesting depth (0 = top level of the body)."""
+    for stmt in body:
+        yield stmt, depth
+        if isinstance(stmt, (ast.ForStmt, ast.RepeatStmt)):
+            yield from walk_stmts(stmt.body, depth + 1)
+        elif isinstance(stmt, ast.IfStmt):
+            for _, branch in stmt.branches:
+                yield from walk_stmts(branch, depth + 1)
+            yield from walk_stmts(stmt.orelse, depth + 1)
+
+
+def stmt_exprs(stmt: ast.Stmt) -> list[ast.Expr]:
+    if isinstance(stmt, (ast.AssignStmt, ast.OutStmt, ast.LayerStmt, ast.ConstDecl)):
+        return [stmt.value]
+    if isinstance(stmt, ast.ForStmt):
+        return [stmt.iterable]
+    if isinstance(stmt, ast.RepeatStmt):
+        return [stmt.count]
+    if isinstance(stmt, ast.IfStmt):
+        return [cond for cond, _ in stmt.branches]
+    return []
+
+
+def callee_exprs(expr: ast.Expr) -> Iterator[ast.Expr]:
+    """Expressions in call position: `f` in `f(x)` and in `x -> f`."""
+    for e in walk_exprs(expr):
+        if isinstance(e, ast.Call):
+            yield e.func
+        elif isinstance(e, ast.Pipe):
+            yield e.stage.func if isinstance(e.stage, ast.Call) else e.stage
+
+
+def check_block(
+    decl: ast.BlockDecl,
+    diags: Diagnostics,
+    global_names: set[str],
+    callables: Callable[[], list[str]],
+    broken: set[str],
+) -> None:
+    """Resolve the names of one block or network and check its statements."""
+    what = f"{decl.kind} '{decl.name}'"
+    seen_params: set[str] = set()
+    for p in decl.params:
+        if p.name in seen_params:
+            diags.error(f"duplicate parameter '{p.name}' of {what}", p.span)
+        seen_params.add(p.name)
+        if p.type_name is not None and p.type_name not in PARAM_TYPES:
+            hint = did_you_mean(p.type_name, PARAM_TYPES)
+            diags.error(f"unknown parameter type '{p.type_name}'{hint}; expected one of "
+                        f"{', '.join(PARAM_TYPES)}", p.span)
+
+    defined: set[str] = set(seen_params) | broken
+    unique: dict[str, ast.Stmt] = {}  # in and layer names: one definition each
+    outs: dict[str, ast.OutStmt] = {}
+    has_out = False
+    for stmt, depth in walk_stmts(decl.body):
+        if isinstance(stmt, ast.InStmt):
+            if depth:
+                diags.error("'in' declares an input and belongs at the top level of the body",
+                            stmt.span)
+            for d in stmt.type.dims:  # size names bind here
+                defined |= {e.id for e in walk_exprs(d) if isinstance(e, ast.Name)}
+        if isinstance(stmt, (ast.InStmt, ast.LayerStmt)):
+            first = unique.get(stmt.name)
+            if first is not None or stmt.name in seen_params:
+                where = [Note("first defined here", first.span)] if first is not None else []
+                diags.error(f"duplicate name '{stmt.name}' in {what}", stmt.span, where)
+            unique[stmt.name] = stmt
+            defined.add(stmt.name)
+        elif isinstance(stmt, ast.AssignStmt):
+            defined |= set(stmt.targets)
+        elif isinstance(stmt, ast.ConstDecl):
+            defined.add(stmt.name)
+        elif isinstance(stmt, ast.ForStmt):
+            defined |= set(stmt.targets)
+        elif isinstance(stmt, ast.RepeatStmt) and stmt.var:
+            defined.add(stmt.var)
+        elif isinstance(stmt, ast.OutStmt):
+            has_out = True
+            if stmt.name is not None:
+                if stmt.name in outs:
+                    diags.error(f"duplicate output '{stmt.name}' of {what}", stmt.span,
+                                [Note("first defined here", outs[stmt.name].span)])
+                outs[stmt.name] = stmt
+    if not has_out:
+        diags.error(f"{what} has no 'out': say what it computes, e.g. out y = ...", decl.name_span)
+
+    known = defined | global_names
+    used: set[str] = set()
+    for stmt, _ in walk_stmts(decl.body):
+        for expr in stmt_exprs(stmt):
+            calls = {id(c) for c in callee_exprs(expr)}
+            for e in walk_exprs(expr):
+                if not isinstance(e, ast.Name):
+                    continue
+                used.add(e.id)
+                if e.id in known:
+                    continue
+                if id(e) in calls:
+                    hint = did_you_mean(e.id, [*callables(), *defined])
+                    diags.error(f"unknown op or block '{e.id}'{hint}", e.span)
+                else:
+                    hint = did_you_mean(e.id, [*defined, *global_names])
+                    diags.error(f"unknown name '{e.id}'{hint}", e.span)
+    for p in decl.params:
+        if p.default is not None:
+            for e in walk_exprs(p.default):
+                if isinstance(e, ast.Name) and e.id not in global_names | seen_params:
+                    diags.error(f"unknown name '{e.id}'{did_you_mean(e.id, global_names)}", e.span)
+
+    for stmt, _ in walk_stmts(decl.body):
+        if isinstance(stmt, ast.InStmt) and stmt.name not in used and not stmt.name.startswith("_"):
+            diags.warning(f"unused input '{stmt.name}' of {what}", stmt.span)
+        elif isinstance(stmt, ast.LayerStmt) and stmt.name not in used:
+            diags.warning(f"unused layer '{stmt.name}' in {what}", stmt.span)
+        elif isinstance(stmt, ast.AssignStmt):
+            for t in stmt.targets:
+                if t not in used and not t.startswith("_"):
+                    diags.warning(f"unused value '{t}' in {what}", stmt.span)
+
+
+def check_recursion(blocks: dict[str, ast.BlockDecl], diags: Diagnostics) -> None:
+    """A block may not call itself, directly or through others."""
+    calls: dict[str, list[tuple[str, ast.Expr]]] = {}
+    for name, decl in blocks.items():
+        found = []
+        for stmt, _ in walk_stmts(decl.body):
+            for expr in stmt_exprs(stmt):
+                for c in callee_exprs(expr):
+                    if isinstance(c, ast.Name) and c.id in blocks:
+                        found.append((c.id, c))
+                    elif isinstance(c, ast.Name) and _layer_block(decl, c.id, blocks):
+                        found.append((_layer_block(decl, c.id, blocks) or "", c))
+        first_site: dict[str, tuple[str, ast.Expr]] = {}
+        for target, site in found:
+            first_site.setdefault(target, (target, site))
+        calls[name] = list(first_site.values())
+
+    reported: set[frozenset[str]] = set()
+    for start in blocks:
+        stack: list[tuple[str, int]] = [(start, 0)]
+        path = [start]
+        visited = {start}  # explored from `start` already: no second walk (keeps this linear)
+        while stack:
+            node, i = stack[-1]
+            edges = calls.get(node, [])
+            if i >= len(edges):
+                stack.pop()
+                path.pop()
+                continue
+            stack[-1] = (node, i + 1)
+            target, site = edges[i]
+            if target == start:
+                cycle = frozenset(path)
+                if cycle not in reported:
+                    reported.add(cycle)
+                    chain = " -> ".join([*path, start])
+                    diags.error(f"recursive block '{start}': {chain}", site.span)
+            elif target not in visited:
+                stack.append((target, 0))
+                path.append(target)
+                visited.add(target)
+
+
+def _layer_block(decl: ast.BlockDecl, name: str, blocks: dict[str, ast.BlockDecl]) -> str | None:
+    """The block a `layer NAME = Block(...)` of `decl` instantiates, if any."""
+    for stmt, _ in walk_stmts(decl.body):
+        if isinstance(stmt, ast.LayerStmt) and stmt.name == name:
+            value = stmt.value.func if isinstance(stmt.value, ast.Call) else stmt.value
+            if isinstance(value, ast.Name) and value.id in blocks:
+                return value.id
+    return None

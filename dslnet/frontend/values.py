@@ -1,0 +1,196 @@
+"""What a spec expression evaluates to at compile time, and the arithmetic on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from dslnet.diagnostics import Span
+from dslnet.ir import symbolic
+from dslnet.ir.symbolic import SymExpr
+from dslnet.ir.types import TensorType
+
+
+class EvalError(Exception):
+    """A located error raised while evaluating; reported at statement level."""
+
+    def __init__(self, message: str, span: Span):
+        self.message = message
+        self.span = span
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class TensorVal:
+    """A value of the graph being built."""
+
+    name: str
+    type: TensorType
+
+    def describe(self) -> str:
+        return f"tensor {self.type}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """The outputs of a block with several `out`s, in declaration order."""
+
+    fields: tuple[tuple[str, TensorVal], ...]
+
+    def get(self, name: str) -> TensorVal | None:
+        return next((v for k, v in self.fields if k == name), None)
+
+    def describe(self) -> str:
+        return "outputs (" + ", ".join(k for k, _ in self.fields) + ")"
+
+
+@dataclass(frozen=True)
+class Callee:
+    """An op, a block or network, or a compile-time builtin, named in a call."""
+
+    kind: str  # "op" | "block" | "builtin"
+    name: str
+
+    def describe(self) -> str:
+        return f"{self.kind} '{self.name}'"
+
+
+@dataclass
+class LayerVal:
+    """A `layer` instance: an op or block with its arguments bound, applied later.
+
+    Every application uses the same module path, hence the same weights.
+    """
+
+    callee: Callee
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    module: str
+    span: Span
+    uses: int = 0
+    arg_spans: dict[str, Span] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return f"layer '{self.module}'"
+
+
+class _Poison:
+    """The value of something that already failed: using it reports nothing more."""
+
+    _instance: _Poison | None = None
+
+    def __new__(cls) -> _Poison:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "<error>"
+
+    def describe(self) -> str:
+        return "an earlier error"
+
+
+POISON = _Poison()
+
+Scalar = Union[int, float, bool, str, SymExpr]
+
+
+def is_poison(value: Any) -> bool:
+    if value is POISON:
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(is_poison(v) for v in value)
+    return False
+
+
+def kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, SymExpr):
+        return f"symbolic dimension {value}"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, tuple):
+        return "list"
+    describe = getattr(value, "describe", None)
+    return str(describe()) if callable(describe) else type(value).__name__
+
+
+def _is_int(v: Any) -> bool:
+    return (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, SymExpr)
+
+
+def _is_num(v: Any) -> bool:
+    return _is_int(v) or isinstance(v, float)
+
+
+def arith(op: str, a: Any, b: Any, span: Span) -> Any:
+    """Compile-time `+ - * / // %` on numbers, symbolic dims, strings and lists."""
+    if op == "+" and isinstance(a, str) and isinstance(b, str):
+        return a + b
+    if op == "+" and isinstance(a, tuple) and isinstance(b, tuple):
+        return a + b
+    if not (_is_num(a) and _is_num(b)):
+        raise EvalError(f"cannot apply '{op}' to {kind_of(a)} and {kind_of(b)}", span)
+    if isinstance(a, SymExpr) or isinstance(b, SymExpr):
+        if isinstance(a, float) or isinstance(b, float):
+            raise EvalError(f"cannot mix a symbolic dimension and a float in '{op}'", span)
+        try:
+            if op == "+":
+                return symbolic.add(a, b)
+            if op == "-":
+                return symbolic.sub(a, b)
+            if op == "*":
+                return symbolic.mul(a, b)
+            if op in ("/", "//"):
+                return symbolic.floordiv(a, b)
+        except ZeroDivisionError:
+            raise EvalError("division by zero", span) from None
+        raise EvalError(f"'{op}' is not defined on symbolic dimensions", span)
+    try:
+        if op == "+":
+            return a + b
+        if op == "-":
+            return a - b
+        if op == "*":
+            return a * b
+        if op == "/":
+            if isinstance(a, int) and isinstance(b, int) and b != 0 and a % b == 0:
+                return a // b
+            return a / b
+        if op == "//":
+            return a // b
+        if op == "%":
+            return a % b
+    except ZeroDivisionError:
+        raise EvalError("division by zero", span) from None
+    raise EvalError(f"unknown operator '{op}'", span)
+
+
+def compare(op: str, a: Any, b: Any, span: Span) -> bool:
+    """Compile-time comparison; symbolic dims compare only when provably (un)equal."""
+    if isinstance(a, SymExpr) or isinstance(b, SymExpr):
+        if op in ("==", "!=") and _is_int(a) and _is_int(b):
+            if symbolic.dims_equal(a, b):
+                return op == "=="
+            # Two different expressions may still be equal for some sizes.
+            names = sorted(
+                {*getattr(a, "free_symbols", lambda: ())(), *getattr(b, "free_symbols", lambda: ())()}
+            )
+            raise EvalError(
+                f"condition compares {symbolic.dim_str(a)} and {symbolic.dim_str(b)}, which depends "
+                f"on the run-time size of {', '.join(names)}; conditions are decided at compile time",
+                span,
+            )
+        raise EvalError(f"cannot order symbolic dimensions ({kind_of(a)} {op} {kind_of(b)})", span)
+    if op in ("==", "!="):
+        same = a == b and type(a) is type(b) or (_is_num(a) and _is_num(b) and a == b)
+        return same if op == "==" else not same
+    if not ((_is_num(a) and _is_num(b)) or (isinstance(a, str) and isinstance(b, str))):
+        raise EvalError(f"cannot compare {kind_of(a)} {op} {kind_of(b)}", span)
+    return bool({"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op])

@@ -1,0 +1,95 @@
+"""Builds a Graph node by node, running each op's shape rule as it goes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dslnet.diagnostics import Span
+from dslnet.ir.graph import CallFrame, Graph, ModuleInfo, Node, Parameter, Value
+from dslnet.ir.types import DType, TensorType, shape_str
+from dslnet.ops.registry import OpAttrs, OpDef, ShapeError
+
+
+class GraphBuilder:
+    def __init__(self, name: str, args: dict[str, Any], span: Span | None = None) -> None:
+        self.graph = Graph(name=name, args=args, span=span)
+        self._taken: set[str] = set()
+        self._node_names: set[str] = set()
+
+    def fresh_value(self, hint: str) -> str:
+        """A unique value name: the hint, or the hint with `_2`, `_3`... appended."""
+        name, k = hint, 1
+        while name in self._taken:
+            k += 1
+            name = f"{hint}_{k}"
+        self._taken.add(name)
+        return name
+
+    def _fresh_node(self, hint: str) -> str:
+        name, k = hint, 1
+        while name in self._node_names:
+            k += 1
+            name = f"{hint}@{k}"
+        self._node_names.add(name)
+        return name
+
+    def add_input(self, hint: str, ttype: TensorType) -> str:
+        name = self.fresh_value(hint)
+        self.graph.values[name] = Value(name=name, type=ttype)
+        self.graph.inputs.append(name)
+        return name
+
+    def add_output(self, out_name: str, value: str) -> None:
+        self.graph.outputs.append((out_name, value))
+
+    def add_module(self, path: str, block: str, args: dict[str, Any], span: Span) -> None:
+        if path not in self.graph.modules:
+            self.graph.modules[path] = ModuleInfo(path=path, block=block, args=args, span=span)
+
+    def add_node(
+        self,
+        op: OpDef,
+        attrs: OpAttrs,
+        inputs: Sequence[str],
+        *,
+        module: str,
+        out_hints: Sequence[str],
+        span: Span,
+        chain: tuple[CallFrame, ...],
+    ) -> tuple[str, ...]:
+        """Append a node; returns its output value names. Raises ShapeError."""
+        in_types = [self.graph.values[v].type for v in inputs]
+        out_types = op.infer(attrs, in_types)
+        shapes = op.params(attrs, in_types)
+        for role, shape in shapes.items():
+            self._add_parameter(module, role, shape)
+        outputs = tuple(self.fresh_value(h) for h in out_hints[: len(out_types)])
+        for name, ttype in zip(outputs, out_types):
+            self.graph.values[name] = Value(name=name, type=ttype)
+        self.graph.nodes.append(
+            Node(
+                name=self._fresh_node(module),
+                op=op.name,
+                attrs=attrs.model_dump(),
+                inputs=tuple(inputs),
+                outputs=outputs,
+                module=module,
+                span=span,
+                chain=chain,
+            )
+        )
+        return outputs
+
+    def _add_parameter(self, module: str, role: str, shape: tuple[int, ...]) -> None:
+        name = f"{module}.{role}"
+        seen = self.graph.parameters.get(name)
+        if seen is None:
+            self.graph.parameters[name] = Parameter(
+                name=name, module=module, role=role, shape=shape, dtype=DType.float32
+            )
+        elif seen.shape != shape:
+            raise ShapeError(
+                f"shared layer '{module}' is used with incompatible shapes: its {role} is "
+                f"{shape_str(seen.shape)} from the first use, this use needs {shape_str(shape)}"
+            )

@@ -1,0 +1,135 @@
+"""The IR: one flat graph of op nodes per network, in the style of torch.fx.
+
+Nodes keep the module path that owns their parameters (two nodes with the
+same `module` share weights: a `layer` used twice) and the chain of block
+calls they were expanded through, so late errors still point at the spec.
+The block hierarchy is kept beside the nodes in `modules`, for backends that
+emit one class per block.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dslnet.diagnostics import Span
+from dslnet.ir.types import DType, TensorType
+
+ScalarAttr = int | float | bool | str | None
+AttrValue = Any  # ScalarAttr or (nested) tuples of them; dims may be symbolic
+
+
+class CallFrame(BaseModel):
+    """One block call on the way from a network to a node."""
+
+    model_config = ConfigDict(frozen=True)
+
+    block: str
+    instance: str
+    span: Span
+
+
+class Value(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    type: TensorType
+
+
+class Parameter(BaseModel):
+    """A learned tensor, named `<module>.<role>` (e.g. `enc.linear1.weight`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    module: str
+    role: str
+    shape: tuple[int, ...]
+    dtype: DType = DType.float32
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    name: str
+    op: str
+    attrs: dict[str, AttrValue]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    module: str
+    span: Span
+    chain: tuple[CallFrame, ...] = ()
+
+    def param_name(self, role: str) -> str:
+        return f"{self.module}.{role}"
+
+
+class ModuleInfo(BaseModel):
+    """A block instance in the hierarchy (`path` is its dotted attribute path)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    path: str
+    block: str
+    args: dict[str, AttrValue]
+    span: Span
+
+
+class Graph(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str
+    args: dict[str, AttrValue] = Field(default_factory=dict)
+    inputs: list[str] = Field(default_factory=list)
+    outputs: list[tuple[str, str]] = Field(default_factory=list)  # (output name, value name)
+    values: dict[str, Value] = Field(default_factory=dict)
+    nodes: list[Node] = Field(default_factory=list)
+    parameters: dict[str, Parameter] = Field(default_factory=dict)
+    modules: dict[str, ModuleInfo] = Field(default_factory=dict)
+    span: Span | None = None
+
+    def type_of(self, value: str) -> TensorType:
+        return self.values[value].type
+
+    def producers(self) -> dict[str, Node]:
+        return {out: node for node in self.nodes for out in node.outputs}
+
+    def users(self) -> dict[str, list[Node]]:
+        found: dict[str, list[Node]] = {name: [] for name in self.values}
+        for node in self.nodes:
+            for name in node.inputs:
+                found[name].append(node)
+        return found
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel for p in self.parameters.values())
+
+    def to_networkx(self) -> Any:
+        """A derived networkx DiGraph: op nodes, with an edge per value use."""
+        import networkx as nx  # imported here: only graph views need it
+
+        g = nx.DiGraph(name=self.name)
+        for name in self.inputs:
+            g.add_node(name, kind="input", type=str(self.type_of(name)))
+        for node in self.nodes:
+            g.add_node(node.name, kind="op", op=node.op, module=node.module)
+        producer = self.producers()
+        for node in self.nodes:
+            for value in node.inputs:
+                src = producer[value].name if value in producer else value
+                g.add_edge(src, node.name, value=value, type=str(self.type_of(value)))
+        for out_name, value in self.outputs:
+            key = f"out:{out_name}"
+            g.add_node(key, kind="output", type=str(self.type_of(value)))
+            src = producer[value].name if value in producer else value
+            g.add_edge(src, key, value=value, type=str(self.type_of(value)))
+        return g

@@ -1,0 +1,64 @@
+"""Readable, stable text of an IR graph (`--emit ir`)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dslnet.diagnostics import Span
+from dslnet.ir.graph import Graph, Node
+from dslnet.ir.symbolic import SymExpr, dim_str
+from dslnet.ir.types import DType
+
+
+def format_value(value: Any) -> str:
+    """An attribute or argument as it would be written in a spec."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, DType):
+        return value.value
+    if isinstance(value, SymExpr):
+        return dim_str(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if value is None:
+        return "none"
+    return str(value)
+
+
+def _where(span: Span) -> str:
+    return f"{os.path.basename(span.file)}:{span.line}:{span.col}"
+
+
+def format_node(graph: Graph, node: Node) -> str:
+    outs = ", ".join(f"{o}: {graph.values[o].type}" for o in node.outputs)
+    args = [*node.inputs, *(f"{k}={format_value(v)}" for k, v in node.attrs.items())]
+    text = f"{outs} = {node.op}({', '.join(args)})"
+    owns = [p for p in (f"{node.module}.weight", f"{node.module}.bias")
+            if p in graph.parameters]
+    if owns or node.name != node.module:
+        text += f"  @{node.module}"
+    return f"{text}  # {_where(node.span)}"
+
+
+def print_graph(graph: Graph) -> str:
+    args = ", ".join(f"{k}={format_value(v)}" for k, v in graph.args.items())
+    lines = [f"network {graph.name}({args})"]
+    for name in graph.inputs:
+        lines.append(f"  in {name}: {graph.values[name].type}")
+    total = graph.num_parameters
+    lines.append(f"  # {len(graph.parameters)} parameter tensors, {total:,} values")
+    for p in graph.parameters.values():
+        lines.append(f"  param {p.name}: {p.dtype}[{', '.join(map(str, p.shape))}]")
+    for m in graph.modules.values():
+        margs = ", ".join(f"{k}={format_value(v)}" for k, v in m.args.items())
+        lines.append(f"  module {m.path}: {m.block}({margs})  # {_where(m.span)}")
+    for node in graph.nodes:
+        lines.append("  " + format_node(graph, node))
+    for out_name, value in graph.outputs:
+        lines.append(f"  out {out_name} = {value}: {graph.values[value].type}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,216 @@
+"""The op registry: every op is defined once, here and in its family module.
+
+An op definition carries its attribute schema (a pydantic model), its inputs,
+its symbolic shape/dtype rule and its parameter shapes. Passes and backends
+look ops up by name and ask; they never test op names themselves.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from dslnet.ir.symbolic import Dim, SymExpr
+from dslnet.ir.types import TensorType
+
+
+class ShapeError(Exception):
+    """An op's rule rejected its inputs; the message names what failed."""
+
+
+class AttrError(Exception):
+    """Attributes that do not fit an op's schema; one message per problem."""
+
+    def __init__(self, messages: list[str]):
+        self.messages = messages
+        super().__init__("; ".join(messages))
+
+
+class OpAttrs(BaseModel):
+    """Base of every op's attribute schema. Field order is positional order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class NoAttrs(OpAttrs):
+    pass
+
+
+A = TypeVar("A", bound=OpAttrs)
+
+
+class OpDef:
+    """One op. Subclasses set the class attributes and override `infer`/`params`."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+    doc: ClassVar[str] = ""
+    Attrs: ClassVar[type[OpAttrs]] = NoAttrs
+    aliases: ClassVar[Mapping[str, str]] = {}  # short attribute names: {"k": "kernel_size"}
+    inputs: ClassVar[tuple[str, ...]] = ("x",)
+    variadic: ClassVar[bool] = False  # the last input may repeat (at least once)
+    outputs: ClassVar[tuple[str, ...]] = ("y",)
+
+    def infer(self, attrs: Any, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
+        """Output types for these inputs; raise ShapeError with a clear reason."""
+        raise NotImplementedError
+
+    def params(self, attrs: Any, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        """Learned parameter shapes by role (`weight`, `bias`); empty for stateless ops."""
+        return {}
+
+    # --- attributes -------------------------------------------------------------
+
+    def bind_attrs(self, positional: Sequence[Any], named: Mapping[str, Any]) -> OpAttrs:
+        """Validate call arguments against the schema; AttrError lists every problem."""
+        fields = list(self.Attrs.model_fields)
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+        if len(positional) > len(fields):
+            problems.append(
+                f"{self.name} takes at most {len(fields)} attribute argument(s)"
+                f" ({', '.join(fields) or 'none'}), got {len(positional)}"
+            )
+        for field_name, value in zip(fields, positional):
+            values[field_name] = value
+        for key, value in named.items():
+            field_name = self.aliases.get(key, key)
+            if field_name not in self.Attrs.model_fields:
+                from dslnet.diagnostics import did_you_mean
+
+                hint = did_you_mean(key, [*fields, *self.aliases])
+                problems.append(f"{self.name} has no argument '{key}'{hint}; "
+                                f"it takes: {self.signature()}")
+                continue
+            if field_name in values:
+                problems.append(f"argument '{field_name}' of {self.name} is given twice")
+                continue
+            values[field_name] = value
+        if problems:
+            raise AttrError(problems)
+        try:
+            return self.Attrs.model_validate({k: _tuplify(v) for k, v in values.items()})
+        except ValidationError as err:
+            raise AttrError([self._explain(e, values) for e in err.errors()]) from None
+
+    def _explain(self, error: Any, values: Mapping[str, Any]) -> str:
+        field_name = str(error["loc"][0]) if error["loc"] else "?"
+        info = self.Attrs.model_fields.get(field_name)
+        expected = type_words(info.annotation) if info is not None else "?"
+        if error["type"] == "missing":
+            return f"{self.name} needs argument '{field_name}' ({expected})"
+        got = values.get(field_name)
+        if error["type"].endswith("_type") or error["type"] in ("literal_error", "union_tag_invalid"):
+            return (f"argument '{field_name}' of {self.name} expects {expected}, "
+                    f"got {value_words(got)}")
+        msg = str(error["msg"]).replace("Input should be", "must be").replace("Value error, ", "")
+        return f"argument '{field_name}' of {self.name} {msg}, got {value_words(got)}"
+
+    def signature(self) -> str:
+        parts = []
+        for field_name, info in self.Attrs.model_fields.items():
+            text = f"{field_name}: {type_words(info.annotation)}"
+            if not info.is_required():
+                text += f" = {info.default!r}"
+            parts.append(text)
+        return ", ".join(parts) or "no arguments"
+
+    def arity_ok(self, count: int) -> bool:
+        fixed = len(self.inputs)
+        return count >= fixed if self.variadic else count == fixed
+
+
+def _tuplify(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_tuplify(v) for v in value)
+    return value
+
+
+def type_words(annotation: Any) -> str:
+    """How an attribute's type reads in an error: `int`, `one of 'a', 'b'`, `tuple of int`."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(type_words(a) for a in args if a is not type(None)) + (
+            " or none" if type(None) in args else ""
+        )
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"tuple of {type_words(args[0])}"
+        return "(" + ", ".join(type_words(a) for a in args) + ")"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def value_words(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"bool {str(value).lower()}"
+    if isinstance(value, SymExpr):
+        return f"symbolic dimension {value}"
+    if isinstance(value, (int, float)):
+        return f"{type(value).__name__} {value}"
+    if isinstance(value, str):
+        return f"str {value!r}"
+    if isinstance(value, (list, tuple)):
+        return "tuple (" + ", ".join(value_words(v) for v in value) + ")"
+    describe = getattr(value, "describe", None)
+    if callable(describe):
+        return str(describe())
+    return type(value).__name__
+
+
+# --- the registry ------------------------------------------------------------------------
+
+_REGISTRY: dict[str, OpDef] = {}
+
+O = TypeVar("O", bound=type[OpDef])
+
+
+def register(cls: O) -> O:
+    """Class decorator: add an op to the registry (a user's own op too)."""
+    name = cls.name
+    if name in _REGISTRY and type(_REGISTRY[name]) is not cls:
+        raise ValueError(f"op '{name}' is already registered")
+    _REGISTRY[name] = cls()
+    return cls
+
+
+def get(name: str) -> OpDef | None:
+    _load_builtin_ops()
+    return _REGISTRY.get(name)
+
+
+def all_ops() -> dict[str, OpDef]:
+    _load_builtin_ops()
+    return dict(sorted(_REGISTRY.items()))
+
+
+_loaded = False
+
+
+def _load_builtin_ops() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        from dslnet.ops import activation, elementwise, linear, shape  # noqa: F401
+
+
+def need_static(dim: Dim, what: str, op: str, ttype: TensorType) -> int:
+    """A dimension an op must know at compile time (weights depend on it)."""
+    if isinstance(dim, int):
+        return dim
+    raise ShapeError(f"{op} needs a known {what}, but the input is {ttype} ({what} is {dim})")
+
+
+def normalize_axis(axis: int, rank: int, op: str, ttype: TensorType) -> int:
+    if not -rank <= axis < rank:
+        raise ShapeError(f"{op}: axis {axis} is out of range for {ttype} (rank {rank})")
+    return axis % rank
+
+
+Rule = Callable[[Any, Sequence[TensorType]], tuple[TensorType, ...]]

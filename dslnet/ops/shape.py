@@ -1,0 +1,68 @@
+"""Shape ops: flatten and concat."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import Field
+
+from dslnet.ir.symbolic import Dim, add, dims_equal, mul
+from dslnet.ir.types import TensorType, shape_str
+from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, normalize_axis, register
+
+
+class FlattenAttrs(OpAttrs):
+    start_axis: int = Field(1, description="first axis merged")
+    end_axis: int = Field(-1, description="last axis merged")
+
+
+@register
+class Flatten(OpDef):
+    name = "flatten"
+    family = "shape"
+    doc = "Merge axes start_axis..end_axis into one (the batch axis stays by default)."
+    Attrs = FlattenAttrs
+
+    def infer(self, attrs: FlattenAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
+        (x,) = inputs
+        if x.rank == 0:
+            return (x.with_shape((1,)),)
+        start = normalize_axis(attrs.start_axis, x.rank, self.name, x)
+        end = normalize_axis(attrs.end_axis, x.rank, self.name, x)
+        if start > end:
+            raise ShapeError(f"flatten: start_axis {attrs.start_axis} comes after end_axis "
+                             f"{attrs.end_axis} for {x}")
+        merged: Dim = 1
+        for d in x.shape[start : end + 1]:
+            merged = mul(merged, d)
+        return (x.with_shape((*x.shape[:start], merged, *x.shape[end + 1 :])),)
+
+
+class ConcatAttrs(OpAttrs):
+    axis: int = Field(1, description="axis to join along")
+
+
+@register
+class Concat(OpDef):
+    name = "concat"
+    family = "shape"
+    doc = "Join tensors along `axis`; every other axis must match."
+    Attrs = ConcatAttrs
+    inputs = ("x",)
+    variadic = True
+
+    def infer(self, attrs: ConcatAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
+        first = inputs[0]
+        axis = normalize_axis(attrs.axis, first.rank, self.name, first)
+        total: Dim = 0
+        for i, t in enumerate(inputs):
+            if t.dtype != first.dtype or t.rank != first.rank:
+                raise ShapeError(f"concat: input {i} is {t}, input 0 is {first}")
+            for k, (a, b) in enumerate(zip(t.shape, first.shape)):
+                if k != axis and not dims_equal(a, b):
+                    raise ShapeError(
+                        f"concat along axis {attrs.axis}: input {i} has shape {shape_str(t.shape)}, "
+                        f"input 0 has {shape_str(first.shape)} (axis {k}: {a} vs {b})"
+                    )
+            total = add(total, t.shape[axis])
+        return (first.with_shape((*first.shape[:axis], total, *first.shape[axis + 1 :])),)
