@@ -1,8 +1,8 @@
 """dslnet: compile `.net` network specs to PyTorch modules and ONNX graphs.
 
-    import dslnet
-    prog = dslnet.load("specs/mlp.net")
-    graph = prog.ir("MLP", hidden=256)
+import dslnet
+prog = dslnet.load("specs/mlp.net")
+graph = prog.ir("MLP", hidden=256)
 """
 
 from dslnet.diagnostics import CompileError, Diagnostic, Severity, Span

@@ -34,8 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     def limits(p: argparse.ArgumentParser) -> None:
         d = Limits()
         p.add_argument("--max-nodes", type=int, default=d.max_nodes, help="expansion bound")
-        p.add_argument("--max-iterations", type=int, default=d.max_iterations,
-                       help="bound on compile-time loop iterations")
+        p.add_argument(
+            "--max-iterations",
+            type=int,
+            default=d.max_iterations,
+            help="bound on compile-time loop iterations",
+        )
         p.add_argument("--max-depth", type=int, default=d.max_depth, help="block nesting bound")
 
     check = sub.add_parser("check", help="report every error and warning of spec files")
@@ -45,8 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compile", help="print or write a compiled form of a network")
     comp.add_argument("file", metavar="FILE")
     comp.add_argument("-n", "--network", help="network to compile (default: the only one)")
-    comp.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                      help="override a network parameter (repeatable)")
+    comp.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a network parameter (repeatable)",
+    )
     comp.add_argument("--emit", choices=["ast", "ir"], default="ir", help="what to produce")
     comp.add_argument("-o", "--output", help="write here instead of standard output")
     limits(comp)
@@ -54,8 +63,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _limits(args: argparse.Namespace) -> Limits:
-    return Limits(max_nodes=args.max_nodes, max_iterations=args.max_iterations,
-                  max_depth=args.max_depth)
+    return Limits(
+        max_nodes=args.max_nodes, max_iterations=args.max_iterations, max_depth=args.max_depth
+    )
 
 
 def _print_diagnostics(diags: Sequence[Diagnostic], program_or_error: Any) -> None:
@@ -175,8 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("dslnet: interrupted", file=sys.stderr)
         return 130
     except Exception:  # a bug in dslnet, not in the spec
-        print("dslnet: internal error (this is a bug in dslnet; please report it with the spec "
-              "and this trace):", file=sys.stderr)
+        print(
+            "dslnet: internal error (this is a bug in dslnet; please report it with the spec "
+            "and this trace):",
+            file=sys.stderr,
+        )
         print("".join(traceback.format_exc(limit=-8)), file=sys.stderr)
         return EXIT_INTERNAL
 

@@ -129,7 +129,9 @@ class Diagnostics:
             return
         extra = tuple(n for n in diagnostic.notes if n not in seen.notes)
         if extra:
-            self._by_key[key] = Diagnostic(seen.severity, seen.message, seen.span, seen.notes + extra)
+            self._by_key[key] = Diagnostic(
+                seen.severity, seen.message, seen.span, seen.notes + extra
+            )
 
     def error(self, message: str, span: Span, notes: Iterable[Note] = ()) -> None:
         self.add(Diagnostic(Severity.ERROR, message, span, tuple(notes)))

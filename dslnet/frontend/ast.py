@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Union
 
 from dslnet.diagnostics import Span
 
@@ -94,9 +93,19 @@ class IfExpr:
     span: Span
 
 
-Expr = Union[
-    Name, Literal, ListExpr, TupleExpr, Unary, Binary, Call, Pipe, Index, Attribute, IfExpr
-]
+Expr = (
+    Name
+    | Literal
+    | ListExpr
+    | TupleExpr
+    | Unary
+    | Binary
+    | Call
+    | Pipe
+    | Index
+    | Attribute
+    | IfExpr
+)
 
 # --- statements ----------------------------------------------------------------
 
@@ -166,7 +175,7 @@ class IfStmt:
     span: Span
 
 
-Stmt = Union[InStmt, OutStmt, AssignStmt, LayerStmt, ConstDecl, ForStmt, RepeatStmt, IfStmt]
+Stmt = InStmt | OutStmt | AssignStmt | LayerStmt | ConstDecl | ForStmt | RepeatStmt | IfStmt
 
 # --- declarations --------------------------------------------------------------
 
@@ -197,7 +206,7 @@ class ImportDecl:
     span: Span
 
 
-Decl = Union[ImportDecl, ConstDecl, BlockDecl]
+Decl = ImportDecl | ConstDecl | BlockDecl
 
 
 @dataclass(frozen=True)

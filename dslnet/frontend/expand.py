@@ -209,8 +209,10 @@ class Expander:
             with self.statement([stmt.name]):
                 value = self.eval(stmt.value)
                 if isinstance(value, (TensorVal, Record, LayerVal)):
-                    raise EvalError(f"const '{stmt.name}' must be a compile-time value, got "
-                                    f"{kind_of(value)}", stmt.value.span)
+                    raise EvalError(
+                        f"const '{stmt.name}' must be a compile-time value, got {kind_of(value)}",
+                        stmt.value.span,
+                    )
                 frame.env[stmt.name] = value
         elif isinstance(stmt, ast.ForStmt):
             self.exec_for(stmt)
@@ -220,8 +222,9 @@ class Expander:
                 if is_poison(count):
                     return
                 if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                    raise EvalError(f"repeat needs a non-negative int, got {kind_of(count)}",
-                                    stmt.count.span)
+                    raise EvalError(
+                        f"repeat needs a non-negative int, got {kind_of(count)}", stmt.count.span
+                    )
                 self.count_iterations(count, stmt.count.span)
             if is_poison(count) or not isinstance(count, int):
                 return
@@ -244,8 +247,9 @@ class Expander:
         with self.statement():
             items = self.eval(stmt.iterable)
             if not is_poison(items) and not isinstance(items, tuple):
-                raise EvalError(f"for needs a list or range, got {kind_of(items)}",
-                                stmt.iterable.span)
+                raise EvalError(
+                    f"for needs a list or range, got {kind_of(items)}", stmt.iterable.span
+                )
             if isinstance(items, tuple):
                 self.count_iterations(len(items), stmt.iterable.span)
         if not isinstance(items, tuple):
@@ -262,7 +266,9 @@ class Expander:
         if self.iterations > self.limits.max_iterations:
             raise EvalError(
                 f"expansion runs {self.iterations} loop iterations, over the limit of "
-                f"{self.limits.max_iterations} (raise it with --max-iterations)", span)
+                f"{self.limits.max_iterations} (raise it with --max-iterations)",
+                span,
+            )
 
     def condition(self, expr: ast.Expr) -> bool:
         value = self.eval(expr)
@@ -308,7 +314,9 @@ class Expander:
         if is_top:
             return self.network_input(stmt)
         if frame.next_input >= len(frame.inputs):
-            raise EvalError(f"block '{frame.decl.name}' input '{stmt.name}' was not given", stmt.span)
+            raise EvalError(
+                f"block '{frame.decl.name}' input '{stmt.name}' was not given", stmt.span
+            )
         actual = frame.inputs[frame.next_input]
         frame.next_input += 1
         if is_poison(actual):
@@ -322,14 +330,19 @@ class Expander:
         dtype = self.dtype(stmt.type)
         dims = []
         for d in stmt.type.dims:
-            if isinstance(d, ast.Name) and d.id not in frame.env and not self.program.has_const(d.id):
+            if (
+                isinstance(d, ast.Name)
+                and d.id not in frame.env
+                and not self.program.has_const(d.id)
+            ):
                 frame.env[d.id] = SymExpr.symbol(d.id)
             value = self.eval(d)
             if is_poison(value):
                 raise EvalError("", d.span)
             if isinstance(value, bool) or not isinstance(value, (int, SymExpr)):
-                raise EvalError(f"a dimension must be an int or a size name, got {kind_of(value)}",
-                                d.span)
+                raise EvalError(
+                    f"a dimension must be an int or a size name, got {kind_of(value)}", d.span
+                )
             if isinstance(value, int) and value <= 0:
                 raise EvalError(f"a dimension must be positive, got {value}", d.span)
             dims.append(value)
@@ -352,28 +365,46 @@ class Expander:
         assert frame is not None
         decl = frame.decl
         if not isinstance(actual, TensorVal):
-            raise EvalError(f"input '{stmt.name}' of block '{decl.name}' must be a tensor, got "
-                            f"{kind_of(actual)}", stmt.span)
+            raise EvalError(
+                f"input '{stmt.name}' of block '{decl.name}' must be a tensor, got "
+                f"{kind_of(actual)}",
+                stmt.span,
+            )
         want = stmt.type
         pattern = "[" + ", ".join(_expr_text(d) for d in want.dims) + "]"
         if want.dtype is not None and self.dtype(want) != actual.type.dtype:
-            raise EvalError(f"input '{stmt.name}' of block '{decl.name}' expects {want.dtype}"
-                            f"{pattern}, got {actual.type}", stmt.type.span)
+            raise EvalError(
+                f"input '{stmt.name}' of block '{decl.name}' expects {want.dtype}"
+                f"{pattern}, got {actual.type}",
+                stmt.type.span,
+            )
         if len(want.dims) != actual.type.rank:
-            raise EvalError(f"input '{stmt.name}' of block '{decl.name}' expects rank "
-                            f"{len(want.dims)} {pattern}, got {actual.type}", stmt.type.span)
+            raise EvalError(
+                f"input '{stmt.name}' of block '{decl.name}' expects rank "
+                f"{len(want.dims)} {pattern}, got {actual.type}",
+                stmt.type.span,
+            )
         for axis, (d, got) in enumerate(zip(want.dims, actual.type.shape)):
-            if isinstance(d, ast.Name) and d.id not in frame.env and not self.program.has_const(d.id):
+            if (
+                isinstance(d, ast.Name)
+                and d.id not in frame.env
+                and not self.program.has_const(d.id)
+            ):
                 frame.env[d.id] = got
                 continue
             expected = self.eval(d)
             if is_poison(expected):
                 raise EvalError("", d.span)
-            if not isinstance(expected, (int, SymExpr)) or not symbolic.dims_equal(expected, got):
+            if not isinstance(expected, (int, SymExpr)):
                 raise EvalError(
-                    f"input '{stmt.name}' of block '{decl.name}' expects {pattern} with axis {axis} "
-                    f"= {_expr_text(d)} = {kind_of(expected) if not isinstance(expected, (int, SymExpr)) else symbolic.dim_str(expected)}, "
-                    f"got {actual.type}", d.span)
+                    f"a dimension must be an int or a size name, got {kind_of(expected)}", d.span
+                )
+            if not symbolic.dims_equal(expected, got):
+                raise EvalError(
+                    f"input '{stmt.name}' of block '{decl.name}' expects {pattern}, where axis "
+                    f"{axis} is {_expr_text(d)} = {symbolic.dim_str(expected)}; got {actual.type}",
+                    d.span,
+                )
 
     # --- expressions --------------------------------------------------------------------------
 
@@ -439,8 +470,11 @@ class Expander:
                 return compare(expr.op, left, right, expr.span)
             return arith(expr.op, left, right, expr.span)
         if expr.op not in _BINARY_OPS:
-            raise EvalError(f"'{expr.op}' is not defined on tensors (conditions are compile-time;"
-                            f" elementwise ops are + - * /)", expr.span)
+            raise EvalError(
+                f"'{expr.op}' is not defined on tensors (conditions are compile-time;"
+                f" elementwise ops are + - * /)",
+                expr.span,
+            )
         like = left if isinstance(left, TensorVal) else right
         assert isinstance(like, TensorVal)
         a = self.as_tensor(left, like, expr.left.span)
@@ -476,7 +510,9 @@ class Expander:
         if isinstance(index, bool) or not isinstance(index, int):
             raise EvalError(f"an index must be an int, got {kind_of(index)}", expr.index.span)
         if not -len(base) <= index < len(base):
-            raise EvalError(f"index {index} is out of range for a list of {len(base)}", expr.index.span)
+            raise EvalError(
+                f"index {index} is out of range for a list of {len(base)}", expr.index.span
+            )
         return base[index]
 
     def eval_Attribute(self, expr: ast.Attribute, hint: str | None) -> Any:
@@ -487,8 +523,9 @@ class Expander:
             found = base.get(expr.name)
             if found is None:
                 hint_text = did_you_mean(expr.name, [k for k, _ in base.fields])
-                raise EvalError(f"no output '{expr.name}' among {base.describe()}{hint_text}",
-                                expr.span)
+                raise EvalError(
+                    f"no output '{expr.name}' among {base.describe()}{hint_text}", expr.span
+                )
             return found
         if isinstance(base, TensorVal):
             if expr.name == "shape":
@@ -520,8 +557,9 @@ class Expander:
 
     # --- calls ---------------------------------------------------------------------------------
 
-    def call(self, func: Any, args: list[Any], kwargs: dict[str, Any], span: Span,
-             hint: str | None) -> Any:
+    def call(
+        self, func: Any, args: list[Any], kwargs: dict[str, Any], span: Span, hint: str | None
+    ) -> Any:
         if is_poison(func) or any(is_poison(a) for a in args) or is_poison(tuple(kwargs.values())):
             return POISON
         if isinstance(func, LayerVal):
@@ -532,14 +570,20 @@ class Expander:
             return self.builtin(func.name, args, kwargs, span)
         tensors, rest = split_inputs(args, span)
         if not tensors and func.kind == "block":
-            raise EvalError(f"block '{func.name}' is called without an input tensor: write "
-                            f"x -> {func.name}(...) (or declare it with 'layer' and apply it)", span)
+            raise EvalError(
+                f"block '{func.name}' is called without an input tensor: write "
+                f"x -> {func.name}(...) (or declare it with 'layer' and apply it)",
+                span,
+            )
         if func.kind == "op":
             opdef = registry.get(func.name)
             assert opdef is not None
             if not tensors and opdef.inputs:
-                raise EvalError(f"{func.name} is called without an input tensor: write "
-                                f"x -> {func.name}(...) or {func.name}(x, ...)", span)
+                raise EvalError(
+                    f"{func.name} is called without an input tensor: write "
+                    f"x -> {func.name}(...) or {func.name}(x, ...)",
+                    span,
+                )
             return self.apply_op(func.name, tensors, rest, kwargs, span, hint)
         return self.call_block(func.name, tensors, rest, kwargs, span, None)
 
@@ -551,20 +595,32 @@ class Expander:
                 raise EvalError("range() takes 1 to 3 ints", span)
             r = range(*args)
             if len(r) > self.limits.max_iterations:
-                raise EvalError(f"range of {len(r)} is over the limit of "
-                                f"{self.limits.max_iterations} (raise it with --max-iterations)", span)
+                raise EvalError(
+                    f"range of {len(r)} is over the limit of "
+                    f"{self.limits.max_iterations} (raise it with --max-iterations)",
+                    span,
+                )
             return tuple(r)
         if name == "len":
             if len(args) != 1 or not isinstance(args[0], (tuple, str)):
                 raise EvalError("len() takes one list or string", span)
             return len(args[0])
-        if not args or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
+        if not args or not all(
+            isinstance(a, (int, float)) and not isinstance(a, bool) for a in args
+        ):
             raise EvalError(f"{name}() takes numbers", span)
         return min(args) if name == "min" else max(args)
 
-    def apply_op(self, op_name: str, tensors: Sequence[TensorVal], rest: Sequence[Any],
-                 kwargs: dict[str, Any], span: Span, hint: str | None,
-                 module: str | None = None) -> Any:
+    def apply_op(
+        self,
+        op_name: str,
+        tensors: Sequence[TensorVal],
+        rest: Sequence[Any],
+        kwargs: dict[str, Any],
+        span: Span,
+        hint: str | None,
+        module: str | None = None,
+    ) -> Any:
         frame, builder = self.frame, self.builder
         assert frame is not None and builder is not None
         opdef = registry.get(op_name)
@@ -572,8 +628,9 @@ class Expander:
         if not opdef.arity_ok(len(tensors)):
             names = ", ".join(opdef.inputs) + (", ..." if opdef.variadic else "")
             count = f"at least {len(opdef.inputs)}" if opdef.variadic else str(len(opdef.inputs))
-            raise EvalError(f"{op_name} takes {count} input tensor(s) ({names}), got {len(tensors)}",
-                            span)
+            raise EvalError(
+                f"{op_name} takes {count} input tensor(s) ({names}), got {len(tensors)}", span
+            )
         try:
             attrs = opdef.bind_attrs(rest, kwargs)
         except AttrError as err:
@@ -587,8 +644,15 @@ class Expander:
         hints += [f"{hints[0]}.{o}" for o in opdef.outputs[1:]]
         self.count_node(span)
         try:
-            outs = builder.add_node(opdef, attrs, [t.name for t in tensors], module=path,
-                                    out_hints=hints, span=span, chain=frame.chain)
+            outs = builder.add_node(
+                opdef,
+                attrs,
+                [t.name for t in tensors],
+                module=path,
+                out_hints=hints,
+                span=span,
+                chain=frame.chain,
+            )
         except ShapeError as err:
             raise EvalError(str(err), span) from None
         vals = [TensorVal(o, builder.graph.values[o].type) for o in outs]
@@ -599,8 +663,11 @@ class Expander:
     def count_node(self, span: Span) -> None:
         assert self.builder is not None
         if len(self.builder.graph.nodes) >= self.limits.max_nodes:
-            raise EvalError(f"the network has more than {self.limits.max_nodes} nodes "
-                            f"(raise the limit with --max-nodes)", span)
+            raise EvalError(
+                f"the network has more than {self.limits.max_nodes} nodes "
+                f"(raise the limit with --max-nodes)",
+                span,
+            )
 
     def make_layer(self, stmt: ast.LayerStmt) -> LayerVal:
         frame = self.frame
@@ -615,29 +682,53 @@ class Expander:
         if is_poison(func) or is_poison(args) or is_poison(tuple(kwargs.values())):
             raise EvalError("", expr.span)
         if not isinstance(func, Callee) or func.kind == "builtin":
-            raise EvalError(f"a layer is an op or block, e.g. layer fc = linear(10); got "
-                            f"{kind_of(func)}", expr.span)
+            raise EvalError(
+                f"a layer is an op or block, e.g. layer fc = linear(10); got {kind_of(func)}",
+                expr.span,
+            )
         if any(isinstance(a, (TensorVal, Record)) for a in (*args, *kwargs.values())):
-            raise EvalError(f"a layer is declared without inputs (layer {stmt.name} = "
-                            f"{func.name}(...)); apply it afterwards: {stmt.name}(x)", expr.span)
+            raise EvalError(
+                f"a layer is declared without inputs (layer {stmt.name} = "
+                f"{func.name}(...)); apply it afterwards: {stmt.name}(x)",
+                expr.span,
+            )
         return LayerVal(func, args, kwargs, frame.module_prefix + stmt.name, stmt.span)
 
-    def apply_layer(self, layer: LayerVal, args: list[Any], kwargs: dict[str, Any], span: Span,
-                    hint: str | None) -> Any:
+    def apply_layer(
+        self, layer: LayerVal, args: list[Any], kwargs: dict[str, Any], span: Span, hint: str | None
+    ) -> Any:
         if kwargs or not all(isinstance(a, TensorVal) for a in args):
-            raise EvalError(f"layer '{layer.module}' already has its arguments; call it with input "
-                            f"tensors only", span)
+            raise EvalError(
+                f"layer '{layer.module}' already has its arguments; call it with input "
+                f"tensors only",
+                span,
+            )
         tensors = [a for a in args if isinstance(a, TensorVal)]
         layer.uses += 1
         if layer.callee.kind == "op":
             # Every use names the same module, hence the same parameters.
-            return self.apply_op(layer.callee.name, tensors, layer.args, dict(layer.kwargs), span,
-                                 hint, module=layer.module)
-        return self.call_block(layer.callee.name, tensors, list(layer.args), dict(layer.kwargs),
-                               span, layer)
+            return self.apply_op(
+                layer.callee.name,
+                tensors,
+                layer.args,
+                dict(layer.kwargs),
+                span,
+                hint,
+                module=layer.module,
+            )
+        return self.call_block(
+            layer.callee.name, tensors, list(layer.args), dict(layer.kwargs), span, layer
+        )
 
-    def call_block(self, name: str, tensors: Sequence[TensorVal], rest: Sequence[Any],
-                   kwargs: dict[str, Any], span: Span, layer: LayerVal | None) -> Any:
+    def call_block(
+        self,
+        name: str,
+        tensors: Sequence[TensorVal],
+        rest: Sequence[Any],
+        kwargs: dict[str, Any],
+        span: Span,
+        layer: LayerVal | None,
+    ) -> Any:
         frame, builder = self.frame, self.builder
         assert frame is not None and builder is not None
         decl = self.program.block(name)
@@ -645,21 +736,26 @@ class Expander:
         if name in self.active:
             return POISON  # recursion is reported once, statically
         if len(self.active) >= self.limits.max_depth:
-            raise EvalError(f"blocks nest deeper than {self.limits.max_depth} levels "
-                            f"(raise the limit with --max-depth)", span)
+            raise EvalError(
+                f"blocks nest deeper than {self.limits.max_depth} levels "
+                f"(raise the limit with --max-depth)",
+                span,
+            )
         inputs = [s for s in decl.body if isinstance(s, ast.InStmt)]
         tensor_kwargs = {k: v for k, v in kwargs.items() if isinstance(v, TensorVal)}
         param_kwargs = {k: v for k, v in kwargs.items() if k not in tensor_kwargs}
         given: list[Any] = list(tensors)
-        for stmt in inputs[len(tensors):]:
+        for stmt in inputs[len(tensors) :]:
             if stmt.name in tensor_kwargs:
                 given.append(tensor_kwargs.pop(stmt.name))
         if tensor_kwargs:
             raise EvalError(f"block '{name}' has no input '{next(iter(tensor_kwargs))}'", span)
         if len(given) != len(inputs):
             names = ", ".join(s.name for s in inputs)
-            raise EvalError(f"block '{name}' takes {len(inputs)} input tensor(s) ({names}), "
-                            f"got {len(given)}", span)
+            raise EvalError(
+                f"block '{name}' takes {len(inputs)} input tensor(s) ({names}), got {len(given)}",
+                span,
+            )
         env = self.bind_params(decl, rest, param_kwargs, span)
         if env is None:
             raise EvalError("", span)
@@ -669,7 +765,7 @@ class Expander:
         else:
             module = value_path = frame.module_prefix + frame.local_name(snake(name))
             if frame.value_prefix != frame.module_prefix:
-                value_path = frame.value_prefix + module[len(frame.module_prefix):]
+                value_path = frame.value_prefix + module[len(frame.module_prefix) :]
         builder.add_module(module, name, {k: env[k] for k in (p.name for p in decl.params)}, span)
         chain = (*frame.chain, CallFrame(block=name, instance=module, span=span))
         callee = Frame(decl, env, value_path + ".", module + ".", chain, inputs=given)

@@ -95,9 +95,16 @@ class Program:
 
             hint = did_you_mean(network, self.networks)
             have = ", ".join(self.networks) or "none"
-            raise CompileError([Diagnostic(
-                _error(), f"no network '{network}'{hint}; this spec has: {have}",
-                Span.unknown(self._main_file()))], self.sources)
+            raise CompileError(
+                [
+                    Diagnostic(
+                        _error(),
+                        f"no network '{network}'{hint}; this spec has: {have}",
+                        Span.unknown(self._main_file()),
+                    )
+                ],
+                self.sources,
+            )
         if network in self.broken:
             return None
         return Expander(self, diags, self.limits).network(decl, dict(params), decl.name_span)
@@ -142,17 +149,22 @@ class _Loader:
                 self.load_import(decl, real, stack)
         self.modules.append(module)
 
-    def load_import(self, decl: ast.ImportDecl, importer: Path | None, stack: tuple[Path, ...]) -> None:
+    def load_import(
+        self, decl: ast.ImportDecl, importer: Path | None, stack: tuple[Path, ...]
+    ) -> None:
         diags = self.program.diags
         base = importer.parent if importer is not None else Path.cwd()
         target = (base / decl.path).resolve()
         root = self.root or base.resolve()
         if not target.is_relative_to(root):
-            diags.error(f"import '{decl.path}' leaves the spec's directory ({root}); only files "
-                        f"below it can be imported", decl.span)
+            diags.error(
+                f"import '{decl.path}' leaves the spec's directory ({root}); only files "
+                f"below it can be imported",
+                decl.span,
+            )
             return
         if target in stack:
-            cycle = " -> ".join(p.name for p in (*stack[stack.index(target):], target))
+            cycle = " -> ".join(p.name for p in (*stack[stack.index(target) :], target))
             diags.error(f"import cycle: {cycle}", decl.span)
             return
         if target in self.loaded:
@@ -209,9 +221,14 @@ class _Loader:
             else:
                 program.broken.add(c.name)
         global_names = set(program.visible_names()) | program.broken
-        for name, decl in program.decls.items():
-            check_block(decl, diags, global_names, program.visible_names,
-                        self.broken.get(decl.span.file, set()))
+        for decl in program.decls.values():
+            check_block(
+                decl,
+                diags,
+                global_names,
+                program.visible_names,
+                self.broken.get(decl.span.file, set()),
+            )
         check_recursion(program.decls, diags)
 
 
@@ -237,8 +254,9 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def load(path: str | os.PathLike[str], limits: Limits | None = None, *,
-         strict: bool = True) -> Program:
+def load(
+    path: str | os.PathLike[str], limits: Limits | None = None, *, strict: bool = True
+) -> Program:
     """Load a `.net` file and its imports. Raises CompileError when it has errors."""
     program = Program(limits or Limits())
     real = Path(path).resolve()
@@ -253,8 +271,9 @@ def load(path: str | os.PathLike[str], limits: Limits | None = None, *,
     return program
 
 
-def loads(text: str, filename: str = "<string>", limits: Limits | None = None, *,
-          strict: bool = True) -> Program:
+def loads(
+    text: str, filename: str = "<string>", limits: Limits | None = None, *, strict: bool = True
+) -> Program:
     """Load spec text; imports resolve relative to `filename`'s directory."""
     program = Program(limits or Limits())
     real = Path(filename).resolve()

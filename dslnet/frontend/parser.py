@@ -12,14 +12,17 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 import lark
-from lark import Token, Tree
+from lark import Token
+from lark import Tree as _LarkTree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from dslnet.diagnostics import Diagnostics, Span
 from dslnet.frontend import ast
 
+Tree = _LarkTree[Any]
 MAX_SYNTAX_ERRORS = 50
 _OPENERS = {"LPAR": "(", "LSQB": "[", "LBRACE": "{"}
 _CLOSERS = {"RPAR": "LPAR", "RSQB": "LSQB", "RBRACE": "LBRACE"}
@@ -155,10 +158,18 @@ def _found(token: Token) -> str:
 def _expected(expected: set[str], parser: _Parser) -> list[str]:
     names = set(expected)
     words: list[str] = []
-    if _EXPRESSION_STARTS <= names:
+    if names >= _EXPRESSION_STARTS:
         words.append("an expression")
-        names -= _EXPRESSION_STARTS | {"FLOAT", "STRING", "MINUS", "PLUS", "IF", "TRUE", "FALSE",
-                                       "NOT"}
+        names -= _EXPRESSION_STARTS | {
+            "FLOAT",
+            "STRING",
+            "MINUS",
+            "PLUS",
+            "IF",
+            "TRUE",
+            "FALSE",
+            "NOT",
+        }
     if len(names & _OPERATORS) >= 3:
         words.append("an operator")
         names -= _OPERATORS
@@ -176,7 +187,8 @@ def _join(words: list[str]) -> str:
 def _describe(err: UnexpectedInput, text: str, file: str, parser: _Parser) -> tuple[str, Span]:
     state = parser.postlex.state
     if isinstance(err, UnexpectedCharacters):
-        ch = text[err.pos_in_stream]
+        pos = err.pos_in_stream or 0
+        ch = text[pos] if pos < len(text) else "?"
         span = Span(file, err.line, err.column, err.line, err.column + 1)
         what = "a tab" if ch == "\t" else repr(ch)
         return f"unexpected character {what}", span
@@ -193,7 +205,8 @@ def _describe(err: UnexpectedInput, text: str, file: str, parser: _Parser) -> tu
         if closer_kind in expected and ran_on:
             closer = _token_words(closer_kind, parser)
             where = f"{opener.line}:{opener.column}"
-            return f"{message}: expected {closer} to close {_CLOSE_WORD[opener.type]} opened at {where}", span
+            opened = f"{_CLOSE_WORD[opener.type]} opened at {where}"
+            return f"{message}: expected {closer} to close {opened}", span
     if state.brackets and state.brackets[-1].type != "LBRACE":
         expected.discard("_NL")  # newlines inside brackets are dropped, never expected
     words = _expected(expected, parser)
@@ -207,11 +220,11 @@ def _token_span(token: Token, text: str, file: str) -> Span:
         line = text.count("\n") + 1
         col = len(text) - (text.rfind("\n") + 1) + 1
         return Span(file, line, col, line, col + 1)
+    line, col = token.line or 1, token.column or 1
     if token.type == "_NL":
         # Point at the end of the line the statement broke on.
-        return Span(file, token.line, token.column, token.line, token.column + 1)
-    return Span(file, token.line, token.column, token.end_line or token.line,
-                token.end_column or token.column + 1)
+        return Span(file, line, col, line, col + 1)
+    return Span(file, line, col, token.end_line or line, token.end_column or col + 1)
 
 
 # --- recovery -----------------------------------------------------------------------
@@ -221,8 +234,9 @@ def _recovery_region(text: str, err: UnexpectedInput, state: _LexState) -> tuple
     """The text span of the broken statement, to blank out before parsing again."""
     if isinstance(err, UnexpectedCharacters):
         # A stray character: blank only it, the statement may well be fine.
-        return err.pos_in_stream, err.pos_in_stream + 1
-    token: Token = err.token
+        pos = err.pos_in_stream or 0
+        return pos, pos + 1
+    token: Token = getattr(err, "token")  # noqa: B009 (UnexpectedToken and UnexpectedEOF)
     if token.type == "$END":
         return None
     err_pos = token.start_pos if token.start_pos is not None else len(text)
@@ -286,8 +300,14 @@ def _declared_names(snippet: str) -> set[str]:
 # --- tree -> syntax tree ----------------------------------------------------------------
 
 _BINARY = {
-    "add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%",
-    "or_op": "or", "and_op": "and",
+    "add": "+",
+    "sub": "-",
+    "mul": "*",
+    "div": "/",
+    "floordiv": "//",
+    "mod": "%",
+    "or_op": "or",
+    "and_op": "and",
 }
 
 
@@ -297,8 +317,13 @@ class _ToAst:
 
     def span(self, item: Tree | Token) -> Span:
         if isinstance(item, Token):
-            return Span(self.file, item.line or 0, item.column or 0,
-                        item.end_line or 0, item.end_column or 0)
+            return Span(
+                self.file,
+                item.line or 0,
+                item.column or 0,
+                item.end_line or 0,
+                item.end_column or 0,
+            )
         meta = item.meta
         if getattr(meta, "empty", True):
             return Span.unknown(self.file)
@@ -310,7 +335,7 @@ class _ToAst:
     def decl(self, tree: Tree) -> ast.Decl:
         kind = tree.data
         if kind == "import_decl":
-            return ast.ImportDecl(_unquote(tree.children[0]), self.span(tree))
+            return ast.ImportDecl(_unquote(str(tree.children[0])), self.span(tree))
         if kind == "const_decl":
             return self.stmt(tree)  # type: ignore[return-value]
         name, params, body = tree.children
@@ -329,12 +354,14 @@ class _ToAst:
         out = []
         for p in tree.children:
             name, type_name, default = p.children
-            out.append(ast.Param(
-                str(name),
-                None if type_name is None else str(type_name),
-                None if default is None else self.expr(default),
-                self.span(p),
-            ))
+            out.append(
+                ast.Param(
+                    str(name),
+                    None if type_name is None else str(type_name),
+                    None if default is None else self.expr(default),
+                    self.span(p),
+                )
+            )
         return tuple(out)
 
     def body(self, tree: Tree) -> tuple[ast.Stmt, ...]:
@@ -346,8 +373,11 @@ class _ToAst:
             tt = ch[1]
             dtype, *dims = tt.children
             dims = [d for d in dims if d is not None]
-            ttype = ast.TensorTypeExpr(None if dtype is None else str(dtype),
-                                       tuple(self.expr(d) for d in dims), self.span(tt))
+            ttype = ast.TensorTypeExpr(
+                None if dtype is None else str(dtype),
+                tuple(self.expr(d) for d in dims),
+                self.span(tt),
+            )
             return ast.InStmt(str(ch[0]), ttype, span)
         if kind == "out_named":
             return ast.OutStmt(str(ch[0]), self.expr(ch[1]), span)
@@ -364,14 +394,15 @@ class _ToAst:
             return ast.ForStmt(targets, self.expr(ch[-2]), self.body(ch[-1]), span)
         if kind == "repeat_stmt":
             count, var, body = ch
-            return ast.RepeatStmt(self.expr(count), None if var is None else str(var),
-                                  self.body(body), span)
+            return ast.RepeatStmt(
+                self.expr(count), None if var is None else str(var), self.body(body), span
+            )
         if kind == "if_stmt":
             cond, body, *rest = ch
             branches = [(self.expr(cond), self.body(body))]
             orelse: tuple[ast.Stmt, ...] = ()
             for item in rest:
-                if isinstance(item, Tree) and item.data == "elif_clause":
+                if isinstance(item, _LarkTree) and item.data == "elif_clause":
                     branches.append((self.expr(item.children[0]), self.body(item.children[1])))
                 elif item is not None:
                     orelse = self.body(item)
@@ -390,7 +421,7 @@ class _ToAst:
         if kind == "float":
             return ast.Literal(float(str(ch[0]).replace("_", "")), span)
         if kind == "string":
-            return ast.Literal(_unquote(ch[0]), span)
+            return ast.Literal(_unquote(str(ch[0])), span)
         if kind in ("true", "false"):
             return ast.Literal(kind == "true", span)
         if kind == "list":
@@ -414,9 +445,10 @@ class _ToAst:
             pos: list[ast.Expr] = []
             kws: list[ast.Keyword] = []
             for a in [] if args is None else args.children:
-                if isinstance(a, Tree) and a.data == "kwarg":
-                    kws.append(ast.Keyword(str(a.children[0]), self.expr(a.children[1]),
-                                           self.span(a)))
+                if isinstance(a, _LarkTree) and a.data == "kwarg":
+                    kws.append(
+                        ast.Keyword(str(a.children[0]), self.expr(a.children[1]), self.span(a))
+                    )
                 else:
                     pos.append(self.expr(a))
             return ast.Call(self.expr(func), tuple(pos), tuple(kws), span)
@@ -431,6 +463,6 @@ class _ToAst:
         raise AssertionError(f"unhandled expression {kind}")
 
 
-def _unquote(token: Token) -> str:
-    body = str(token)[1:-1]
+def _unquote(token: str) -> str:
+    body = token[1:-1]
     return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), body)

@@ -95,8 +95,11 @@ def check_block(
         seen_params.add(p.name)
         if p.type_name is not None and p.type_name not in PARAM_TYPES:
             hint = did_you_mean(p.type_name, PARAM_TYPES)
-            diags.error(f"unknown parameter type '{p.type_name}'{hint}; expected one of "
-                        f"{', '.join(PARAM_TYPES)}", p.span)
+            diags.error(
+                f"unknown parameter type '{p.type_name}'{hint}; expected one of "
+                f"{', '.join(PARAM_TYPES)}",
+                p.span,
+            )
 
     defined: set[str] = set(seen_params) | broken
     unique: dict[str, ast.Stmt] = {}  # in and layer names: one definition each
@@ -105,8 +108,9 @@ def check_block(
     for stmt, depth in walk_stmts(decl.body):
         if isinstance(stmt, ast.InStmt):
             if depth:
-                diags.error("'in' declares an input and belongs at the top level of the body",
-                            stmt.span)
+                diags.error(
+                    "'in' declares an input and belongs at the top level of the body", stmt.span
+                )
             for d in stmt.type.dims:  # size names bind here
                 defined |= {e.id for e in walk_exprs(d) if isinstance(e, ast.Name)}
         if isinstance(stmt, (ast.InStmt, ast.LayerStmt)):
@@ -128,8 +132,11 @@ def check_block(
             has_out = True
             if stmt.name is not None:
                 if stmt.name in outs:
-                    diags.error(f"duplicate output '{stmt.name}' of {what}", stmt.span,
-                                [Note("first defined here", outs[stmt.name].span)])
+                    diags.error(
+                        f"duplicate output '{stmt.name}' of {what}",
+                        stmt.span,
+                        [Note("first defined here", outs[stmt.name].span)],
+                    )
                 outs[stmt.name] = stmt
     if not has_out:
         diags.error(f"{what} has no 'out': say what it computes, e.g. out y = ...", decl.name_span)
@@ -171,6 +178,7 @@ def check_block(
 def check_recursion(blocks: dict[str, ast.BlockDecl], diags: Diagnostics) -> None:
     """A block may not call itself, directly or through others."""
     calls: dict[str, list[tuple[str, ast.Expr]]] = {}
+    site: ast.Expr
     for name, decl in blocks.items():
         found = []
         for stmt, _ in walk_stmts(decl.body):

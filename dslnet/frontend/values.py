@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from dslnet.diagnostics import Span
 from dslnet.ir import symbolic
@@ -93,7 +93,7 @@ class _Poison:
 
 POISON = _Poison()
 
-Scalar = Union[int, float, bool, str, SymExpr]
+Scalar = int | float | bool | str | SymExpr
 
 
 def is_poison(value: Any) -> bool:
@@ -172,6 +172,10 @@ def arith(op: str, a: Any, b: Any, span: Span) -> Any:
     raise EvalError(f"unknown operator '{op}'", span)
 
 
+def _symbols(d: Any) -> frozenset[str]:
+    return d.free_symbols() if isinstance(d, SymExpr) else frozenset()
+
+
 def compare(op: str, a: Any, b: Any, span: Span) -> bool:
     """Compile-time comparison; symbolic dims compare only when provably (un)equal."""
     if isinstance(a, SymExpr) or isinstance(b, SymExpr):
@@ -179,17 +183,16 @@ def compare(op: str, a: Any, b: Any, span: Span) -> bool:
             if symbolic.dims_equal(a, b):
                 return op == "=="
             # Two different expressions may still be equal for some sizes.
-            names = sorted(
-                {*getattr(a, "free_symbols", lambda: ())(), *getattr(b, "free_symbols", lambda: ())()}
-            )
+            names = sorted({*_symbols(a), *_symbols(b)})
             raise EvalError(
-                f"condition compares {symbolic.dim_str(a)} and {symbolic.dim_str(b)}, which depends "
-                f"on the run-time size of {', '.join(names)}; conditions are decided at compile time",
+                f"condition compares {symbolic.dim_str(a)} and {symbolic.dim_str(b)}, which "
+                f"depends on the run-time size {', '.join(names)}; conditions are decided at "
+                f"compile time",
                 span,
             )
         raise EvalError(f"cannot order symbolic dimensions ({kind_of(a)} {op} {kind_of(b)})", span)
     if op in ("==", "!="):
-        same = a == b and type(a) is type(b) or (_is_num(a) and _is_num(b) and a == b)
+        same = (a == b and type(a) is type(b)) or (_is_num(a) and _is_num(b) and a == b)
         return same if op == "==" else not same
     if not ((_is_num(a) and _is_num(b)) or (isinstance(a, str) and isinstance(b, str))):
         raise EvalError(f"cannot compare {kind_of(a)} {op} {kind_of(b)}", span)

@@ -38,8 +38,7 @@ def format_node(graph: Graph, node: Node) -> str:
     outs = ", ".join(f"{o}: {graph.values[o].type}" for o in node.outputs)
     args = [*node.inputs, *(f"{k}={format_value(v)}" for k, v in node.attrs.items())]
     text = f"{outs} = {node.op}({', '.join(args)})"
-    owns = [p for p in (f"{node.module}.weight", f"{node.module}.bias")
-            if p in graph.parameters]
+    owns = [p for p in (f"{node.module}.weight", f"{node.module}.bias") if p in graph.parameters]
     if owns or node.name != node.module:
         text += f"  @{node.module}"
     return f"{text}  # {_where(node.span)}"

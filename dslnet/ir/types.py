@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from enum import Enum
 
 from pydantic import BaseModel, ConfigDict
@@ -22,7 +23,7 @@ class DType(str, Enum):
     bool = "bool"
 
     @property
-    def is_float(self) -> bool:
+    def is_float(self) -> builtins.bool:
         return self.value.startswith(("float", "bfloat"))
 
     def __str__(self) -> str:

@@ -32,20 +32,25 @@ def verify(graph: Graph) -> None:
         in_types = [graph.values[v].type for v in node.inputs]
         out_types = op.infer(attrs, in_types)
         if len(out_types) != len(node.outputs):
-            raise VerifyError(f"node {node.name}: {len(node.outputs)} outputs, op gives {len(out_types)}")
+            raise VerifyError(
+                f"node {node.name}: {len(node.outputs)} outputs, op gives {len(out_types)}"
+            )
         for value, ttype in zip(node.outputs, out_types):
             if value in defined:
                 raise VerifyError(f"value {value} is defined twice")
             recorded = graph.values.get(value)
             if recorded is None or not recorded.type.same_as(ttype):
-                raise VerifyError(f"node {node.name}: {value} recorded as "
-                                  f"{recorded.type if recorded else None}, rule gives {ttype}")
+                raise VerifyError(
+                    f"node {node.name}: {value} recorded as "
+                    f"{recorded.type if recorded else None}, rule gives {ttype}"
+                )
             defined.add(value)
         for role, shape in op.params(attrs, in_types).items():
             param = graph.parameters.get(node.param_name(role))
             if param is None or param.shape != shape:
-                raise VerifyError(f"node {node.name}: parameter {node.param_name(role)} "
-                                  f"should be {list(shape)}")
+                raise VerifyError(
+                    f"node {node.name}: parameter {node.param_name(role)} should be {list(shape)}"
+                )
     for out_name, value in graph.outputs:
         if value not in defined:
             raise VerifyError(f"output {out_name} = {value} is not defined")

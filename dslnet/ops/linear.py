@@ -31,10 +31,12 @@ class Linear(OpDef):
         need_static(x.shape[-1], "input feature size (last axis)", "linear", x)
         return (x.with_shape((*x.shape[:-1], attrs.features)),)
 
-    def params(self, attrs: LinearAttrs, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+    def params(
+        self, attrs: LinearAttrs, inputs: Sequence[TensorType]
+    ) -> dict[str, tuple[int, ...]]:
         (x,) = inputs
         in_features = need_static(x.shape[-1], "input feature size (last axis)", "linear", x)
-        shapes = {"weight": (attrs.features, in_features)}
+        shapes: dict[str, tuple[int, ...]] = {"weight": (attrs.features, in_features)}
         if attrs.bias:
             shapes["bias"] = (attrs.features,)
         return shapes

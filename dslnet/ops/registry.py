@@ -83,8 +83,9 @@ class OpDef:
                 from dslnet.diagnostics import did_you_mean
 
                 hint = did_you_mean(key, [*fields, *self.aliases])
-                problems.append(f"{self.name} has no argument '{key}'{hint}; "
-                                f"it takes: {self.signature()}")
+                problems.append(
+                    f"{self.name} has no argument '{key}'{hint}; it takes: {self.signature()}"
+                )
                 continue
             if field_name in values:
                 problems.append(f"argument '{field_name}' of {self.name} is given twice")
@@ -104,9 +105,13 @@ class OpDef:
         if error["type"] == "missing":
             return f"{self.name} needs argument '{field_name}' ({expected})"
         got = values.get(field_name)
-        if error["type"].endswith("_type") or error["type"] in ("literal_error", "union_tag_invalid"):
-            return (f"argument '{field_name}' of {self.name} expects {expected}, "
-                    f"got {value_words(got)}")
+        if error["type"].endswith("_type") or error["type"] in (
+            "literal_error",
+            "union_tag_invalid",
+        ):
+            return (
+                f"argument '{field_name}' of {self.name} expects {expected}, got {value_words(got)}"
+            )
         msg = str(error["msg"]).replace("Input should be", "must be").replace("Value error, ", "")
         return f"argument '{field_name}' of {self.name} {msg}, got {value_words(got)}"
 
@@ -168,10 +173,10 @@ def value_words(value: Any) -> str:
 
 _REGISTRY: dict[str, OpDef] = {}
 
-O = TypeVar("O", bound=type[OpDef])
+OpClass = TypeVar("OpClass", bound=type[OpDef])
 
 
-def register(cls: O) -> O:
+def register(cls: OpClass) -> OpClass:
     """Class decorator: add an op to the registry (a user's own op too)."""
     name = cls.name
     if name in _REGISTRY and type(_REGISTRY[name]) is not cls:

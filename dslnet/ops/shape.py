@@ -30,8 +30,10 @@ class Flatten(OpDef):
         start = normalize_axis(attrs.start_axis, x.rank, self.name, x)
         end = normalize_axis(attrs.end_axis, x.rank, self.name, x)
         if start > end:
-            raise ShapeError(f"flatten: start_axis {attrs.start_axis} comes after end_axis "
-                             f"{attrs.end_axis} for {x}")
+            raise ShapeError(
+                f"flatten: start_axis {attrs.start_axis} comes after end_axis "
+                f"{attrs.end_axis} for {x}"
+            )
         merged: Dim = 1
         for d in x.shape[start : end + 1]:
             merged = mul(merged, d)
@@ -61,8 +63,9 @@ class Concat(OpDef):
             for k, (a, b) in enumerate(zip(t.shape, first.shape)):
                 if k != axis and not dims_equal(a, b):
                     raise ShapeError(
-                        f"concat along axis {attrs.axis}: input {i} has shape {shape_str(t.shape)}, "
-                        f"input 0 has {shape_str(first.shape)} (axis {k}: {a} vs {b})"
+                        f"concat along axis {attrs.axis}: input {i} has shape "
+                        f"{shape_str(t.shape)}, input 0 has {shape_str(first.shape)} "
+                        f"(axis {k}: {a} vs {b})"
                     )
             total = add(total, t.shape[axis])
         return (first.with_shape((*first.shape[:axis], total, *first.shape[axis + 1 :])),)
