@@ -181,13 +181,14 @@ def check_recursion(blocks: dict[str, ast.BlockDecl], diags: Diagnostics) -> Non
     site: ast.Expr
     for name, decl in blocks.items():
         found = []
+        layers = _layer_blocks(decl, blocks)
         for stmt, _ in walk_stmts(decl.body):
             for expr in stmt_exprs(stmt):
                 for c in callee_exprs(expr):
                     if isinstance(c, ast.Name) and c.id in blocks:
                         found.append((c.id, c))
-                    elif isinstance(c, ast.Name) and _layer_block(decl, c.id, blocks):
-                        found.append((_layer_block(decl, c.id, blocks) or "", c))
+                    elif isinstance(c, ast.Name) and c.id in layers:
+                        found.append((layers[c.id], c))
         first_site: dict[str, tuple[str, ast.Expr]] = {}
         for target, site in found:
             first_site.setdefault(target, (target, site))
@@ -219,11 +220,12 @@ def check_recursion(blocks: dict[str, ast.BlockDecl], diags: Diagnostics) -> Non
                 visited.add(target)
 
 
-def _layer_block(decl: ast.BlockDecl, name: str, blocks: dict[str, ast.BlockDecl]) -> str | None:
-    """The block a `layer NAME = Block(...)` of `decl` instantiates, if any."""
+def _layer_blocks(decl: ast.BlockDecl, blocks: dict[str, ast.BlockDecl]) -> dict[str, str]:
+    """The blocks that `layer NAME = Block(...)` statements of `decl` instantiate, by NAME."""
+    found: dict[str, str] = {}
     for stmt, _ in walk_stmts(decl.body):
-        if isinstance(stmt, ast.LayerStmt) and stmt.name == name:
+        if isinstance(stmt, ast.LayerStmt):
             value = stmt.value.func if isinstance(stmt.value, ast.Call) else stmt.value
             if isinstance(value, ast.Name) and value.id in blocks:
-                return value.id
-    return None
+                found[stmt.name] = value.id
+    return found

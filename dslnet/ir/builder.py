@@ -16,22 +16,24 @@ class GraphBuilder:
         self.graph = Graph(name=name, args=args, span=span)
         self._taken: set[str] = set()
         self._node_names: set[str] = set()
+        self._suffix: dict[str, int] = {}  # next suffix to try per hint: keeps naming linear
 
     def fresh_value(self, hint: str) -> str:
         """A unique value name: the hint, or the hint with `_2`, `_3`... appended."""
-        name, k = hint, 1
-        while name in self._taken:
-            k += 1
-            name = f"{hint}_{k}"
-        self._taken.add(name)
-        return name
+        return self._unique(hint, "_", self._taken)
 
     def _fresh_node(self, hint: str) -> str:
-        name, k = hint, 1
-        while name in self._node_names:
+        return self._unique(hint, "@", self._node_names)
+
+    def _unique(self, hint: str, sep: str, taken: set[str]) -> str:
+        name, k = hint, self._suffix.get(sep + hint, 1)
+        if k > 1:
+            name = f"{hint}{sep}{k}"
+        while name in taken:
             k += 1
-            name = f"{hint}@{k}"
-        self._node_names.add(name)
+            name = f"{hint}{sep}{k}"
+        self._suffix[sep + hint] = k
+        taken.add(name)
         return name
 
     def add_input(self, hint: str, ttype: TensorType) -> str:
