@@ -217,16 +217,18 @@ class Expander:
         elif isinstance(stmt, ast.ForStmt):
             self.exec_for(stmt)
         elif isinstance(stmt, ast.RepeatStmt):
+            count: Any = POISON
             with self.statement():
-                count = self.eval(stmt.count)
-                if is_poison(count):
-                    return
-                if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                value = self.eval(stmt.count)
+                if is_poison(value):
+                    raise EvalError("", stmt.count.span)
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise EvalError(
-                        f"repeat needs a non-negative int, got {kind_of(count)}", stmt.count.span
+                        f"repeat needs a non-negative int, got {kind_of(value)}", stmt.count.span
                     )
-                self.count_iterations(count, stmt.count.span)
-            if is_poison(count) or not isinstance(count, int):
+                self.count_iterations(value, stmt.count.span)
+                count = value  # only once every check passed
+            if not isinstance(count, int):
                 return
             for i in range(count):
                 if stmt.var:
@@ -245,13 +247,14 @@ class Expander:
         assert frame is not None
         items: Any = POISON
         with self.statement():
-            items = self.eval(stmt.iterable)
-            if not is_poison(items) and not isinstance(items, tuple):
+            value = self.eval(stmt.iterable)
+            if not is_poison(value) and not isinstance(value, tuple):
                 raise EvalError(
-                    f"for needs a list or range, got {kind_of(items)}", stmt.iterable.span
+                    f"for needs a list or range, got {kind_of(value)}", stmt.iterable.span
                 )
-            if isinstance(items, tuple):
-                self.count_iterations(len(items), stmt.iterable.span)
+            if isinstance(value, tuple):
+                self.count_iterations(len(value), stmt.iterable.span)
+                items = value  # only once every check passed
         if not isinstance(items, tuple):
             for t in stmt.targets:
                 frame.env[t] = POISON

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from dslnet.diagnostics import CompileError, Diagnostic, Diagnostics, Note, SourceMap, Span
 from dslnet.frontend import ast
@@ -16,6 +19,32 @@ from dslnet.frontend.resolve import check_block, check_recursion
 from dslnet.frontend.values import Callee, is_poison
 from dslnet.ir.graph import Graph
 from dslnet.ops import registry
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Compiling allocates many small objects that all stay alive; the cyclic
+    collector would re-scan them again and again (superlinear in spec size)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _without_gc(fn: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _gc_paused():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -80,6 +109,7 @@ class Program:
 
     # --- compiling ------------------------------------------------------------------------
 
+    @_without_gc
     def ir(self, network: str, **params: Any) -> Graph:
         """Expand `network` with `params` overriding its defaults; CompileError on errors."""
         diags = Diagnostics()
@@ -109,6 +139,7 @@ class Program:
             return None
         return Expander(self, diags, self.limits).network(decl, dict(params), decl.name_span)
 
+    @_without_gc
     def check(self) -> list[Diagnostic]:
         """Every diagnostic of the spec: load-time ones, then each network at its defaults."""
         diags = Diagnostics()
@@ -254,6 +285,7 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+@_without_gc
 def load(
     path: str | os.PathLike[str], limits: Limits | None = None, *, strict: bool = True
 ) -> Program:
@@ -271,6 +303,7 @@ def load(
     return program
 
 
+@_without_gc
 def loads(
     text: str, filename: str = "<string>", limits: Limits | None = None, *, strict: bool = True
 ) -> Program:

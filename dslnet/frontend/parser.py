@@ -251,7 +251,9 @@ def _recovery_region(text: str, err: UnexpectedInput, state: _LexState) -> tuple
         err_line_start = text.rfind("\n", 0, err_pos) + 1
         if err_line_start > opener_line_start:
             return (start, err_line_start) if err_line_start > start else None
-    end = _statement_end(text, start, max(line_end, err_pos + 1))
+    # A statement cut short by its newline ends at that newline.
+    min_end = err_pos if token.type == "_NL" else max(line_end, err_pos + 1)
+    end = _statement_end(text, start, min_end)
     return (start, end) if end > start else None
 
 
