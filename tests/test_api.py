@@ -62,7 +62,7 @@ def test_override_of_wrong_type_names_the_expected_type() -> None:
 
 def test_unknown_network_lists_the_ones_there() -> None:
     prog = dslnet.loads(RESIDUAL, filename="net.net")
-    with pytest.raises(dslnet.CompileError, match="no network 'Nett'.*did you mean 'Net'"):
+    with pytest.raises(dslnet.CompileError, match=r"no network 'Nett'.*did you mean 'Net'"):
         prog.ir("Nett")
 
 

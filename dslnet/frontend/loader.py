@@ -20,7 +20,6 @@ from dslnet.frontend.values import Callee, is_poison
 from dslnet.ir.graph import Graph
 from dslnet.ops import registry
 
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
