@@ -30,7 +30,7 @@ from dslnet.frontend.values import (
 )
 from dslnet.ir import symbolic
 from dslnet.ir.builder import GraphBuilder
-from dslnet.ir.graph import CallFrame, Graph
+from dslnet.ir.graph import CallFrame, CallInfo, Graph
 from dslnet.ir.symbolic import SymExpr
 from dslnet.ir.types import DType, TensorType, shape_str
 from dslnet.ops import registry
@@ -425,6 +425,8 @@ class Expander:
         callee = self.program.callee(expr.id)
         if callee is not None:
             return callee
+        if expr.span in self.program.unresolved or expr.id in self.program.broken:
+            raise EvalError("", expr.span)  # reported before expansion
         candidates = [*frame.env, *self.program.visible_names()]
         raise EvalError(f"unknown name '{expr.id}'{did_you_mean(expr.id, candidates)}", expr.span)
 
@@ -770,7 +772,8 @@ class Expander:
             if frame.value_prefix != frame.module_prefix:
                 value_path = frame.value_prefix + module[len(frame.module_prefix) :]
         builder.add_module(module, name, {k: env[k] for k in (p.name for p in decl.params)}, span)
-        chain = (*frame.chain, CallFrame(block=name, instance=module, span=span))
+        call_id = builder.new_call_id()
+        chain = (*frame.chain, CallFrame(block=name, instance=module, span=span, call_id=call_id))
         callee = Frame(decl, env, value_path + ".", module + ".", chain, inputs=given)
         self.active.append(name)
         try:
@@ -785,6 +788,21 @@ class Expander:
         outs = callee.outputs
         if not outs:
             return POISON
+        if not any(is_poison(v) for _, v, _ in outs):
+            builder.add_call(
+                CallInfo(
+                    id=call_id,
+                    parent=frame.chain[-1].call_id if frame.chain else 0,
+                    block=name,
+                    instance=module,
+                    prefix=value_path + ".",
+                    inputs=[t.name for t in given],
+                    outputs=[
+                        (n or "output", v.name) for n, v, _ in outs if isinstance(v, TensorVal)
+                    ],
+                    span=span,
+                )
+            )
         if len(outs) == 1:
             return outs[0][1]
         if any(is_poison(v) for _, v, _ in outs):

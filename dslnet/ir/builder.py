@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dslnet.diagnostics import Span
-from dslnet.ir.graph import CallFrame, Graph, ModuleInfo, Node, Parameter, Value
+from dslnet.ir.graph import CallFrame, CallInfo, Graph, ModuleInfo, Node, Parameter, Value
 from dslnet.ir.types import DType, TensorType, shape_str
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError
 
@@ -16,7 +16,8 @@ class GraphBuilder:
         self.graph = Graph(name=name, args=args, span=span)
         self._taken: set[str] = set()
         self._node_names: set[str] = set()
-        self._suffix: dict[str, int] = {}  # next suffix to try per hint: keeps naming linear
+        self._suffix: dict[str, int] = {}
+        self._calls = 0  # next suffix to try per hint: keeps naming linear
 
     def fresh_value(self, hint: str) -> str:
         """A unique value name: the hint, or the hint with `_2`, `_3`... appended."""
@@ -44,6 +45,13 @@ class GraphBuilder:
 
     def add_output(self, out_name: str, value: str) -> None:
         self.graph.outputs.append((out_name, value))
+
+    def new_call_id(self) -> int:
+        self._calls += 1
+        return self._calls
+
+    def add_call(self, call: CallInfo) -> None:
+        self.graph.calls[call.id] = call
 
     def add_module(self, path: str, block: str, args: dict[str, Any], span: Span) -> None:
         if path not in self.graph.modules:

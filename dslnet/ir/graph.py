@@ -28,6 +28,26 @@ class CallFrame(BaseModel):
     block: str
     instance: str
     span: Span
+    call_id: int = 0
+
+
+class CallInfo(BaseModel):
+    """One expansion of a block: which nodes form it, what flows in and out.
+
+    The nodes of a call are contiguous in `Graph.nodes` and carry its id as the
+    `call_id` of their innermost CallFrame; the network itself is call 0.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    parent: int
+    block: str
+    instance: str  # module path; two calls of one `layer` share it
+    prefix: str  # value-name prefix of this call's values
+    inputs: list[str]
+    outputs: list[tuple[str, str]]  # (output name, value name)
+    span: Span
 
 
 class Value(BaseModel):
@@ -94,6 +114,7 @@ class Graph(BaseModel):
     nodes: list[Node] = Field(default_factory=list)
     parameters: dict[str, Parameter] = Field(default_factory=dict)
     modules: dict[str, ModuleInfo] = Field(default_factory=dict)
+    calls: dict[int, CallInfo] = Field(default_factory=dict)
     span: Span | None = None
 
     def type_of(self, value: str) -> TensorType:

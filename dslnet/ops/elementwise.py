@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
+import numpy as np
 from pydantic import Field
 
 from dslnet.ir.symbolic import Dim, dims_equal
 from dslnet.ir.types import DType, TensorType, shape_str
+from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, register
 
 
@@ -35,33 +38,49 @@ def broadcast(op: str, a: TensorType, b: TensorType) -> TensorType:
 class _Binary(OpDef):
     family = "elementwise"
     inputs = ("a", "b")
+    symbol: ClassVar[str]
+    onnx_op: ClassVar[str]
 
     def infer(self, attrs: object, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         a, b = inputs
         return (broadcast(self.name, a, b),)
 
+    def torch_expr(self, attrs: object, args: Sequence[str], inputs: Sequence[TensorType]) -> str:
+        return f"{args[0]} {self.symbol} {args[1]}"
+
+    def onnx(self, attrs: object, ctx: OnnxNodeContext) -> None:
+        ctx.add_node(self.onnx_op, ctx.inputs, ctx.outputs)
+
 
 @register
 class Add(_Binary):
     name = "add"
+    symbol = "+"
+    onnx_op = "Add"
     doc = "a + b, broadcasting (`+` in a spec)."
 
 
 @register
 class Sub(_Binary):
     name = "sub"
+    symbol = "-"
+    onnx_op = "Sub"
     doc = "a - b, broadcasting (`-` in a spec)."
 
 
 @register
 class Mul(_Binary):
     name = "mul"
+    symbol = "*"
+    onnx_op = "Mul"
     doc = "a * b, broadcasting (`*` in a spec)."
 
 
 @register
 class Div(_Binary):
     name = "div"
+    symbol = "/"
+    onnx_op = "Div"
     doc = "a / b, broadcasting (`/` in a spec)."
 
 
@@ -80,3 +99,13 @@ class Constant(OpDef):
 
     def infer(self, attrs: ConstantAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         return (TensorType(dtype=attrs.dtype, shape=()),)
+
+    def torch_expr(
+        self, attrs: ConstantAttrs, args: Sequence[str], inputs: Sequence[TensorType]
+    ) -> str:
+        # A Python scalar: torch keeps the other operand's dtype, and `h * 0.5` reads well.
+        return repr(attrs.value)
+
+    def onnx(self, attrs: ConstantAttrs, ctx: OnnxNodeContext) -> None:
+        value = np.array(attrs.value, dtype=attrs.dtype.value)
+        ctx.add_node("Constant", [], ctx.outputs, value=value)

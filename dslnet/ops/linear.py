@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from dslnet.ir.types import TensorType
+from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
 
@@ -40,3 +43,31 @@ class Linear(OpDef):
         if attrs.bias:
             shapes["bias"] = (attrs.features,)
         return shapes
+
+    def init_param(
+        self, attrs: LinearAttrs, role: str, inputs: Sequence[TensorType], rng: np.random.Generator
+    ) -> np.ndarray[Any, Any]:
+        shape = self.params(attrs, inputs)[role]
+        return torch_bound_uniform(
+            shape, need_static(inputs[0].shape[-1], "input size", "linear", inputs[0]), rng
+        )
+
+    def torch_module(self, attrs: LinearAttrs, inputs: Sequence[TensorType]) -> str:
+        in_features = inputs[0].shape[-1]
+        bias = "" if attrs.bias else ", bias=False"
+        return f"nn.Linear({in_features}, {attrs.features}{bias})"
+
+    def onnx(self, attrs: LinearAttrs, ctx: OnnxNodeContext) -> None:
+        (x,), (y,) = ctx.inputs, ctx.outputs
+        weight = ctx.param("weight")
+        if ctx.input_types[0].rank == 2:
+            args = [x, weight, ctx.param("bias")] if attrs.bias else [x, weight]
+            ctx.add_node("Gemm", args, [y], transB=1)
+            return
+        # MatMul wants W^T: store it transposed once rather than transpose per call.
+        w_t = ctx.add_initializer(f"{weight}_t", ctx.param_array("weight").T.copy())
+        if not attrs.bias:
+            ctx.add_node("MatMul", [x, w_t], [y])
+            return
+        (xw,) = ctx.add_node("MatMul", [x, w_t])
+        ctx.add_node("Add", [xw, ctx.param("bias")], [y])

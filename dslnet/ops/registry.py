@@ -12,10 +12,12 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dslnet.ir.symbolic import Dim, SymExpr
 from dslnet.ir.types import TensorType
+from dslnet.ops.lowering import OnnxNodeContext
 
 
 class ShapeError(Exception):
@@ -62,6 +64,27 @@ class OpDef:
     def params(self, attrs: Any, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
         """Learned parameter shapes by role (`weight`, `bias`); empty for stateless ops."""
         return {}
+
+    def init_param(
+        self, attrs: Any, role: str, inputs: Sequence[TensorType], rng: np.random.Generator
+    ) -> np.ndarray[Any, Any]:
+        """A fresh value for parameter `role`, drawn like PyTorch's default for the layer."""
+        raise NotImplementedError(f"{self.name} has no parameters")
+
+    # --- backends -------------------------------------------------------------------
+
+    def torch_module(self, attrs: Any, inputs: Sequence[TensorType]) -> str | None:
+        """Constructor source (`nn.Linear(784, 256)`) for an op that owns a submodule,
+        because it has weights or behaves differently in training; None otherwise."""
+        return None
+
+    def torch_expr(self, attrs: Any, args: Sequence[str], inputs: Sequence[TensorType]) -> str:
+        """The forward expression of a functional op, e.g. `torch.relu(x)`."""
+        raise NotImplementedError(f"{self.name} has no functional torch form")
+
+    def onnx(self, attrs: Any, ctx: OnnxNodeContext) -> None:
+        """Emit the ONNX nodes computing this op (see dslnet.ops.lowering)."""
+        raise NotImplementedError(f"{self.name} has no ONNX lowering")
 
     # --- attributes -------------------------------------------------------------
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from pydantic import Field
 
 from dslnet.ir.symbolic import Dim, add, dims_equal, mul
 from dslnet.ir.types import TensorType, shape_str
+from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, normalize_axis, register
 
 
@@ -39,6 +41,35 @@ class Flatten(OpDef):
             merged = mul(merged, d)
         return (x.with_shape((*x.shape[:start], merged, *x.shape[end + 1 :])),)
 
+    def torch_expr(
+        self, attrs: FlattenAttrs, args: Sequence[str], inputs: Sequence[TensorType]
+    ) -> str:
+        extra = (
+            f", {attrs.start_axis}"
+            if attrs.end_axis == -1
+            else f", {attrs.start_axis}, {attrs.end_axis}"
+        )
+        return f"torch.flatten({args[0]}{extra})"
+
+    def onnx(self, attrs: FlattenAttrs, ctx: OnnxNodeContext) -> None:
+        (x,), (y,) = ctx.inputs, ctx.outputs
+        rank = ctx.input_types[0].rank
+        start = attrs.start_axis % rank if rank else 0
+        end = attrs.end_axis % rank if rank else 0
+        if rank == 0 or (start == 1 and end == rank - 1):
+            # ONNX Flatten makes 2-D [prefix, rest]: exactly torch.flatten(x, 1).
+            ctx.add_node("Flatten", [x], [y], axis=start if rank else 0)
+            return
+        # General case: keep the leading and trailing dims, merge the middle (-1).
+        parts = []
+        if start > 0:
+            parts += ctx.add_node("Shape", [x], end=start)
+        parts.append(ctx.add_initializer("flatten_merged", np.array([-1], dtype=np.int64)))
+        if end + 1 < rank:
+            parts += ctx.add_node("Shape", [x], start=end + 1)
+        (target,) = ctx.add_node("Concat", parts, axis=0)
+        ctx.add_node("Reshape", [x, target], [y])
+
 
 class ConcatAttrs(OpAttrs):
     axis: int = Field(1, description="axis to join along")
@@ -69,3 +100,11 @@ class Concat(OpDef):
                     )
             total = add(total, t.shape[axis])
         return (first.with_shape((*first.shape[:axis], total, *first.shape[axis + 1 :])),)
+
+    def torch_expr(
+        self, attrs: ConcatAttrs, args: Sequence[str], inputs: Sequence[TensorType]
+    ) -> str:
+        return f"torch.cat([{', '.join(args)}], dim={attrs.axis})"
+
+    def onnx(self, attrs: ConcatAttrs, ctx: OnnxNodeContext) -> None:
+        ctx.add_node("Concat", ctx.inputs, ctx.outputs, axis=attrs.axis)
