@@ -56,8 +56,24 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="override a network parameter (repeatable)",
     )
-    comp.add_argument("--emit", choices=["ast", "ir"], default="ir", help="what to produce")
+    comp.add_argument(
+        "--emit",
+        choices=["ast", "ir", "torch", "onnx"],
+        default="ir",
+        help="what to produce: syntax tree, typed IR, PyTorch source, ONNX model",
+    )
     comp.add_argument("-o", "--output", help="write here instead of standard output")
+    comp.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    comp.add_argument(
+        "--onnx-functions",
+        action="store_true",
+        help="emit blocks as ONNX local functions instead of inlining them",
+    )
+    comp.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="ONNX weights: a .safetensors file or a torch state_dict (.pt)",
+    )
     limits(comp)
     return parser
 
@@ -141,19 +157,42 @@ def cmd_compile(args: argparse.Namespace) -> int:
     program = load(args.file, _limits(args))
     for w in program.warnings:
         print(w.render(program.sources), file=sys.stderr)
+    if args.emit == "onnx" and not args.output:
+        raise UsageError("--emit onnx writes a binary model: give -o FILE.onnx")
+    if args.weights and args.emit != "onnx":
+        raise UsageError("--weights goes with --emit onnx")
     if args.emit == "ast":
-        text = "\n".join(ast.dump(m) for m in program.modules) + "\n"
+        data = ("\n".join(ast.dump(m) for m in program.modules) + "\n").encode("utf-8")
     else:
-        from dslnet.ir.printer import print_graph
-
         network = pick_network(program, args.network)
         graph = program.ir(network, **parse_overrides(program, network, args.set))
-        text = print_graph(graph)
+        data = _emit(graph, args)
     if args.output:
-        write_atomic(Path(args.output), text.encode("utf-8"))
+        write_atomic(Path(args.output), data)
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(data.decode("utf-8"))
     return EXIT_OK
+
+
+def _emit(graph: Any, args: argparse.Namespace) -> bytes:
+    if args.emit == "ir":
+        from dslnet.ir.printer import print_graph
+
+        return print_graph(graph).encode("utf-8")
+    if args.emit == "torch":
+        from dslnet.backends.torch_codegen import generate_torch
+
+        return generate_torch(graph, args.file).encode("utf-8")
+    from dslnet.backends.onnx_emit import emit_onnx
+    from dslnet.backends.weights import WeightsError
+
+    if args.weights and not Path(args.weights).is_file():
+        raise UsageError(f"no such weights file: {args.weights}")
+    try:
+        model = emit_onnx(graph, args.weights, opset=args.opset, functions=args.onnx_functions)
+    except WeightsError as err:
+        raise UsageError(f"weights do not fit network '{graph.name}': {err}") from None
+    return bytes(model.SerializeToString())
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -151,11 +151,17 @@ class Diagnostics:
         return [d for d in self.sorted() if d.is_error]
 
 
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate `name` is most likely a misspelling of, if any."""
+    candidates = sorted(set(candidates))
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    lowered = {c.lower(): c for c in candidates}
+    return lowered.get(name.lower())
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """' (did you mean 'x'?)' when a close candidate exists, else ''."""
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
-    if not close:
-        lowered = {c.lower(): c for c in candidates}
-        if name.lower() in lowered:
-            close = [lowered[name.lower()]]
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    close = closest(name, candidates)
+    return f" (did you mean '{close}'?)" if close else ""

@@ -38,6 +38,20 @@ def test_printed_ir_matches_golden(
     assert text == golden.read_text(), f"IR of {network} changed; review and run pytest --accept"
 
 
+@pytest.mark.parametrize(("spec", "network"), _cases(), ids=lambda v: getattr(v, "stem", v))
+def test_generated_torch_matches_golden(
+    spec: Path, network: str, request: pytest.FixtureRequest
+) -> None:
+    source = dslnet.load(spec).torch_source(network)
+    compile(source, f"{network}.py", "exec")  # it is valid Python
+    golden = GOLDEN / spec.stem / f"{network}.py"
+    if request.config.getoption("--accept", default=False):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(source)
+    assert golden.exists(), f"no golden file {golden}; run pytest --accept"
+    assert source == golden.read_text(), f"code of {network} changed; review, pytest --accept"
+
+
 def test_every_spec_has_a_network() -> None:
     assert SPECS
     for spec in SPECS:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dslnet.diagnostics import Diagnostics, Note, Span, did_you_mean
+from dslnet.diagnostics import Diagnostics, Note, Span, closest, did_you_mean
 from dslnet.frontend import ast
 from dslnet.frontend.values import (
     POISON,
@@ -94,7 +94,8 @@ class Expander:
             if isinstance(value, TensorVal):
                 self.builder.add_output(name or "output", value.name)
             elif not is_poison(value):
-                self.error(f"output must be a tensor, got {kind_of(value)}", out_span)
+                what = f"output '{name}'" if name else "the output"
+                self.error(f"{what} must be a tensor, got {kind_of(value)}", out_span)
         return self.builder.graph
 
     def constant(self, expr: ast.Expr, env: dict[str, Any]) -> Any:
@@ -145,9 +146,11 @@ class Expander:
             self.error(f"{what} takes {len(params)} argument(s), got {len(positional)}", span)
             return None
         given = {p.name: v for p, v in zip(params, positional)}
+        misspelt: set[str | None] = set()  # parameters an unknown keyword was meant for
         for key, value in named.items():
             if key not in {p.name for p in params}:
                 hint = did_you_mean(key, [p.name for p in params])
+                misspelt.add(closest(key, [p.name for p in params]))
                 self.error(f"{what} has no parameter '{key}'{hint}", span)
                 ok = False
             elif key in given:
@@ -159,9 +162,18 @@ class Expander:
             if p.name in given:
                 value = given[p.name]
             elif p.default is not None:
-                value = self.constant(p.default, dict(env))
+                try:
+                    value = self.constant(p.default, dict(env))
+                except EvalError as err:  # located in the default, not at the call
+                    if err.message:
+                        self.diags.error(err.message, err.span)
+                    env[p.name] = POISON  # later defaults using it stay quiet
+                    ok = False
+                    continue
             else:
-                self.error(f"{what} needs argument '{p.name}' ({p.type_name or 'any'})", span)
+                if p.name not in misspelt:  # else reported as the misspelt keyword
+                    self.error(f"{what} needs argument '{p.name}' ({p.type_name or 'any'})", span)
+                env[p.name] = POISON
                 ok = False
                 continue
             if is_poison(value):
@@ -192,6 +204,8 @@ class Expander:
         assert frame is not None
         if isinstance(stmt, ast.InStmt):
             with self.statement([stmt.name]):
+                if not any(s is stmt for s in frame.decl.body):
+                    raise EvalError("", stmt.span)  # a nested 'in', reported statically
                 frame.env[stmt.name] = self.bind_input(stmt)
         elif isinstance(stmt, ast.AssignStmt):
             with self.statement(stmt.targets):
@@ -405,7 +419,7 @@ class Expander:
             if not symbolic.dims_equal(expected, got):
                 raise EvalError(
                     f"input '{stmt.name}' of block '{decl.name}' expects {pattern}, where axis "
-                    f"{axis} is {_expr_text(d)} = {symbolic.dim_str(expected)}; got {actual.type}",
+                    f"{axis} is {_axis_text(d, expected)}; got {actual.type}",
                     d.span,
                 )
 
@@ -590,7 +604,7 @@ class Expander:
                     span,
                 )
             return self.apply_op(func.name, tensors, rest, kwargs, span, hint)
-        return self.call_block(func.name, tensors, rest, kwargs, span, None)
+        return self.call_block(func.name, tensors, rest, kwargs, span, None, hint)
 
     def builtin(self, name: str, args: list[Any], kwargs: dict[str, Any], span: Span) -> Any:
         if kwargs:
@@ -722,7 +736,7 @@ class Expander:
                 module=layer.module,
             )
         return self.call_block(
-            layer.callee.name, tensors, list(layer.args), dict(layer.kwargs), span, layer
+            layer.callee.name, tensors, list(layer.args), dict(layer.kwargs), span, layer, hint
         )
 
     def call_block(
@@ -733,6 +747,7 @@ class Expander:
         kwargs: dict[str, Any],
         span: Span,
         layer: LayerVal | None,
+        hint: str | None = None,
     ) -> Any:
         frame, builder = self.frame, self.builder
         assert frame is not None and builder is not None
@@ -797,6 +812,8 @@ class Expander:
                     instance=module,
                     prefix=value_path + ".",
                     inputs=[t.name for t in given],
+                    input_names=[s.name for s in inputs],
+                    result_name=hint if len(outs) == 1 else None,
                     outputs=[
                         (n or "output", v.name) for n, v, _ in outs if isinstance(v, TensorVal)
                     ],
@@ -840,7 +857,13 @@ def check_param_type(param: ast.Param, value: Any) -> str | None:
     }.get(kind)
     if ok is None:
         return None  # unknown type names are reported statically
-    return None if ok(value) else f"expects {kind}, got {kind_of(value)}"
+    return None if ok(value) else f"expects {kind}, got {registry.value_words(value)}"
+
+
+def _axis_text(expr: ast.Expr, value: Any) -> str:
+    """`16`, or `2 * C = 32` when the declared size is an expression."""
+    text, shown = _expr_text(expr), symbolic.dim_str(value)
+    return text if text == shown else f"{text} = {shown}"
 
 
 def _expr_text(expr: ast.Expr) -> str:

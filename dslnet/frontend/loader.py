@@ -69,6 +69,7 @@ class Program:
         self._const_decls: dict[str, ast.ConstDecl] = {}
         self._order: list[str] = []  # networks and blocks in file order
         self.broken: set[str] = set()
+        self.unresolved: set[Span] = set()  # names reported unknown before expansion
         self.modules: list[ast.Module] = []  # every file read, imports first
 
     # --- what is in it ----------------------------------------------------------------
@@ -117,6 +118,34 @@ class Program:
             raise CompileError(diags.errors(), self.sources)
         return graph
 
+    def torch_source(self, network: str, **params: Any) -> str:
+        """The generated PyTorch source for `network` (what `--emit torch` writes)."""
+        from dslnet.backends.torch_codegen import generate_torch
+
+        graph = self.ir(network, **params)
+        return generate_torch(graph, graph.span.file if graph.span else None)
+
+    def torch(self, network: str, **params: Any) -> Any:
+        """A `torch.nn.Module` built by executing the generated source."""
+        from dslnet.backends.torch_codegen import build_module, generate_torch
+
+        graph = self.ir(network, **params)
+        return build_module(graph, generate_torch(graph, graph.span.file if graph.span else None))
+
+    def onnx(
+        self,
+        network: str,
+        weights: Any = None,
+        *,
+        opset: int = 18,
+        functions: bool = False,
+        **params: Any,
+    ) -> Any:
+        """An ONNX ModelProto emitted from the IR; `weights` is a state_dict or a file."""
+        from dslnet.backends.onnx_emit import emit_onnx
+
+        return emit_onnx(self.ir(network, **params), weights, opset=opset, functions=functions)
+
     def _expand(self, network: str, params: Mapping[str, Any], diags: Diagnostics) -> Graph | None:
         decl = self.decls.get(network)
         if decl is None or decl.kind != "network":
@@ -140,14 +169,17 @@ class Program:
 
     @_without_gc
     def check(self) -> list[Diagnostic]:
-        """Every diagnostic of the spec: load-time ones, then each network at its defaults."""
+        """Every diagnostic of the spec: load-time ones, then each network at its defaults.
+
+        Networks are expanded even after load-time errors (every independent error
+        in one run); what those errors broke expands silently to nothing.
+        """
         diags = Diagnostics()
         for d in self.diags.sorted():
             diags.add(d)
-        if not self.diags.has_errors:
-            for name in self.networks:
-                if all(p.default is not None for p in self.decls[name].params):
-                    self._expand(name, {}, diags)
+        for name in self.networks:
+            if all(p.default is not None for p in self.decls[name].params):
+                self._expand(name, {}, diags)
         return diags.sorted()
 
     def _main_file(self) -> str:
@@ -167,11 +199,16 @@ class _Loader:
         self.loaded: set[Path] = set()
         self.modules: list[ast.Module] = []
         self.broken: dict[str, set[str]] = {}
+        self.syntax_error_lines: dict[str, set[int]] = {}
 
     def load_text(self, text: str, file: str, real: Path | None, stack: tuple[Path, ...]) -> None:
         program = self.program
         program.sources.add(file, text)
+        before = set(program.diags.errors())
         module, broken = parse(text, file, program.diags)
+        self.syntax_error_lines[file] = {
+            d.span.line for d in program.diags.errors() if d not in before
+        }
         self.broken[file] = broken
         program.broken |= broken
         for decl in module.decls:
@@ -188,7 +225,7 @@ class _Loader:
         root = self.root or base.resolve()
         if not target.is_relative_to(root):
             diags.error(
-                f"import '{decl.path}' leaves the spec's directory ({root}); only files "
+                f"import '{decl.path}' leaves the spec's directory ({_shown(root)}); only files "
                 f"below it can be imported",
                 decl.span,
             )
@@ -225,7 +262,7 @@ class _Loader:
                 span = decl.name_span if isinstance(decl, ast.BlockDecl) else decl.span
                 if name in first or registry.get(name) is not None:
                     note = [Note("first defined here", first[name])] if name in first else []
-                    what = "an op" if name not in first else "a name defined before"
+                    what = "an op" if name not in first else "defined"
                     diags.error(f"duplicate name '{name}': it is already {what}", span, note)
                     continue
                 first[name] = span
@@ -252,12 +289,15 @@ class _Loader:
                 program.broken.add(c.name)
         global_names = set(program.visible_names()) | program.broken
         for decl in program.decls.values():
+            lines = self.syntax_error_lines.get(decl.span.file, set())
             check_block(
                 decl,
                 diags,
                 global_names,
                 program.visible_names,
                 self.broken.get(decl.span.file, set()),
+                damaged=any(decl.span.line <= n <= decl.span.end_line for n in lines),
+                unresolved=program.unresolved,
             )
         check_recursion(program.decls, diags)
 

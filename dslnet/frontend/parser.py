@@ -35,6 +35,7 @@ class _LexState:
 
     brackets: list[Token] = field(default_factory=list)
     stmt_start: int = 0
+    sep_end: int = 0  # just after the last statement separator
 
 
 class _PostLexer:
@@ -54,6 +55,7 @@ class _PostLexer:
                 if state.brackets and state.brackets[-1].type != "LBRACE":
                     continue
                 after_newline = True
+                state.sep_end = tok.end_pos or 0
                 yield tok
                 continue
             if after_newline:
@@ -129,7 +131,9 @@ _WORDS = {
     "COMP_OP": "a comparison",
 }
 _EXPRESSION_STARTS = {"NAME", "INT", "LPAR", "LSQB"}
-_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "__ANON_0", "COMP_OP"}
+_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "__ANON_0", "__ANON_1", "COMP_OP"}
+_ARITHMETIC = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "__ANON_1"}  # __ANON_1 is '//'
+_PIPE = "__ANON_0"  # '->'
 
 
 def _token_words(kind: str, parser: _Parser) -> str:
@@ -190,18 +194,31 @@ def _describe(err: UnexpectedInput, text: str, file: str, parser: _Parser) -> tu
         pos = err.pos_in_stream or 0
         ch = text[pos] if pos < len(text) else "?"
         span = Span(file, err.line, err.column, err.line, err.column + 1)
+        if ch == '"':
+            return "unterminated string: a string must end with '\"' on the same line", span
         what = "a tab" if ch == "\t" else repr(ch)
         return f"unexpected character {what}", span
     assert isinstance(err, (UnexpectedToken, UnexpectedEOF))
     token: Token = err.token
     expected = set(err.expected)
+    interactive = getattr(err, "interactive_parser", None)
+    if interactive is not None:
+        # LALR merges states: `err.expected` may list tokens that would fail one
+        # reduction later. Ask the parser which tokens it really accepts here.
+        expected = set(interactive.accepts())
     span = _token_span(token, text, file)
     message = f"unexpected {_found(token)}"
     if state.brackets:
         # A statement that ran on past a bracket it never closed: say which one.
+        # A '{' body spans lines by design: only the end of the file leaves it open.
         opener = state.brackets[-1]
         closer_kind = next(k for k, v in _CLOSERS.items() if v == opener.type)
-        ran_on = token.type in ("$END", "_NL", "RBRACE") or (token.line or 0) > (opener.line or 0)
+        if opener.type == "LBRACE":
+            ran_on = token.type == "$END"
+        else:
+            ran_on = token.type in ("$END", "_NL", "RBRACE") or (token.line or 0) > (
+                opener.line or 0
+            )
         if closer_kind in expected and ran_on:
             closer = _token_words(closer_kind, parser)
             where = f"{opener.line}:{opener.column}"
@@ -209,6 +226,14 @@ def _describe(err: UnexpectedInput, text: str, file: str, parser: _Parser) -> tu
             return f"{message}: expected {closer} to close {opened}", span
     if state.brackets and state.brackets[-1].type != "LBRACE":
         expected.discard("_NL")  # newlines inside brackets are dropped, never expected
+    if token.type in _ARITHMETIC and token.type not in expected and _PIPE in expected:
+        return (
+            f"{message} after a pipeline stage: '->' binds looser than arithmetic, "
+            f"so write (x -> f) {token} y"
+        ), span
+    if "_NL" in expected and token.type not in ("_NL", "$END"):
+        ops = "an operator or " if expected & _OPERATORS else ""
+        return f"{message}: expected {ops}the end of the statement (a newline or ';')", span
     words = _expected(expected, parser)
     if words:
         message += f": expected {_join(words[:6])}"
@@ -217,8 +242,10 @@ def _describe(err: UnexpectedInput, text: str, file: str, parser: _Parser) -> tu
 
 def _token_span(token: Token, text: str, file: str) -> Span:
     if token.type == "$END" or token.line is None:
-        line = text.count("\n") + 1
-        col = len(text) - (text.rfind("\n") + 1) + 1
+        # Just after the last character, on a line that has text (so it can be shown).
+        end = len(text.rstrip())
+        line = text.count("\n", 0, end) + 1
+        col = end - (text.rfind("\n", 0, end) + 1) + 1
         return Span(file, line, col, line, col + 1)
     line, col = token.line or 1, token.column or 1
     if token.type == "_NL":
@@ -233,8 +260,14 @@ def _token_span(token: Token, text: str, file: str) -> Span:
 def _recovery_region(text: str, err: UnexpectedInput, state: _LexState) -> tuple[int, int] | None:
     """The text span of the broken statement, to blank out before parsing again."""
     if isinstance(err, UnexpectedCharacters):
-        # A stray character: blank only it, the statement may well be fine.
         pos = err.pos_in_stream or 0
+        if text[pos : pos + 1] == '"':
+            # An unterminated string: the rest of its statement is lost with it.
+            start = min(max(state.stmt_start, state.sep_end), pos)
+            line_end = text.find("\n", pos)
+            end = _statement_end(text, start, len(text) if line_end < 0 else line_end)
+            return start, max(end, pos + 1)
+        # A stray character: blank only it, the statement may well be fine.
         return pos, pos + 1
     token: Token = getattr(err, "token")  # noqa: B009 (UnexpectedToken and UnexpectedEOF)
     if token.type == "$END":
@@ -272,7 +305,9 @@ def _statement_end(text: str, start: int, min_end: int) -> int:
         if ch == '"':
             close = text.find('"', i + 1)
             nl = text.find("\n", i + 1)
-            i = n if close < 0 else (close + 1 if nl < 0 or close < nl else nl)
+            if nl < 0:
+                nl = n
+            i = close + 1 if 0 <= close < nl else nl  # an unterminated one ends at its line
             continue
         if ch == "{":
             depth += 1
@@ -287,7 +322,8 @@ def _statement_end(text: str, start: int, min_end: int) -> int:
 
 
 _DECLARED = re.compile(
-    r"^\s*(?:(?:block|network)\s+(\w+)|(?:layer|const|out)\s+(\w+)\s*=|(\w+(?:\s*,\s*\w+)*)\s*=[^=])"
+    r"^\s*(?:(?:block|network)\s+(\w+)|(?:layer|const|out)\s+(\w+)\s*=|in\s+(\w+)\b"
+    r"|for\s+\(?\s*(\w+(?:\s*,\s*\w+)*)|(\w+(?:\s*,\s*\w+)*)\s*=[^=])"
 )
 
 

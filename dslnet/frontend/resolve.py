@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
-from dslnet.diagnostics import Diagnostics, Note, did_you_mean
+from dslnet.diagnostics import Diagnostics, Note, Span, did_you_mean
 from dslnet.frontend import ast
 
 PARAM_TYPES = ("int", "float", "bool", "str", "list")
@@ -85,8 +85,16 @@ def check_block(
     global_names: set[str],
     callables: Callable[[], list[str]],
     broken: set[str],
+    *,
+    damaged: bool = False,
+    unresolved: set[Span] | None = None,
 ) -> None:
-    """Resolve the names of one block or network and check its statements."""
+    """Resolve the names of one block or network and check its statements.
+
+    `damaged`: a syntax error blanked part of the body, so a missing `out` or an
+    unused value may be its doing; those are not reported. The spans of names
+    reported unknown here go to `unresolved` (expansion stays silent on them).
+    """
     what = f"{decl.kind} '{decl.name}'"
     seen_params: set[str] = set()
     for p in decl.params:
@@ -138,7 +146,7 @@ def check_block(
                         [Note("first defined here", outs[stmt.name].span)],
                     )
                 outs[stmt.name] = stmt
-    if not has_out:
+    if not has_out and not damaged:
         diags.error(f"{what} has no 'out': say what it computes, e.g. out y = ...", decl.name_span)
 
     known = defined | global_names
@@ -152,6 +160,8 @@ def check_block(
                 used.add(e.id)
                 if e.id in known:
                     continue
+                if unresolved is not None:
+                    unresolved.add(e.span)
                 if id(e) in calls:
                     hint = did_you_mean(e.id, [*callables(), *defined])
                     diags.error(f"unknown op or block '{e.id}'{hint}", e.span)
@@ -162,9 +172,11 @@ def check_block(
         if p.default is not None:
             for e in walk_exprs(p.default):
                 if isinstance(e, ast.Name) and e.id not in global_names | seen_params:
+                    if unresolved is not None:
+                        unresolved.add(e.span)
                     diags.error(f"unknown name '{e.id}'{did_you_mean(e.id, global_names)}", e.span)
 
-    for stmt, _ in walk_stmts(decl.body):
+    for stmt, _ in walk_stmts(() if damaged else decl.body):
         if isinstance(stmt, ast.InStmt) and stmt.name not in used and not stmt.name.startswith("_"):
             diags.warning(f"unused input '{stmt.name}' of {what}", stmt.span)
         elif isinstance(stmt, ast.LayerStmt) and stmt.name not in used:

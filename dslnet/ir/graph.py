@@ -45,9 +45,11 @@ class CallInfo(BaseModel):
     block: str
     instance: str  # module path; two calls of one `layer` share it
     prefix: str  # value-name prefix of this call's values
-    inputs: list[str]
+    inputs: list[str]  # value names given, in the order of the block's `in`s
+    input_names: list[str]  # the block's own names for them
     outputs: list[tuple[str, str]]  # (output name, value name)
     span: Span
+    result_name: str | None = None  # what the caller named a single result
 
 
 class Value(BaseModel):

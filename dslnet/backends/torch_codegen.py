@@ -1,0 +1,243 @@
+"""PyTorch backend: readable Python source, one nn.Module class per block.
+
+The source imports only torch. `build_module` executes that same source, so
+what runs is what a user reads. Forward methods hold no shape logic: every
+size was decided at compile time and is written into the constructors.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import linecache
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from dslnet.ir.graph import CallInfo, Graph, Node
+from dslnet.ir.printer import format_value
+from dslnet.ir.types import shape_str
+from dslnet.ops import registry
+
+_RESERVED = {"self", "torch", "nn", "F", "super"} | set(dir(builtins))
+
+
+def identifier(name: str) -> str:
+    """A safe Python identifier for a spec name (never a keyword, builtin or dunder)."""
+    text = re.sub(r"\W+", "_", name)
+    if not text or text[0].isdigit():
+        text = "v_" + text
+    text = re.sub(r"^_+", "", text) or "v"
+    if keyword.iskeyword(text) or keyword.issoftkeyword(text) or text in _RESERVED:
+        text += "_"
+    return text
+
+
+def class_identifier(name: str) -> str:
+    text = identifier(name)
+    return text[0].upper() + text[1:]
+
+
+@dataclass
+class _Call:
+    """A block call (or the network, id 0) with its direct nodes and sub-calls, in order."""
+
+    info: CallInfo | None
+    items: list[Node | _Call] = field(default_factory=list)
+
+
+def _call_tree(graph: Graph) -> _Call:
+    root = _Call(None)
+    calls: dict[int, _Call] = {0: root}
+    for node in graph.nodes:
+        parent = root
+        for frame in node.chain:
+            call = calls.get(frame.call_id)
+            if call is None:
+                call = calls[frame.call_id] = _Call(graph.calls[frame.call_id])
+                parent.items.append(call)
+            parent = call
+        parent.items.append(node)
+    return root
+
+
+class _Scope:
+    """Local names of one forward method: unique, readable identifiers."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.used: set[str] = set()
+
+    def bind(self, value: str, wanted: str) -> str:
+        base = identifier(wanted)
+        name, k = base, 1
+        while name in self.used:
+            k += 1
+            name = f"{base}_{k}"
+        self.used.add(name)
+        self.names[value] = name
+        return name
+
+
+class TorchCodegen:
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.classes: dict[str, str] = {}  # class source -> class name
+        self.class_order: list[tuple[str, str]] = []  # (name, source), dependencies first
+        self.block_bodies: dict[str, list[str]] = {}  # block -> distinct bodies seen
+        self.constants = {
+            out: node for node in graph.nodes if node.op == "constant" for out in node.outputs
+        }
+
+    def generate(self, header: str = "") -> str:
+        root = _call_tree(self.graph)
+        self.emit_class(root, class_identifier(self.graph.name), is_network=True)
+        uses_f = any("F." in src for _, src in self.class_order)
+        lines = []
+        if header:
+            lines += [f'"""{header}"""', ""]
+        lines += ["import torch", "from torch import nn"]
+        if uses_f:
+            lines.append("import torch.nn.functional as F")
+        for _, source in self.class_order:
+            lines += ["", "", source]
+        return "\n".join(lines) + "\n"
+
+    # --- classes ---------------------------------------------------------------------
+
+    def emit_class(self, call: _Call, wanted: str, is_network: bool = False) -> str:
+        """Source of the class for `call`; identical bodies share one class."""
+        init, forward = self.class_body(call)
+        body = "\n".join([*init, "", *forward])
+        key = body
+        if key in self.classes:
+            return self.classes[key]
+        name = wanted
+        taken = {n for n, _ in self.class_order}
+        k = 1
+        while name in taken:
+            k += 1
+            name = f"{wanted}{k}"
+        doc = self.class_doc(call)
+        source = f"class {name}(nn.Module):\n" + (f'    """{doc}"""\n\n' if doc else "") + body
+        self.classes[key] = name
+        self.class_order.append((name, source))
+        return name
+
+    def class_doc(self, call: _Call) -> str:
+        if call.info is None:
+            args = ", ".join(f"{k}={format_value(v)}" for k, v in self.graph.args.items())
+            return f"{self.graph.name}({args})"
+        module = self.graph.modules.get(call.info.instance)
+        if module is None:
+            return ""
+        args = ", ".join(f"{k}={format_value(v)}" for k, v in module.args.items())
+        return f"{module.block}({args})"
+
+    def class_body(self, call: _Call) -> tuple[list[str], list[str]]:
+        graph = self.graph
+        prefix = call.info.prefix if call.info else ""
+        owner = call.info.instance + "." if call.info else ""
+        scope = _Scope()
+        init = ["    def __init__(self) -> None:", "        super().__init__()"]
+        made: set[str] = set()
+        if call.info is None:
+            params = [(v, v) for v in graph.inputs]
+        else:
+            params = list(zip(call.info.inputs, call.info.input_names))
+        args = []
+        for value, wanted in params:
+            if value in scope.names:  # the same tensor given twice
+                continue
+            args.append(f"{scope.bind(value, wanted)}: torch.Tensor")
+        body: list[str] = []
+        for item in call.items:
+            if isinstance(item, _Call):
+                assert item.info is not None
+                attr = identifier(item.info.instance[len(owner) :])
+                if attr not in made:
+                    made.add(attr)
+                    cls = self.emit_class(item, class_identifier(item.info.block))
+                    init.append(f"        self.{attr} = {cls}()")
+                named = item.info.result_name
+                targets = [
+                    scope.bind(v, named or v[len(item.info.prefix) :]) for _, v in item.info.outputs
+                ]
+                ins = ", ".join(self.ref(scope, v) for v in item.info.inputs)
+                types = ", ".join(shape_str(graph.type_of(v).shape) for _, v in item.info.outputs)
+                body.append(f"        {', '.join(targets)} = self.{attr}({ins})  # {types}")
+                continue
+            if item.op == "constant":
+                continue  # inlined where used
+            body.append(self.node_line(item, scope, owner, prefix, made, init))
+        outs = self.outputs(call)
+        returns = ", ".join(self.ref(scope, v) for v in outs)
+        ret_type = (
+            "torch.Tensor"
+            if len(outs) == 1
+            else "tuple[" + ", ".join(["torch.Tensor"] * len(outs)) + "]"
+        )
+        forward = [f"    def forward(self, {', '.join(args)}) -> {ret_type}:"]
+        forward += [*body, f"        return {returns}"]
+        return init, forward
+
+    def outputs(self, call: _Call) -> list[str]:
+        if call.info is None:
+            return [v for _, v in self.graph.outputs]
+        return [v for _, v in call.info.outputs]
+
+    def node_line(
+        self, node: Node, scope: _Scope, owner: str, prefix: str, made: set[str], init: list[str]
+    ) -> str:
+        graph = self.graph
+        op = registry.get(node.op)
+        assert op is not None
+        attrs = op.Attrs.model_validate(node.attrs, strict=False)
+        in_types = [graph.type_of(v) for v in node.inputs]
+        args = [self.ref(scope, v) for v in node.inputs]
+        ctor = op.torch_module(attrs, in_types)
+        if ctor is not None:
+            attr = identifier(node.module[len(owner) :])
+            if attr not in made:
+                made.add(attr)
+                init.append(f"        self.{attr} = {ctor}")
+            expr = f"self.{attr}({', '.join(args)})"
+        else:
+            expr = op.torch_expr(attrs, args, in_types)
+        targets = [
+            scope.bind(v, v[len(prefix) :] if v.startswith(prefix) else v) for v in node.outputs
+        ]
+        types = ", ".join(shape_str(graph.type_of(v).shape) for v in node.outputs)
+        return f"        {', '.join(targets)} = {expr}  # {types}"
+
+    def ref(self, scope: _Scope, value: str) -> str:
+        if value in self.constants:
+            node = self.constants[value]
+            op = registry.get("constant")
+            assert op is not None
+            return op.torch_expr(op.Attrs.model_validate(node.attrs, strict=False), [], [])
+        return scope.names[value]
+
+
+def generate_torch(graph: Graph, source_file: str | None = None) -> str:
+    """Standalone Python source for `graph`: imports torch only."""
+    where = f" from {os.path.basename(source_file)}" if source_file else ""
+    header = f"{graph.name}: generated by dslnet{where}. Edit the spec, not this file."
+    return TorchCodegen(graph).generate(header)
+
+
+_counter = 0
+
+
+def build_module(graph: Graph, source: str | None = None) -> Any:
+    """An instance of the network's class, made by executing the generated source."""
+    global _counter
+    source = source or generate_torch(graph)
+    _counter += 1
+    filename = f"<dslnet:{graph.name}:{_counter}>"
+    # Registered so tracebacks, inspect and torch.compile can show the real lines.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict[str, Any] = {"__name__": f"dslnet_generated_{identifier(graph.name)}"}
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace[class_identifier(graph.name)]()

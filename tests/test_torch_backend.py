@@ -1,0 +1,152 @@
+"""PyTorch backend: generated modules are correct, shareable and plain torch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import dslnet
+from dslnet.backends.torch_codegen import identifier
+
+ROOT = Path(__file__).resolve().parents[1]
+MLP = ROOT / "specs" / "mlp.net"
+
+SIAMESE = """
+block Encoder(dim: int) {
+    in x: [N, D]
+    out z = x -> linear(32) -> relu -> linear(dim)
+}
+network Siamese() {
+    layer enc = Encoder(8)
+    in a: float32[N, 16]
+    in b: float32[N, 16]
+    out d = enc(a) - enc(b)
+    out za = enc(a) * 0.5
+}
+"""
+
+
+def test_state_dict_keys_and_counts_match_the_ir() -> None:
+    prog = dslnet.load(MLP)
+    graph = prog.ir("ResidualMLP")
+    module = prog.torch("ResidualMLP")
+    assert isinstance(module, nn.Module)
+    shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    assert shapes == {name: p.shape for name, p in graph.parameters.items()}
+    assert sum(p.numel() for p in module.parameters()) == graph.num_parameters
+
+
+def test_output_shapes_follow_inference_for_several_batch_sizes() -> None:
+    module = dslnet.load(MLP).torch("MLP", hidden=32).eval()
+    for n in (1, 7):
+        assert module(torch.randn(n, 784)).shape == (n, 10)
+
+
+def test_equals_a_hand_written_module_with_the_same_weights() -> None:
+    class Hand(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1 = nn.Linear(784, 64)
+            self.blocks = nn.ModuleList(
+                nn.Sequential(
+                    nn.ReLU(), nn.Linear(64, 128), nn.ReLU(), nn.Dropout(0.1), nn.Linear(128, 64)
+                )
+                for _ in range(3)
+            )
+            self.head = nn.Linear(64, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.fc1(x)
+            for block in self.blocks:
+                h = h + block(h)
+            return self.head(torch.relu(h))
+
+    ours = dslnet.load(MLP).torch("ResidualMLP", hidden=64).eval()
+    hand = Hand().eval()
+    theirs = list(hand.state_dict().values())
+    with torch.no_grad():
+        for (_, p), q in zip(ours.state_dict().items(), theirs, strict=True):
+            p.copy_(q)
+    x = torch.randn(5, 784)
+    torch.testing.assert_close(ours(x), hand(x), atol=1e-6, rtol=0)
+
+
+def test_default_init_is_pytorchs() -> None:
+    torch.manual_seed(3)
+    ours = dslnet.loads(
+        "network A() {\n in x: float32[N, 20]\n out y = linear(x, 7)\n}\n", filename="a.net"
+    ).torch("A")
+    torch.manual_seed(3)
+    ref = nn.Linear(20, 7)
+    torch.testing.assert_close(ours.linear1.weight, ref.weight)
+    torch.testing.assert_close(ours.linear1.bias, ref.bias)
+
+
+def test_a_shared_layer_is_one_submodule_called_twice() -> None:
+    prog = dslnet.loads(SIAMESE, filename="s.net")
+    module = prog.torch("Siamese")
+    assert [name for name, _ in module.named_children()] == ["enc"]
+    assert sum(p.numel() for p in module.parameters()) == prog.ir("Siamese").num_parameters
+    a = torch.randn(3, 16)
+    d, za = module(a, a)
+    assert torch.all(d == 0) and za.shape == (3, 8)
+    source = prog.torch_source("Siamese")
+    assert source.count("self.enc = Encoder()") == 1 and source.count("self.enc(") == 3
+
+
+def test_generated_source_imports_only_torch() -> None:
+    source = dslnet.load(MLP).torch_source("ResidualMLP")
+    imports = [line for line in source.splitlines() if line.startswith(("import", "from"))]
+    assert imports == ["import torch", "from torch import nn"]
+
+
+def test_compiles_with_fullgraph() -> None:
+    module = dslnet.load(MLP).torch("ResidualMLP", hidden=32).eval()
+    compiled = torch.compile(module, fullgraph=True, backend="eager")
+    x = torch.randn(4, 784)
+    torch.testing.assert_close(compiled(x), module(x))
+
+
+def test_trains_under_distributed_data_parallel(tmp_path: Path) -> None:
+    import torch.distributed as dist
+
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29531")
+    dist.init_process_group(
+        "gloo", rank=0, world_size=1, init_method=f"file://{tmp_path / 'rendezvous'}"
+    )
+    try:
+        module = dslnet.load(MLP).torch("MLP", hidden=16)
+        ddp = nn.parallel.DistributedDataParallel(module)
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+        x, y = torch.randn(8, 784), torch.randint(0, 10, (8,))
+        losses = []
+        for _ in range(5):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(ddp(x), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[-1] < losses[0]
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [
+        ("x", "x"),
+        ("class", "class_"),
+        ("input", "input_"),
+        ("__import__('os')", "import___os_"),
+        ("9lives", "v_9lives"),
+        ("self", "self_"),
+    ],
+)
+def test_identifiers_are_sanitised(name: str, safe: str) -> None:
+    assert identifier(name) == safe
+    assert safe.isidentifier()
