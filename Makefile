@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/dslnet check specs/mlp.net
 	$(BIN)/dslnet compile specs/mlp.net -n ResidualMLP --emit ir
+	$(BIN)/python examples/demo.py specs/mlp.net ResidualMLP
 
 lint: $(STAMP)
 	$(BIN)/ruff check dslnet tests bench examples
@@ -35,6 +35,7 @@ golden-accept: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/frontend_scale.py
+	$(BIN)/python bench/backends.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -150,3 +150,37 @@ def test_trains_under_distributed_data_parallel(tmp_path: Path) -> None:
 def test_identifiers_are_sanitised(name: str, safe: str) -> None:
     assert identifier(name) == safe
     assert safe.isidentifier()
+
+
+def test_init_schemes_per_op_and_per_block() -> None:
+    prog = dslnet.loads(
+        """
+block Enc(d: int) {
+    in x: [N, D]
+    out y = x -> linear(d) -> relu -> linear(d, init="zeros")
+}
+network A() {
+    in x: float32[N, 64]
+    h = x -> linear(256, init="he")
+    out y = Enc(h, 128, init="glorot")
+}
+""",
+        filename="a.net",
+    )
+    module = prog.torch("A")
+    assert torch.all(module.enc1.linear2.weight == 0)  # the op's own init wins
+    assert torch.all(module.linear1.bias == 0)
+    std = module.linear1.weight.std().item()
+    assert abs(std - (2 / 64) ** 0.5) < 0.03  # He normal: std sqrt(2 / fan_in)
+    bound = (6 / (256 + 128)) ** 0.5  # Glorot uniform over the block's first layer
+    assert module.enc1.linear1.weight.abs().max().item() <= bound
+    assert prog.ir("A").nodes[0].init == "kaiming"
+
+
+def test_init_on_an_op_without_weights_is_an_error() -> None:
+    text = 'network A() {\n in x: float32[N, 4]\n out y = relu(x, init="he")\n}\n'
+    with pytest.raises(dslnet.CompileError, match="relu has no weights to initialise"):
+        dslnet.loads(text, filename="a.net").ir("A")
+    text = 'network A() {\n in x: float32[N, 4]\n out y = linear(x, 3, init="hee")\n}\n'
+    with pytest.raises(dslnet.CompileError, match="did you mean 'he'"):
+        dslnet.loads(text, filename="a.net").ir("A")

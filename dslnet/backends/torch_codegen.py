@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from dslnet.ir import init as init_schemes
 from dslnet.ir.graph import CallInfo, Graph, Node
 from dslnet.ir.printer import format_value
 from dslnet.ir.types import shape_str
@@ -202,6 +203,12 @@ class TorchCodegen:
             if attr not in made:
                 made.add(attr)
                 init.append(f"        self.{attr} = {ctor}")
+                if node.init:
+                    roles = list(op.params(attrs, in_types))
+                    init += [
+                        "        " + line
+                        for line in init_schemes.torch_lines(node.init, attr, roles)
+                    ]
             expr = f"self.{attr}({', '.join(args)})"
         else:
             expr = op.torch_expr(attrs, args, in_types)

@@ -28,6 +28,7 @@ from dslnet.frontend.values import (
     is_poison,
     kind_of,
 )
+from dslnet.ir import init as init_schemes
 from dslnet.ir import symbolic
 from dslnet.ir.builder import GraphBuilder
 from dslnet.ir.graph import CallFrame, CallInfo, Graph
@@ -56,6 +57,7 @@ class Frame:
     next_input: int = 0
     outputs: list[tuple[str | None, Any, Span]] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    init: str | None = None  # `init=` given to this block call, inherited by its layers
 
     def local_name(self, base: str) -> str:
         k = self.counters.get(base, 0) + 1
@@ -650,6 +652,11 @@ class Expander:
             raise EvalError(
                 f"{op_name} takes {count} input tensor(s) ({names}), got {len(tensors)}", span
             )
+        kwargs = dict(kwargs)
+        init = self.take_init(kwargs, span)
+        has_weights = type(opdef).params is not registry.OpDef.params
+        if init is not None and not has_weights:
+            raise EvalError(f"{op_name} has no weights to initialise (init=)", span)
         try:
             attrs = opdef.bind_attrs(rest, kwargs)
         except AttrError as err:
@@ -671,6 +678,7 @@ class Expander:
                 out_hints=hints,
                 span=span,
                 chain=frame.chain,
+                init=(init or frame.init) if has_weights else None,
             )
         except ShapeError as err:
             raise EvalError(str(err), span) from None
@@ -678,6 +686,21 @@ class Expander:
         if len(vals) == 1:
             return vals[0]
         return Record(tuple(zip(opdef.outputs, vals)))
+
+    def take_init(self, kwargs: dict[str, Any], span: Span) -> str | None:
+        """Remove and check an `init=` argument (any op with weights, any block)."""
+        if "init" not in kwargs:
+            return None
+        value = kwargs.pop("init")
+        scheme = init_schemes.canonical(value) if isinstance(value, str) else None
+        if scheme is None:
+            hint = did_you_mean(value, init_schemes.names()) if isinstance(value, str) else ""
+            raise EvalError(
+                f"init expects one of {', '.join(init_schemes.names())}, got "
+                f"{kind_of(value)}{' ' + repr(value) if isinstance(value, str) else ''}{hint}",
+                span,
+            )
+        return scheme
 
     def count_node(self, span: Span) -> None:
         assert self.builder is not None
@@ -764,6 +787,7 @@ class Expander:
         inputs = [s for s in decl.body if isinstance(s, ast.InStmt)]
         tensor_kwargs = {k: v for k, v in kwargs.items() if isinstance(v, TensorVal)}
         param_kwargs = {k: v for k, v in kwargs.items() if k not in tensor_kwargs}
+        init = self.take_init(param_kwargs, span) or frame.init
         given: list[Any] = list(tensors)
         for stmt in inputs[len(tensors) :]:
             if stmt.name in tensor_kwargs:
@@ -789,7 +813,7 @@ class Expander:
         builder.add_module(module, name, {k: env[k] for k in (p.name for p in decl.params)}, span)
         call_id = builder.new_call_id()
         chain = (*frame.chain, CallFrame(block=name, instance=module, span=span, call_id=call_id))
-        callee = Frame(decl, env, value_path + ".", module + ".", chain, inputs=given)
+        callee = Frame(decl, env, value_path + ".", module + ".", chain, inputs=given, init=init)
         self.active.append(name)
         try:
             self.run_body(callee)

@@ -67,6 +67,7 @@ class GraphBuilder:
         out_hints: Sequence[str],
         span: Span,
         chain: tuple[CallFrame, ...],
+        init: str | None = None,
     ) -> tuple[str, ...]:
         """Append a node; returns its output value names. Raises ShapeError."""
         in_types = [self.graph.values[v].type for v in inputs]
@@ -87,6 +88,7 @@ class GraphBuilder:
                 module=module,
                 span=span,
                 chain=chain,
+                init=init,
             )
         )
         return outputs

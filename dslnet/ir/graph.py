@@ -89,6 +89,7 @@ class Node(BaseModel):
     module: str
     span: Span
     chain: tuple[CallFrame, ...] = ()
+    init: str | None = None  # an init scheme (dslnet.ir.init) for this node's weights
 
     def param_name(self, role: str) -> str:
         return f"{self.module}.{role}"

@@ -41,6 +41,8 @@ def format_node(graph: Graph, node: Node) -> str:
     owns = [p for p in (f"{node.module}.weight", f"{node.module}.bias") if p in graph.parameters]
     if owns or node.name != node.module:
         text += f"  @{node.module}"
+    if node.init:
+        text += f"  init={node.init}"
     return f"{text}  # {_where(node.span)}"
 
 

@@ -38,6 +38,7 @@ class _SameType(OpDef):
 
 @register
 class ReLU(_SameType):
+    examples = ("in x: float32[N, 7]\nout y = relu(x)",)
     name = "relu"
     doc = "max(x, 0)."
     torch_fn = "torch.relu"
@@ -46,6 +47,7 @@ class ReLU(_SameType):
 
 @register
 class Sigmoid(_SameType):
+    examples = ("in x: float32[N, 3, 4]\nout y = sigmoid(x)",)
     name = "sigmoid"
     doc = "1 / (1 + exp(-x))."
     torch_fn = "torch.sigmoid"
@@ -54,6 +56,7 @@ class Sigmoid(_SameType):
 
 @register
 class Tanh(_SameType):
+    examples = ("in x: float32[N, 5]\nout y = tanh(x)",)
     name = "tanh"
     doc = "Hyperbolic tangent."
     torch_fn = "torch.tanh"
@@ -69,6 +72,10 @@ class GELU(_SameType):
     name = "gelu"
     doc = "Gaussian error linear unit, x * Phi(x)."
     Attrs = GeluAttrs
+    examples = (
+        "in x: float32[N, 6]\nout y = gelu(x)",
+        'in x: float32[N, 6]\nout y = gelu(x, approximate="tanh")',
+    )
 
     def torch_expr(
         self, attrs: GeluAttrs, args: Sequence[str], inputs: Sequence[TensorType]
@@ -112,6 +119,10 @@ class Softmax(_SameType):
     name = "softmax"
     doc = "exp(x) / sum(exp(x)) along `axis`."
     Attrs = SoftmaxAttrs
+    examples = (
+        "in x: float32[N, 10]\nout y = softmax(x)",
+        "in x: float32[N, 4, 3]\nout y = softmax(x, axis=1)",
+    )
 
     def infer(self, attrs: SoftmaxAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = super().infer(attrs, inputs)
@@ -137,6 +148,7 @@ class Dropout(_SameType):
     family = "regularization"
     doc = "Zeroes elements with probability p while training (scaled by 1/(1-p)); identity in eval."
     Attrs = DropoutAttrs
+    examples = ("in x: float32[N, 8]\nout y = dropout(x, 0.3)",)
 
     def torch_module(self, attrs: DropoutAttrs, inputs: Sequence[TensorType]) -> str:
         return f"nn.Dropout({attrs.p})"

@@ -57,6 +57,10 @@ class Add(_Binary):
     name = "add"
     symbol = "+"
     onnx_op = "Add"
+    examples = (
+        "in a: float32[N, 4]\nin b: float32[N, 4]\nout y = add(a, b)",
+        "in a: float32[N, 3, 4]\nin b: float32[4]\nout y = a + b",
+    )
     doc = "a + b, broadcasting (`+` in a spec)."
 
 
@@ -65,6 +69,10 @@ class Sub(_Binary):
     name = "sub"
     symbol = "-"
     onnx_op = "Sub"
+    examples = (
+        "in a: float32[N, 4]\nin b: float32[N, 4]\nout y = sub(a, b)",
+        "in a: float32[N, 3, 4]\nin b: float32[4]\nout y = a - b",
+    )
     doc = "a - b, broadcasting (`-` in a spec)."
 
 
@@ -73,6 +81,10 @@ class Mul(_Binary):
     name = "mul"
     symbol = "*"
     onnx_op = "Mul"
+    examples = (
+        "in a: float32[N, 4]\nin b: float32[N, 4]\nout y = mul(a, b)",
+        "in a: float32[N, 3, 4]\nin b: float32[4]\nout y = a * b",
+    )
     doc = "a * b, broadcasting (`*` in a spec)."
 
 
@@ -81,6 +93,10 @@ class Div(_Binary):
     name = "div"
     symbol = "/"
     onnx_op = "Div"
+    examples = (
+        "in a: float32[N, 4]\nin b: float32[N, 4]\nout y = div(a, b)",
+        "in a: float32[N, 3, 4]\nin b: float32[4]\nout y = a / b",
+    )
     doc = "a / b, broadcasting (`/` in a spec)."
 
 
@@ -95,6 +111,7 @@ class Constant(OpDef):
     family = "elementwise"
     doc = "A scalar tensor; `x * 0.5` in a spec makes one."
     Attrs = ConstantAttrs
+    examples = ("in x: float32[N, 3]\nout y = x * 0.5 + 2",)
     inputs = ()
 
     def infer(self, attrs: ConstantAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:

@@ -24,6 +24,10 @@ class Linear(OpDef):
     family = "linear"
     doc = "Dense layer y = x W^T + b over the last axis; input features are inferred."
     Attrs = LinearAttrs
+    examples = (
+        "in x: float32[N, 5]\nout y = x -> linear(8)",
+        "in x: float32[N, T, 6]\nout y = linear(x, 4, bias=false)",
+    )
 
     def infer(self, attrs: LinearAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = inputs

@@ -56,6 +56,9 @@ class OpDef:
     inputs: ClassVar[tuple[str, ...]] = ("x",)
     variadic: ClassVar[bool] = False  # the last input may repeat (at least once)
     outputs: ClassVar[tuple[str, ...]] = ("y",)
+    # Spec bodies using the op (inputs named, `out y = ...`); they document the op in
+    # `dslnet ops` and are what the conformance test runs through every backend.
+    examples: ClassVar[tuple[str, ...]] = ()
 
     def infer(self, attrs: Any, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         """Output types for these inputs; raise ShapeError with a clear reason."""

@@ -24,6 +24,11 @@ class Flatten(OpDef):
     family = "shape"
     doc = "Merge axes start_axis..end_axis into one (the batch axis stays by default)."
     Attrs = FlattenAttrs
+    examples = (
+        "in x: float32[N, C, H, W]\nout y = flatten(x)",
+        "in x: float32[N, 3, H, 4]\nout y = flatten(x, start_axis=2)",
+        "in x: float32[N, 2, 3, 4]\nout y = flatten(x, 1, 2)",
+    )
 
     def infer(self, attrs: FlattenAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = inputs
@@ -81,6 +86,10 @@ class Concat(OpDef):
     family = "shape"
     doc = "Join tensors along `axis`; every other axis must match."
     Attrs = ConcatAttrs
+    examples = (
+        "in a: float32[N, 3, 5]\nin b: float32[N, 2, 5]\nout y = concat(a, b, axis=1)",
+        "in a: float32[N, 4]\nin b: float32[N, 4]\nout y = concat(a, b, a, axis=-1)",
+    )
     inputs = ("x",)
     variadic = True
 
