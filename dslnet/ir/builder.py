@@ -75,6 +75,8 @@ class GraphBuilder:
         shapes = op.params(attrs, in_types)
         for role, shape in shapes.items():
             self._add_parameter(module, role, shape)
+        for role, (shape, dtype) in op.buffers(attrs, in_types).items():
+            self._add_parameter(module, role, shape, dtype, buffer=True)
         outputs = tuple(self.fresh_value(h) for h in out_hints[: len(out_types)])
         for name, ttype in zip(outputs, out_types):
             self.graph.values[name] = Value(name=name, type=ttype)
@@ -93,12 +95,19 @@ class GraphBuilder:
         )
         return outputs
 
-    def _add_parameter(self, module: str, role: str, shape: tuple[int, ...]) -> None:
+    def _add_parameter(
+        self,
+        module: str,
+        role: str,
+        shape: tuple[int, ...],
+        dtype: DType = DType.float32,
+        buffer: bool = False,
+    ) -> None:
         name = f"{module}.{role}"
         seen = self.graph.parameters.get(name)
         if seen is None:
             self.graph.parameters[name] = Parameter(
-                name=name, module=module, role=role, shape=shape, dtype=DType.float32
+                name=name, module=module, role=role, shape=shape, dtype=dtype, buffer=buffer
             )
         elif seen.shape != shape:
             raise ShapeError(

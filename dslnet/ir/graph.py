@@ -69,6 +69,7 @@ class Parameter(BaseModel):
     role: str
     shape: tuple[int, ...]
     dtype: DType = DType.float32
+    buffer: bool = False  # saved state that is not learned (running statistics)
 
     @property
     def numel(self) -> int:
@@ -135,7 +136,8 @@ class Graph(BaseModel):
 
     @property
     def num_parameters(self) -> int:
-        return sum(p.numel for p in self.parameters.values())
+        """Learned values, counted once however often a layer is used (no buffers)."""
+        return sum(p.numel for p in self.parameters.values() if not p.buffer)
 
     def to_networkx(self) -> Any:
         """A derived networkx DiGraph: op nodes, with an edge per value use."""

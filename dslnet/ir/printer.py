@@ -54,7 +54,8 @@ def print_graph(graph: Graph) -> str:
     total = graph.num_parameters
     lines.append(f"  # {len(graph.parameters)} parameter tensors, {total:,} values")
     for p in graph.parameters.values():
-        lines.append(f"  param {p.name}: {p.dtype}[{', '.join(map(str, p.shape))}]")
+        kind = "buffer" if p.buffer else "param"
+        lines.append(f"  {kind} {p.name}: {p.dtype}[{', '.join(map(str, p.shape))}]")
     for m in graph.modules.values():
         margs = ", ".join(f"{k}={format_value(v)}" for k, v in m.args.items())
         lines.append(f"  module {m.path}: {m.block}({margs})  # {_where(m.span)}")

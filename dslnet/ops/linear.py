@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from dslnet.ir.symbolic import Dim, mul
 from dslnet.ir.types import TensorType
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
@@ -56,6 +57,14 @@ class Linear(OpDef):
             shape, need_static(inputs[0].shape[-1], "input size", "linear", inputs[0]), rng
         )
 
+    def flops(
+        self, attrs: LinearAttrs, inputs: Sequence[TensorType], outputs: Sequence[TensorType]
+    ) -> Dim:
+        macs: Dim = inputs[0].shape[-1]
+        for d in outputs[0].shape:
+            macs = mul(macs, d)
+        return macs
+
     def torch_module(self, attrs: LinearAttrs, inputs: Sequence[TensorType]) -> str:
         in_features = inputs[0].shape[-1]
         bias = "" if attrs.bias else ", bias=False"
@@ -68,8 +77,8 @@ class Linear(OpDef):
             args = [x, weight, ctx.param("bias")] if attrs.bias else [x, weight]
             ctx.add_node("Gemm", args, [y], transB=1)
             return
-        # MatMul wants W^T: store it transposed once rather than transpose per call.
-        w_t = ctx.add_initializer(f"{weight}_t", ctx.param_array("weight").T.copy())
+        # MatMul wants W^T: a Transpose of the initializer, which ORT folds once at load.
+        (w_t,) = ctx.add_node("Transpose", [weight], perm=(1, 0))
         if not attrs.bias:
             ctx.add_node("MatMul", [x, w_t], [y])
             return

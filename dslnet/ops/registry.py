@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dslnet.ir.symbolic import Dim, SymExpr
-from dslnet.ir.types import TensorType
+from dslnet.ir.types import DType, TensorType
 from dslnet.ops.lowering import OnnxNodeContext
 
 
@@ -68,10 +68,21 @@ class OpDef:
         """Learned parameter shapes by role (`weight`, `bias`); empty for stateless ops."""
         return {}
 
+    def buffers(
+        self, attrs: Any, inputs: Sequence[TensorType]
+    ) -> dict[str, tuple[tuple[int, ...], DType]]:
+        """State that is saved but not learned (batchnorm's running statistics)."""
+        return {}
+
+    def flops(self, attrs: Any, inputs: Sequence[TensorType], outputs: Sequence[TensorType]) -> Dim:
+        """Multiply-accumulates of one forward call (the convention of published
+        model tables); symbolic when the sizes are. Zero for data movement."""
+        return 0
+
     def init_param(
         self, attrs: Any, role: str, inputs: Sequence[TensorType], rng: np.random.Generator
     ) -> np.ndarray[Any, Any]:
-        """A fresh value for parameter `role`, drawn like PyTorch's default for the layer."""
+        """A fresh value for parameter or buffer `role`, as PyTorch initialises the layer."""
         raise NotImplementedError(f"{self.name} has no parameters")
 
     # --- backends -------------------------------------------------------------------
@@ -228,7 +239,15 @@ def _load_builtin_ops() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from dslnet.ops import activation, elementwise, linear, shape  # noqa: F401
+        # Every module of this package except the machinery is an op family.
+        import importlib
+        import pkgutil
+
+        import dslnet.ops as package
+
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+            if info.name not in ("registry", "lowering"):
+                importlib.import_module(f"dslnet.ops.{info.name}")
 
 
 def need_static(dim: Dim, what: str, op: str, ttype: TensorType) -> int:
