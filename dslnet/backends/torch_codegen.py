@@ -94,14 +94,21 @@ class TorchCodegen:
     def generate(self, header: str = "") -> str:
         root = _call_tree(self.graph)
         self.emit_class(root, class_identifier(self.graph.name), is_network=True)
-        uses_f = any("F." in src for _, src in self.class_order)
+        helpers = sorted(
+            {
+                op.torch_helpers.strip()
+                for node in self.graph.nodes
+                if (op := registry.get(node.op)) is not None and op.torch_helpers
+            }
+        )
+        uses_f = any("F." in src for _, src in self.class_order) or any("F." in h for h in helpers)
         lines = []
         if header:
             lines += [f'"""{header}"""', ""]
         lines += ["import torch", "from torch import nn"]
         if uses_f:
             lines.append("import torch.nn.functional as F")
-        for _, source in self.class_order:
+        for source in [*helpers, *(src for _, src in self.class_order)]:
             lines += ["", "", source]
         return "\n".join(lines) + "\n"
 

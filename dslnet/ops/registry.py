@@ -59,6 +59,9 @@ class OpDef:
     # Spec bodies using the op (inputs named, `out y = ...`); they document the op in
     # `dslnet ops` and are what the conformance test runs through every backend.
     examples: ClassVar[tuple[str, ...]] = ()
+    # Source of small nn.Module classes the generated code needs for this op (e.g. one
+    # that behaves differently in training), written once at the top of the file.
+    torch_helpers: ClassVar[str] = ""
 
     def infer(self, attrs: Any, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         """Output types for these inputs; raise ShapeError with a clear reason."""

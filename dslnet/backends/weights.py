@@ -1,0 +1,205 @@
+"""Parameter values for a graph: fresh ones, or loaded and checked against the network.
+
+Fresh values are drawn by each op's `init_param` (PyTorch's default rules) from one
+seeded numpy generator, in graph node order, so the same graph and seed give the same
+values. Loaded values come from a `state_dict`-like mapping, a `.safetensors` file or a
+`.pt`/`.pth` file (read with `weights_only=True`: never arbitrary pickle).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dslnet.diagnostics import did_you_mean
+from dslnet.ir.graph import Graph, Node, Parameter
+from dslnet.ir.types import TensorType
+from dslnet.ops import registry
+from dslnet.ops.registry import OpAttrs, OpDef
+
+Array = np.ndarray[Any, Any]
+WeightsSource = Mapping[str, Any] | str | os.PathLike[str]
+
+_TORCH_SUFFIXES = (".pt", ".pth")
+
+
+class WeightsError(Exception):
+    """Weights that do not fit a network; `problems` holds one line per problem."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            text = self.problems[0]
+        else:
+            text = f"{len(self.problems)} problems:\n  " + "\n  ".join(self.problems)
+        super().__init__(text)
+
+
+def resolve_op(node: Node) -> tuple[OpDef, OpAttrs]:
+    """The registered op of `node` and its validated attributes."""
+    op = registry.get(node.op)
+    if op is None:
+        raise ValueError(f"node '{node.name}' uses op '{node.op}', which is not registered")
+    return op, op.Attrs.model_validate(node.attrs, strict=False)
+
+
+def input_types(graph: Graph, node: Node) -> list[TensorType]:
+    """The IR types of a node's inputs."""
+    return [graph.type_of(name) for name in node.inputs]
+
+
+def init_weights(graph: Graph, seed: int = 0) -> dict[str, Array]:
+    """Fresh values for every parameter, keyed and ordered like `graph.parameters`.
+
+    A parameter shared by several nodes (one module applied twice) is drawn once.
+    """
+    rng = np.random.default_rng(seed)
+    drawn: dict[str, Array] = {}
+    for node in graph.nodes:
+        op, attrs = resolve_op(node)
+        types = input_types(graph, node)
+        for role in op.params(attrs, types):
+            name = node.param_name(role)
+            param = graph.parameters.get(name)
+            if param is None or name in drawn:
+                continue
+            value = np.asarray(op.init_param(attrs, role, types, rng))
+            if tuple(value.shape) != param.shape:
+                raise ValueError(
+                    f"{node.op} drew {name} with shape {_shape(value.shape)}, "
+                    f"the graph declares {_shape(param.shape)}"
+                )
+            drawn[name] = value.astype(_np_dtype(param), copy=False)
+    orphans = [name for name in graph.parameters if name not in drawn]
+    if orphans:
+        raise WeightsError(
+            [f"no node of network '{graph.name}' owns parameter '{name}'" for name in orphans]
+        )
+    return {name: drawn[name] for name in graph.parameters}
+
+
+def load_weights(source: WeightsSource, graph: Graph) -> dict[str, Array]:
+    """Weights from a mapping or a file, checked against `graph.parameters`.
+
+    Raises WeightsError listing every missing, extra, mis-shaped or non-float tensor.
+    Values are cast to the parameter dtype (float32) and ordered like the graph's.
+    """
+    arrays, problems = _to_arrays(_read(source))
+    problems += _check(arrays, graph)
+    if problems:
+        raise WeightsError(problems)
+    return {
+        name: np.asarray(arrays[name], dtype=_np_dtype(param), order="C")
+        for name, param in graph.parameters.items()
+    }
+
+
+# --- reading ------------------------------------------------------------------------
+
+
+def _read(source: WeightsSource) -> Mapping[str, Any]:
+    if isinstance(source, Mapping):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return _read_file(Path(source))
+    raise WeightsError(
+        [f"weights must be a mapping of name to tensor or a file path, got {type(source).__name__}"]
+    )
+
+
+def _read_file(path: Path) -> Mapping[str, Any]:
+    if not path.is_file():
+        raise WeightsError([f"no such weights file: {path}"])
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.numpy import load_file
+
+            return load_file(str(path))
+        if suffix in _TORCH_SUFFIXES:
+            import torch
+
+            loaded = torch.load(path, weights_only=True, map_location="cpu")
+        else:
+            raise WeightsError(
+                [f"cannot read weights from {path}: use a .safetensors, .pt or .pth file"]
+            )
+    except WeightsError:
+        raise
+    except Exception as err:  # a corrupt file or a pickle weights_only refuses
+        raise WeightsError([f"cannot read weights from {path}: {err}"]) from None
+    return _state_dict_of(loaded, path)
+
+
+def _state_dict_of(loaded: Any, path: Path) -> Mapping[str, Any]:
+    """The state_dict in a loaded torch file (a checkpoint may nest it under 'state_dict')."""
+    if isinstance(loaded, Mapping):
+        inner = loaded.get("state_dict")
+        return inner if isinstance(inner, Mapping) else loaded
+    raise WeightsError([f"{path} holds a {type(loaded).__name__}, not a state_dict"])
+
+
+def _to_arrays(raw: Mapping[str, Any]) -> tuple[dict[str, Array], list[str]]:
+    arrays: dict[str, Array] = {}
+    problems: list[str] = []
+    for key, value in raw.items():
+        array = _to_array(value)
+        if array is None:
+            problems.append(f"weight '{key}' is a {type(value).__name__}, not a tensor")
+        else:
+            arrays[str(key)] = array
+    return arrays, problems
+
+
+def _to_array(value: Any) -> Array | None:
+    if isinstance(value, np.ndarray):
+        return value
+    if type(value).__module__.split(".")[0] == "torch":
+        import torch  # only when the caller already uses torch
+
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu()
+            if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
+                tensor = tensor.float()
+            return np.asarray(tensor.numpy())
+    return None
+
+
+# --- checking -----------------------------------------------------------------------
+
+
+def _check(arrays: Mapping[str, Array], graph: Graph) -> list[str]:
+    problems: list[str] = []
+    missing = [name for name in graph.parameters if name not in arrays]
+    for name, param in graph.parameters.items():
+        array = arrays.get(name)
+        if array is None:
+            problems.append(f"weight '{name}' is missing (the network needs {_shape(param.shape)})")
+        elif tuple(array.shape) != param.shape:
+            problems.append(
+                f"weight '{name}' has shape {_shape(array.shape)}, "
+                f"the network needs {_shape(param.shape)}"
+            )
+        elif array.dtype.kind != "f":
+            problems.append(
+                f"weight '{name}' has dtype {array.dtype}, the network needs {param.dtype}"
+            )
+    for name, array in arrays.items():
+        if name not in graph.parameters:
+            problems.append(
+                f"weight '{name}' {_shape(array.shape)} is not a parameter of network "
+                f"'{graph.name}'{did_you_mean(name, missing)}"
+            )
+    return problems
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _np_dtype(param: Parameter) -> np.dtype[Any]:
+    return np.dtype(param.dtype.value)
