@@ -46,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", metavar="FILE")
     limits(check)
 
+    summ = sub.add_parser("summary", help="layers, shapes, parameters and FLOPs of a network")
+    summ.add_argument("file", metavar="FILE")
+    summ.add_argument("-n", "--network", help="network (default: every network of the file)")
+    summ.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                      help="override a network parameter (repeatable)")
+    summ.add_argument("--json", action="store_true", help="one JSON object (a list for several)")
+    limits(summ)
+
     comp = sub.add_parser("compile", help="print or write a compiled form of a network")
     comp.add_argument("file", metavar="FILE")
     comp.add_argument("-n", "--network", help="network to compile (default: the only one)")
@@ -151,6 +159,25 @@ def pick_network(program: Program, requested: str | None) -> str:
     raise UsageError(f"choose a network with -n (this spec has: {have})")
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    import json
+
+    from dslnet.summary import render
+
+    if not Path(args.file).is_file():
+        raise UsageError(f"no such file: {args.file}")
+    program = load(args.file, _limits(args))
+    names = [args.network] if args.network else program.networks
+    results = []
+    for name in names:
+        results.append(program.summary(name, **parse_overrides(program, name, args.set)))
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+    else:
+        print("\n".join(render(s) for s in results), end="")
+    return EXIT_OK
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     if not Path(args.file).is_file():
         raise UsageError(f"no such file: {args.file}")
@@ -213,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return cmd_check(args)
+        if args.command == "summary":
+            return cmd_summary(args)
         return cmd_compile(args)
     except CompileError as err:
         print(err.render(), file=sys.stderr)

@@ -118,6 +118,12 @@ class Program:
             raise CompileError(diags.errors(), self.sources)
         return graph
 
+    def summary(self, network: str, **params: Any) -> dict[str, Any]:
+        """Per-layer output shapes, parameters and FLOPs, with totals (`dslnet summary`)."""
+        from dslnet.summary import summarize
+
+        return summarize(self.ir(network, **params))
+
     def torch_source(self, network: str, **params: Any) -> str:
         """The generated PyTorch source for `network` (what `--emit torch` writes)."""
         from dslnet.backends.torch_codegen import generate_torch
