@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from dslnet import __version__
 from dslnet.backends.weights import (
     Array,
     WeightsSource,
@@ -33,7 +34,7 @@ from dslnet.backends.weights import (
 from dslnet.ir.graph import CallInfo, Graph, Node
 from dslnet.ir.types import DType, TensorType
 
-__all__ = ["DOMAIN", "MIN_OPSET", "emit_onnx", "run_onnx"]
+__all__ = ["DOMAIN", "MIN_OPSET", "emit_onnx", "ir_version_for", "run_onnx"]
 
 DOMAIN = "dslnet.blocks"
 """The ONNX domain of the local functions made for blocks."""
@@ -125,8 +126,9 @@ def _unique(base: str, taken: set[str]) -> str:
 
 
 def _value_names(graph: Graph) -> dict[str, str]:
-    """ONNX names of the IR values: the IR's own, except where a spec output's name
-    is taken by another value (`y = ...; out y = ...` names the new value `y_2`)."""
+    """ONNX names of the IR values: the IR's own, except a value whose name a spec
+    output of another value needs (`y = tanh(h); out y = sigmoid(h)`: the IR calls
+    the output's value `y_2`, so the first `y` is renamed and `y_2` copied to `y`)."""
     outputs = {out for out, _ in graph.outputs}
     direct = {value for out, value in graph.outputs if out == value}
     for name in graph.inputs:
@@ -382,43 +384,54 @@ class _FunctionBuilder:
         """The node calling the function for `call` (entries lo..hi), in outer names."""
         low = self._lowering
         body = self._group(lo, hi, depth)
-        defined = [name for node in body for name in node.output if name]
-        inputs = [low.value_names[v] for v in call.inputs]
-        outputs: list[tuple[str | None, str]] = [(o, low.value_names[v]) for o, v in call.outputs]
-        declared = {v for _, v in outputs}
-        outputs += [(None, v) for v in defined if v not in declared and self._escapes(v, lo, hi)]
+        defined = dict.fromkeys(name for node in body for name in node.output if name)
         scope = _Scope(call, low)
-
-        out_names, call_outputs, passed = [], [], []
-        for name, outer in outputs:
-            local = _unique(name or scope.strip(low.ir_names.get(outer, outer)), scope.taken)
-            out_names.append(local)
-            if outer in defined and outer not in scope.values:
-                scope.values[outer] = local
-                call_outputs.append(outer)
-            else:  # an input passed through, or a value given twice: copy it
-                passed.append((outer, local))
-                call_outputs.append(_unique(call.prefix + local, low.taken))
+        outputs, call_outputs, passed = self._bind_outputs(call, scope, defined, lo, hi)
+        inputs = [low.value_names[v] for v in call.inputs]
         formals = [_unique(name, scope.taken) for name in call.input_names]
         for formal, outer in zip(formals, inputs):
-            scope.values.setdefault(outer, formal)
+            scope.values.setdefault(outer, formal)  # a value given twice is the first formal
         for name in defined:
             if name not in scope.values:
                 scope.bind(name)
-        known = set(defined) | set(inputs)
-        used = list(dict.fromkeys(n for node in body for n in node.input if n and n not in known))
-        inline = [name for name in used if name in low.attr_constants]
+        known = {*defined, *inputs}
+        used = dict.fromkeys(n for node in body for n in node.input if n and n not in known)
         free = [name for name in used if name not in low.attr_constants]
         extras = [scope.bind(name) for name in free]
 
-        nodes = [scope.constant(name, low.constants[name]) for name in inline]
+        nodes = [scope.constant(n, low.constants[n]) for n in used if n in low.attr_constants]
         nodes += [scope.rename(node) for node in body]
         for outer, local in passed:
             name = _unique(f"{local}/Identity", scope.node_taken)
             nodes.append(helper.make_node("Identity", [scope.values[outer]], [local], name))
-        fname = self._function(call.block, formals + extras, out_names, nodes)
+        fname = self._function(call.block, formals + extras, outputs, nodes)
         node_name = _unique(call.prefix.rstrip("."), low.node_names)
         return helper.make_node(fname, inputs + free, call_outputs, node_name, domain=DOMAIN)
+
+    def _bind_outputs(
+        self, call: CallInfo, scope: _Scope, defined: Mapping[str, None], lo: int, hi: int
+    ) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+        """Local output names, the call node's output names, and outputs to copy.
+
+        The block's outputs come first, then any other value used after the call.
+        A value made in the body is named by its output; an input passed through, or a
+        value given twice, is copied by an Identity, and the call's copy goes unused.
+        """
+        low = self._lowering
+        outputs: list[tuple[str | None, str]] = [(o, low.value_names[v]) for o, v in call.outputs]
+        declared = {v for _, v in outputs}
+        outputs += [(None, v) for v in defined if v not in declared and self._escapes(v, lo, hi)]
+        local_names, call_outputs, passed = [], [], []
+        for name, outer in outputs:
+            local = _unique(name or scope.strip(low.ir_names.get(outer, outer)), scope.taken)
+            local_names.append(local)
+            if outer in defined and outer not in scope.values:
+                scope.values[outer] = local
+                call_outputs.append(outer)
+            else:
+                passed.append((outer, local))
+                call_outputs.append(_unique(call.prefix + local, low.taken))
+        return local_names, call_outputs, passed
 
     def _function(
         self, block: str, inputs: list[str], outputs: list[str], nodes: list[onnx.NodeProto]
@@ -475,8 +488,6 @@ def _model(
     opsets = [helper.make_opsetid("", opset)]
     if functions:
         opsets.append(helper.make_opsetid(DOMAIN, 1))
-    from dslnet import __version__
-
     model = helper.make_model(
         body,
         opset_imports=opsets,

@@ -1,8 +1,11 @@
 """Parameter values for a graph: fresh ones, or loaded and checked against the network.
 
-Fresh values are drawn by each op's `init_param` (PyTorch's default rules) from one
-seeded numpy generator, in graph node order, so the same graph and seed give the same
-values. Loaded values come from a `state_dict`-like mapping, a `.safetensors` file or a
+Fresh values are drawn from one seeded numpy generator, in graph node order, so the
+same graph and seed give the same values: by the node's `init=` scheme when it has one
+(`dslnet.ir.init`), else by its op's `init_param` (PyTorch's defaults). Buffers (saved,
+not learned: running statistics) always come from `init_param`.
+
+Loaded values come from a `state_dict`-like mapping, a `.safetensors` file or a
 `.pt`/`.pth` file (read with `weights_only=True`: never arbitrary pickle).
 """
 
@@ -16,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dslnet.diagnostics import did_you_mean
+from dslnet.ir import init as init_schemes
 from dslnet.ir.graph import Graph, Node, Parameter
 from dslnet.ir.types import TensorType
 from dslnet.ops import registry
@@ -25,6 +29,7 @@ Array = np.ndarray[Any, Any]
 WeightsSource = Mapping[str, Any] | str | os.PathLike[str]
 
 _TORCH_SUFFIXES = (".pt", ".pth")
+_KINDS = {"f": "f", "i": "iu", "u": "iu", "b": "b"}  # array kinds accepted per dtype kind
 
 
 class WeightsError(Exception):
@@ -53,7 +58,7 @@ def input_types(graph: Graph, node: Node) -> list[TensorType]:
 
 
 def init_weights(graph: Graph, seed: int = 0) -> dict[str, Array]:
-    """Fresh values for every parameter, keyed and ordered like `graph.parameters`.
+    """Fresh values for every parameter and buffer, keyed and ordered like `graph.parameters`.
 
     A parameter shared by several nodes (one module applied twice) is drawn once.
     """
@@ -62,12 +67,15 @@ def init_weights(graph: Graph, seed: int = 0) -> dict[str, Array]:
     for node in graph.nodes:
         op, attrs = resolve_op(node)
         types = input_types(graph, node)
-        for role in op.params(attrs, types):
+        for role in [*op.params(attrs, types), *op.buffers(attrs, types)]:
             name = node.param_name(role)
             param = graph.parameters.get(name)
             if param is None or name in drawn:
                 continue
-            value = np.asarray(op.init_param(attrs, role, types, rng))
+            if node.init and node.init != "default" and not param.buffer:
+                value = init_schemes.sample(node.init, role, param.shape, rng)
+            else:
+                value = np.asarray(op.init_param(attrs, role, types, rng))
             if tuple(value.shape) != param.shape:
                 raise ValueError(
                     f"{node.op} drew {name} with shape {_shape(value.shape)}, "
@@ -85,8 +93,9 @@ def init_weights(graph: Graph, seed: int = 0) -> dict[str, Array]:
 def load_weights(source: WeightsSource, graph: Graph) -> dict[str, Array]:
     """Weights from a mapping or a file, checked against `graph.parameters`.
 
-    Raises WeightsError listing every missing, extra, mis-shaped or non-float tensor.
-    Values are cast to the parameter dtype (float32) and ordered like the graph's.
+    Raises WeightsError listing every missing, extra, mis-shaped or wrongly typed tensor
+    (an integer tensor for a float parameter, say). Values are cast to the parameter's
+    dtype (float32 for learned ones) and ordered like the graph's.
     """
     arrays, problems = _to_arrays(_read(source))
     problems += _check(arrays, graph)
@@ -184,7 +193,7 @@ def _check(arrays: Mapping[str, Array], graph: Graph) -> list[str]:
                 f"weight '{name}' has shape {_shape(array.shape)}, "
                 f"the network needs {_shape(param.shape)}"
             )
-        elif array.dtype.kind != "f":
+        elif array.dtype.kind not in _KINDS[_np_dtype(param).kind]:
             problems.append(
                 f"weight '{name}' has dtype {array.dtype}, the network needs {param.dtype}"
             )

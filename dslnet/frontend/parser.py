@@ -39,7 +39,8 @@ class _LexState:
 
 
 class _PostLexer:
-    """Drops newlines inside (...) and [...] and tracks open brackets."""
+    """Drops newlines inside (...) and [...] and before a line that starts with `->`
+    (a pipeline continued on the next line), and tracks open brackets."""
 
     always_accept = ("_NL",)
 
@@ -49,15 +50,20 @@ class _PostLexer:
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         self.state = state = _LexState()
         after_newline = True
+        pending: Token | None = None  # a statement break, held until we see what follows
         for tok in stream:
             kind = tok.type
             if kind == "_NL":
                 if state.brackets and state.brackets[-1].type != "LBRACE":
                     continue
-                after_newline = True
-                state.sep_end = tok.end_pos or 0
-                yield tok
+                pending = pending or tok
                 continue
+            if pending is not None:
+                if kind != "_ARROW":
+                    after_newline = True
+                    state.sep_end = pending.end_pos or 0
+                    yield pending
+                pending = None
             if after_newline:
                 state.stmt_start = tok.start_pos or 0
                 after_newline = False
@@ -66,6 +72,9 @@ class _PostLexer:
             elif kind in _CLOSERS and state.brackets and state.brackets[-1].type == _CLOSERS[kind]:
                 state.brackets.pop()
             yield tok
+        if pending is not None:
+            state.sep_end = pending.end_pos or 0
+            yield pending
 
 
 class _Parser:
@@ -75,7 +84,7 @@ class _Parser:
         self.lark = lark.Lark(
             grammar,
             parser="lalr",
-            lexer="contextual",
+            lexer="basic",  # the post-lexer looks one token ahead: no parser state to lex in
             postlex=self.postlex,
             propagate_positions=True,
             maybe_placeholders=True,
@@ -131,9 +140,9 @@ _WORDS = {
     "COMP_OP": "a comparison",
 }
 _EXPRESSION_STARTS = {"NAME", "INT", "LPAR", "LSQB"}
-_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "__ANON_0", "__ANON_1", "COMP_OP"}
-_ARITHMETIC = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "__ANON_1"}  # __ANON_1 is '//'
-_PIPE = "__ANON_0"  # '->'
+_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "_ARROW", "_FLOORDIV", "COMP_OP"}
+_ARITHMETIC = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "_FLOORDIV"}
+_PIPE = "_ARROW"
 
 
 def _token_words(kind: str, parser: _Parser) -> str:
@@ -177,7 +186,7 @@ def _expected(expected: set[str], parser: _Parser) -> list[str]:
     if len(names & _OPERATORS) >= 3:
         words.append("an operator")
         names -= _OPERATORS
-        names -= {"RARROW", "DOT", "OR", "AND", "LSQB", "LPAR", "SLASH", "STAR", "PERCENT"}
+        names -= {"_ARROW", "DOT", "OR", "AND", "LSQB", "LPAR", "SLASH", "STAR", "PERCENT"}
     words += sorted(_token_words(n, parser) for n in names)
     return words
 

@@ -61,7 +61,7 @@ class Flatten(OpDef):
         rank = ctx.input_types[0].rank
         start = attrs.start_axis % rank if rank else 0
         end = attrs.end_axis % rank if rank else 0
-        if rank == 0 or (start == 1 and end == rank - 1):
+        if rank > 0 and start == 1 and end == rank - 1:
             # ONNX Flatten makes 2-D [prefix, rest]: exactly torch.flatten(x, 1).
             ctx.add_node("Flatten", [x], [y], axis=start if rank else 0)
             return
