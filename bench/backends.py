@@ -28,7 +28,7 @@ FIRST_CALL = textwrap.dedent("""
     import io, json, sys, time, warnings
     import torch
     import dslnet
-    from dslnet.backends.onnx_emit import emit_onnx
+    from dslnet.backends.onnx_emit import emit_onnx_bytes
     warnings.filterwarnings("ignore")
     spec, network, which = sys.argv[1:4]
     prog = dslnet.load(spec)
@@ -38,7 +38,7 @@ FIRST_CALL = textwrap.dedent("""
     x = torch.randn(1, *[d for d in graph.type_of(graph.inputs[0]).shape[1:]])
     start = time.perf_counter()
     if which == "dslnet":
-        data = emit_onnx(graph, weights).SerializeToString()
+        data = emit_onnx_bytes(graph, weights)
     else:
         buf = io.BytesIO()
         torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=18,
@@ -154,9 +154,9 @@ def main() -> None:
 
     import onnxruntime as ort
     import torch
-    from dslnet.backends.onnx_emit import emit_onnx
 
     import dslnet
+    from dslnet.backends.onnx_emit import emit_onnx, emit_onnx_bytes
 
     torch.set_num_threads(1)
     print(
@@ -196,7 +196,7 @@ def main() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
-    ours_warm = timeit(lambda: emit_onnx(graph, weights).SerializeToString(), 5, 3)
+    ours_warm = timeit(lambda: emit_onnx_bytes(graph, weights), 5, 3)
     theirs_warm = timeit(export, 5, 3)
     print("\n## ONNX emission (s)            dslnet   torch.onnx.export   speed-up")
     print(

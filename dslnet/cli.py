@@ -49,8 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     summ = sub.add_parser("summary", help="layers, shapes, parameters and FLOPs of a network")
     summ.add_argument("file", metavar="FILE")
     summ.add_argument("-n", "--network", help="network (default: every network of the file)")
-    summ.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                      help="override a network parameter (repeatable)")
+    summ.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a network parameter (repeatable)",
+    )
     summ.add_argument("--json", action="store_true", help="one JSON object (a list for several)")
     limits(summ)
 
@@ -210,16 +215,15 @@ def _emit(graph: Any, args: argparse.Namespace) -> bytes:
         from dslnet.backends.torch_codegen import generate_torch
 
         return generate_torch(graph, args.file).encode("utf-8")
-    from dslnet.backends.onnx_emit import emit_onnx
+    from dslnet.backends.onnx_emit import emit_onnx_bytes
     from dslnet.backends.weights import WeightsError
 
     if args.weights and not Path(args.weights).is_file():
         raise UsageError(f"no such weights file: {args.weights}")
     try:
-        model = emit_onnx(graph, args.weights, opset=args.opset, functions=args.onnx_functions)
+        return emit_onnx_bytes(graph, args.weights, opset=args.opset, functions=args.onnx_functions)
     except WeightsError as err:
         raise UsageError(f"weights do not fit network '{graph.name}': {err}") from None
-    return bytes(model.SerializeToString())
 
 
 def write_atomic(path: Path, data: bytes) -> None:

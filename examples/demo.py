@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
-from dslnet.backends.onnx_emit import run_onnx
 from safetensors.torch import save_file
 
+from dslnet.backends.onnx_emit import run_onnx
 from dslnet.cli import main as dslnet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +27,10 @@ def run(*argv: str) -> None:
         sys.exit(code)
 
 
+def rel(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def main() -> None:
     spec, network = sys.argv[1:3] if len(sys.argv) > 2 else ("specs/mlp.net", "ResidualMLP")
     out = ROOT / "build" / "demo"
@@ -36,7 +41,7 @@ def main() -> None:
     )
 
     run("check", spec)
-    run("compile", spec, "-n", network, "--emit", "torch", "-o", str(source))
+    run("compile", spec, "-n", network, "--emit", "torch", "-o", rel(source))
 
     # Train-side: the generated source is an ordinary module.
     loaded = importlib.util.spec_from_file_location("generated", source)
@@ -67,7 +72,7 @@ def main() -> None:
     x = np.random.default_rng(0).standard_normal((4, 784)).astype(np.float32)
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
-    got = run_onnx(model.read_bytes(), {"x": x})
+    got = run_onnx(onnx.load(model), {"x": x})
     (actual,) = got.values()
     diff = float(np.abs(actual - expected).max())
     verdict = "agree" if diff <= 1e-4 else "DISAGREE"

@@ -633,3 +633,13 @@ def test_cuda_provider_matches_cpu() -> None:
     gpu = run_onnx(model, feeds, ["CUDAExecutionProvider"])
     # TF32 matmuls on recent GPUs round to ~1e-3 relative
     assert_close(gpu, run_onnx(model, feeds), atol=1e-3)
+
+
+@pytest.mark.parametrize(("spec", "network"), SPEC_NETWORKS)
+def test_fast_serialization_parses_to_the_same_model(spec: Path, network: str) -> None:
+    from dslnet.backends.onnx_emit import emit_onnx_bytes
+
+    graph = dslnet.load(spec).ir(network)
+    for functions in (False, True):
+        data = emit_onnx_bytes(graph, functions=functions)
+        assert onnx.load_from_string(data) == emit_onnx(graph, functions=functions)

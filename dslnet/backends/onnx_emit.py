@@ -74,6 +74,47 @@ def emit_onnx(
         functions: emit each block call as a call of an ONNX local function.
         seed: the seed for fresh weights.
     """
+    model, arrays = _build(graph, weights, opset=opset, functions=functions, seed=seed)
+    for name, array in arrays.items():
+        _add_initializer(model.graph, name, array)
+    return model
+
+
+def emit_onnx_bytes(
+    graph: Graph,
+    weights: WeightsSource | None = None,
+    *,
+    opset: int = 18,
+    functions: bool = False,
+    seed: int = 0,
+) -> bytes:
+    """The serialized model, as `emit_onnx(...).SerializeToString()` parses, made faster.
+
+    Weights are written straight from their arrays into the protobuf wire format
+    instead of being copied into TensorProtos and serialized again: for a model that
+    is mostly weights this halves the time (what `dslnet compile --emit onnx` uses).
+    """
+    model, arrays = _build(graph, weights, opset=opset, functions=functions, seed=seed)
+    graph_bytes = model.graph.SerializeToString()
+    model.ClearField("graph")
+    # Chunks joined once at the end: each weight's bytes are copied exactly once.
+    chunks: list[bytes | memoryview] = []
+    size = 0
+    for name, array in arrays.items():
+        header, data = _tensor_wire(name, array)
+        prefix = bytearray()
+        _wire_tag_len(prefix, 5, len(header) + len(data))  # GraphProto.initializer
+        chunks += [bytes(prefix), header, data]
+        size += len(prefix) + len(header) + len(data)
+    head = bytearray(model.SerializeToString())
+    _wire_tag_len(head, 7, len(graph_bytes) + size)  # ModelProto.graph
+    return b"".join([bytes(head), graph_bytes, *chunks])
+
+
+def _build(
+    graph: Graph, weights: WeightsSource | None, *, opset: int, functions: bool, seed: int
+) -> tuple[onnx.ModelProto, dict[str, Array]]:
+    """The model without its initializers, and the initializer arrays by name."""
     _check_opset(opset)
     values = init_weights(graph, seed) if weights is None else load_weights(weights, graph)
     lowering = _Lowering(graph, values)
@@ -84,6 +125,45 @@ def emit_onnx(
     else:
         nodes, protos = [entry.proto for entry in lowering.entries], []
     return _model(lowering, nodes, protos, opset)
+
+
+def _varint(buf: bytearray, value: int) -> None:
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            buf.append(byte | 0x80)
+        else:
+            buf.append(byte)
+            return
+
+
+def _wire_tag_len(buf: bytearray, field: int, length: int) -> None:
+    _varint(buf, field << 3 | 2)  # wire type 2: length-delimited
+    _varint(buf, length)
+
+
+def _wire_field(buf: bytearray, field: int, payload: bytes | bytearray | memoryview) -> None:
+    _wire_tag_len(buf, field, len(payload))
+    buf += payload
+
+
+def _tensor_wire(name: str, array: Array) -> tuple[bytes, memoryview]:
+    """A TensorProto (dims=1, data_type=2, name=8, raw_data=9) in wire format: the
+    fields before the data, and the data itself (not copied)."""
+    data = np.ascontiguousarray(array)
+    if data.dtype.byteorder == ">":
+        data = data.astype(data.dtype.newbyteorder("<"))
+    buf = bytearray()
+    for dim in data.shape:
+        _varint(buf, 1 << 3)
+        _varint(buf, dim)
+    _varint(buf, 2 << 3)
+    _varint(buf, helper.np_dtype_to_tensor_dtype(data.dtype))
+    _wire_field(buf, 8, name.encode("utf-8"))
+    raw = memoryview(data).cast("B")
+    _wire_tag_len(buf, 9, len(raw))
+    return bytes(buf), raw
 
 
 def run_onnx(
@@ -467,7 +547,7 @@ def _model(
     nodes: list[onnx.NodeProto],
     functions: list[onnx.FunctionProto],
     opset: int,
-) -> onnx.ModelProto:
+) -> tuple[onnx.ModelProto, dict[str, Array]]:
     graph = lowering.graph
     inputs = [_value_info(name, graph.type_of(name)) for name in graph.inputs]
     outputs = [_value_info(out, graph.type_of(value)) for out, value in graph.outputs]
@@ -481,19 +561,34 @@ def _model(
     used = {name for node in nodes for name in node.input}
     constants = {k: v for k, v in lowering.constants.items() if k in used}
     arrays = {**lowering.weights, **constants}
-    initializers = [numpy_helper.from_array(array, name) for name, array in arrays.items()]
-    body = helper.make_graph(
-        nodes, graph.name, inputs, outputs, initializers, value_info=value_info
-    )
     opsets = [helper.make_opsetid("", opset)]
     if functions:
         opsets.append(helper.make_opsetid(DOMAIN, 1))
-    model = helper.make_model(
-        body,
-        opset_imports=opsets,
+    # Built in place: make_graph/make_model would copy every weight twice more, and
+    # weights are nearly all of the cost of emission.
+    model = onnx.ModelProto(
+        ir_version=ir_version_for(opset),
         producer_name=PRODUCER,
         producer_version=__version__,
+        opset_import=opsets,
         functions=functions,
     )
-    model.ir_version = ir_version_for(opset)
-    return model
+    body = model.graph
+    body.name = graph.name
+    body.node.extend(nodes)
+    body.input.extend(inputs)
+    body.output.extend(outputs)
+    body.value_info.extend(value_info)
+    return model, arrays
+
+
+def _add_initializer(body: onnx.GraphProto, name: str, array: Array) -> None:
+    """A raw-data TensorProto written straight into the graph (one copy of the data)."""
+    tensor = body.initializer.add()
+    tensor.name = name
+    tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+    tensor.dims.extend(array.shape)
+    data = np.ascontiguousarray(array)
+    if data.dtype.byteorder == ">":
+        data = data.astype(data.dtype.newbyteorder("<"))
+    tensor.raw_data = data.tobytes()
