@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dslnet.diagnostics import Diagnostics, Note, Span, closest, did_you_mean
 from dslnet.frontend import ast
+from dslnet.frontend.resolve import walk_exprs
 from dslnet.frontend.values import (
     POISON,
     Callee,
@@ -349,12 +350,15 @@ class Expander:
         dtype = self.dtype(stmt.type)
         dims = []
         for d in stmt.type.dims:
-            if (
-                isinstance(d, ast.Name)
-                and d.id not in frame.env
-                and not self.program.has_const(d.id)
-            ):
-                frame.env[d.id] = SymExpr.symbol(d.id)
+            # A size name not bound to anything is a free symbol: `N`, or `H` in `16 * H`.
+            for name in walk_exprs(d):
+                if (
+                    isinstance(name, ast.Name)
+                    and name.id not in frame.env
+                    and not self.program.has_const(name.id)
+                    and self.program.callee(name.id) is None
+                ):
+                    frame.env[name.id] = SymExpr.symbol(name.id)
             value = self.eval(d)
             if is_poison(value):
                 raise EvalError("", d.span)
