@@ -47,11 +47,11 @@ def _concrete(dims: tuple[int | SymExpr, ...], env: dict[str, int]) -> tuple[int
 @pytest.mark.parametrize(("name", "example"), CASES)
 def test_op_conformance(name: str, example: str) -> None:
     body = "\n".join("    " + line for line in example.splitlines())
-    prog = dslnet.loads(f"network T() {{\n{body}\n}}\n", filename=f"{name}.net")
-    graph = prog.ir("T")
+    prog = dslnet.loads(f"network OpExample() {{\n{body}\n}}\n", filename=f"{name}.net")
+    graph = prog.ir("OpExample")
     assert any(node.op == name for node in graph.nodes)
 
-    module = prog.torch("T").eval()
+    module = prog.torch("OpExample").eval()
     assert sum(p.numel() for p in module.parameters()) == graph.num_parameters
     model = emit_onnx(graph, module.state_dict())
     onnx.checker.check_model(model, full_check=True)

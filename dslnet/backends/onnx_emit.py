@@ -151,11 +151,12 @@ def _wire_field(buf: bytearray, field: int, payload: bytes | bytearray | memoryv
 def _tensor_wire(name: str, array: Array) -> tuple[bytes, memoryview]:
     """A TensorProto (dims=1, data_type=2, name=8, raw_data=9) in wire format: the
     fields before the data, and the data itself (not copied)."""
+    shape = array.shape  # ascontiguousarray would make a 0-d array 1-d
     data = np.ascontiguousarray(array)
     if data.dtype.byteorder == ">":
         data = data.astype(data.dtype.newbyteorder("<"))
     buf = bytearray()
-    for dim in data.shape:
+    for dim in shape:
         _varint(buf, 1 << 3)
         _varint(buf, dim)
     _varint(buf, 2 << 3)

@@ -356,7 +356,6 @@ class Expander:
                     isinstance(name, ast.Name)
                     and name.id not in frame.env
                     and not self.program.has_const(name.id)
-                    and self.program.callee(name.id) is None
                 ):
                     frame.env[name.id] = SymExpr.symbol(name.id)
             value = self.eval(d)

@@ -1,4 +1,4 @@
-"""Activations and dropout: one input, same type out."""
+"""Activations and dropout: one input, same type out (prelu learns its slope)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,25 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+import numpy as np
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
 
-from dslnet.ir.types import TensorType
+from dslnet.ir.types import DType, TensorType
 from dslnet.ops.lowering import OnnxNodeContext
-from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, normalize_axis, register
+from dslnet.ops.registry import (
+    OpAttrs,
+    OpDef,
+    ShapeError,
+    need_static,
+    normalize_axis,
+    register,
+)
 
 
 class _SameType(OpDef):
@@ -90,8 +104,6 @@ class GELU(_SameType):
         dtype = ctx.input_types[0].dtype
 
         def const(hint: str, value: float) -> str:
-            import numpy as np
-
             return ctx.add_initializer(hint, np.array(value, dtype=dtype.value))
 
         half, one = const("gelu_half", 0.5), const("gelu_one", 1.0)
@@ -140,18 +152,255 @@ class Softmax(_SameType):
 
 class DropoutAttrs(OpAttrs):
     p: float = Field(0.5, ge=0.0, lt=1.0, description="probability of zeroing an element")
+    channel: bool = Field(
+        False,
+        description="zero whole channels (axis 1) of a 3-, 4- or 5-D input, as "
+        "nn.Dropout1d/2d/3d, instead of single elements",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_default_channel(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # `channel=false` is left out, so element dropout reads (and prints) as before.
+        data: dict[str, Any] = handler(self)
+        if not self.channel:
+            data.pop("channel", None)
+        return data
+
+
+_CHANNEL_DROPOUT = {3: "nn.Dropout1d", 4: "nn.Dropout2d", 5: "nn.Dropout3d"}
 
 
 @register
 class Dropout(_SameType):
     name = "dropout"
     family = "regularization"
-    doc = "Zeroes elements with probability p while training (scaled by 1/(1-p)); identity in eval."
+    doc = (
+        "Zeroes elements (or with channel=true whole channels) with probability p while "
+        "training, scaling the rest by 1/(1-p); identity in eval."
+    )
     Attrs = DropoutAttrs
-    examples = ("in x: float32[N, 8]\nout y = dropout(x, 0.3)",)
+    examples = (
+        "in x: float32[N, 8]\nout y = dropout(x, 0.3)",
+        "in x: float32[N, C, H, W]\nout y = dropout(x, 0.2, channel=true)",
+    )
+
+    def infer(self, attrs: DropoutAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
+        (x,) = super().infer(attrs, inputs)
+        if attrs.channel and x.rank not in _CHANNEL_DROPOUT:
+            raise ShapeError(
+                f"dropout with channel=true needs a 3-, 4- or 5-D input [N, C, ...] "
+                f"(it zeroes whole channels of axis 1), got {x}"
+            )
+        return (x,)
 
     def torch_module(self, attrs: DropoutAttrs, inputs: Sequence[TensorType]) -> str:
-        return f"nn.Dropout({attrs.p})"
+        cls = _CHANNEL_DROPOUT[inputs[0].rank] if attrs.channel else "nn.Dropout"
+        return f"{cls}({attrs.p})"
 
     def onnx(self, attrs: DropoutAttrs, ctx: OnnxNodeContext) -> None:
         ctx.add_node("Identity", ctx.inputs, ctx.outputs)  # ONNX models are for inference
+
+
+# --- more activations -------------------------------------------------------------------
+
+
+def _scalar(ctx: OnnxNodeContext, hint: str, value: float) -> str:
+    """A scalar constant of the node's input dtype."""
+    return ctx.add_initializer(hint, np.array(value, dtype=ctx.input_types[0].dtype.value))
+
+
+def _kw(name: str, value: float, default: float) -> str:
+    """`, name=value` when value is not torch's default, else nothing."""
+    return "" if value == default else f", {name}={value!r}"
+
+
+class LeakyReluAttrs(OpAttrs):
+    negative_slope: float = Field(0.01, description="slope for x < 0")
+
+
+@register
+class LeakyReLU(_SameType):
+    name = "leaky_relu"
+    doc = "x for x >= 0, negative_slope * x below."
+    Attrs = LeakyReluAttrs
+    aliases = {"slope": "negative_slope"}
+    examples = (
+        "in x: float32[N, 7]\nout y = leaky_relu(x)",
+        "in x: float32[N, 3, 4]\nout y = leaky_relu(x, 0.2)",
+    )
+
+    def torch_expr(
+        self, attrs: LeakyReluAttrs, args: Sequence[str], inputs: Sequence[TensorType]
+    ) -> str:
+        slope = "" if attrs.negative_slope == 0.01 else f", {attrs.negative_slope!r}"
+        return f"F.leaky_relu({args[0]}{slope})"
+
+    def onnx(self, attrs: LeakyReluAttrs, ctx: OnnxNodeContext) -> None:
+        ctx.add_node("LeakyRelu", ctx.inputs, ctx.outputs, alpha=attrs.negative_slope)
+
+
+class PReluAttrs(OpAttrs):
+    channels: bool = Field(
+        False, description="one learned slope per channel (axis 1) instead of a single one"
+    )
+
+
+@register
+class PReLU(_SameType):
+    name = "prelu"
+    doc = "Leaky ReLU with a learned slope (one, or one per channel of axis 1); starts at 0.25."
+    Attrs = PReluAttrs
+    examples = (
+        "in x: float32[N, 6]\nout y = prelu(x)",
+        "in x: float32[N, 3, H, W]\nout y = prelu(x, channels=true)",
+    )
+
+    def infer(self, attrs: PReluAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
+        (x,) = super().infer(attrs, inputs)
+        if attrs.channels:
+            if x.rank < 2:
+                raise ShapeError(
+                    f"prelu with channels=true needs an input [N, C, ...] of rank >= 2, got {x}"
+                )
+            need_static(x.shape[1], "channel count (axis 1)", self.name, x)
+        return (x,)
+
+    def params(self, attrs: PReluAttrs, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        (x,) = inputs
+        if not attrs.channels:
+            return {"weight": (1,)}
+        return {"weight": (need_static(x.shape[1], "channel count (axis 1)", self.name, x),)}
+
+    def init_param(
+        self, attrs: PReluAttrs, role: str, inputs: Sequence[TensorType], rng: np.random.Generator
+    ) -> np.ndarray[Any, Any]:
+        return np.full(self.params(attrs, inputs)[role], 0.25, dtype=np.float32)
+
+    def torch_module(self, attrs: PReluAttrs, inputs: Sequence[TensorType]) -> str:
+        return f"nn.PReLU({inputs[0].shape[1]})" if attrs.channels else "nn.PReLU()"
+
+    def onnx(self, attrs: PReluAttrs, ctx: OnnxNodeContext) -> None:
+        slope = ctx.param("weight")
+        rank = ctx.input_types[0].rank
+        if attrs.channels and rank > 2:
+            # ONNX broadcasts from the right: the per-channel slopes become [C, 1, ...].
+            axes = ctx.add_initializer("prelu_axes", np.arange(1, rank - 1, dtype=np.int64))
+            (slope,) = ctx.add_node("Unsqueeze", [slope, axes])
+        ctx.add_node("PRelu", [ctx.inputs[0], slope], ctx.outputs)
+
+
+class EluAttrs(OpAttrs):
+    alpha: float = Field(1.0, description="scale of the negative part alpha * (exp(x) - 1)")
+
+
+@register
+class ELU(_SameType):
+    name = "elu"
+    doc = "x for x > 0, alpha * (exp(x) - 1) below."
+    Attrs = EluAttrs
+    examples = (
+        "in x: float32[N, 5]\nout y = elu(x)",
+        "in x: float32[N, 5]\nout y = elu(x, alpha=0.5)",
+    )
+
+    def torch_expr(self, attrs: EluAttrs, args: Sequence[str], inputs: Sequence[TensorType]) -> str:
+        return f"F.elu({args[0]}{_kw('alpha', attrs.alpha, 1.0)})"
+
+    def onnx(self, attrs: EluAttrs, ctx: OnnxNodeContext) -> None:
+        ctx.add_node("Elu", ctx.inputs, ctx.outputs, alpha=attrs.alpha)
+
+
+@register
+class SiLU(_SameType):
+    name = "silu"
+    doc = "x * sigmoid(x) (swish)."
+    examples = ("in x: float32[N, 3, 4]\nout y = silu(x)",)
+    torch_fn = "F.silu"
+
+    def onnx(self, attrs: Any, ctx: OnnxNodeContext) -> None:
+        (x,), (y,) = ctx.inputs, ctx.outputs
+        (s,) = ctx.add_node("Sigmoid", [x])
+        ctx.add_node("Mul", [x, s], [y])
+
+
+class HardtanhAttrs(OpAttrs):
+    min_val: float = Field(-1.0, description="lower clamp")
+    max_val: float = Field(1.0, description="upper clamp; above min_val")
+
+    @field_validator("max_val")
+    @classmethod
+    def _above_min(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_val")
+        if low is not None and not value > low:
+            raise ValueError(f"must be greater than min_val {low!r}")
+        return value
+
+
+@register
+class Hardtanh(_SameType):
+    name = "hardtanh"
+    doc = "Clamp x to [min_val, max_val]."
+    Attrs = HardtanhAttrs
+    aliases = {"min": "min_val", "max": "max_val"}
+    examples = (
+        "in x: float32[N, 6]\nout y = hardtanh(x)",
+        "in x: float32[N, 6]\nout y = hardtanh(x, 0.0, 6.0)",
+    )
+
+    def torch_expr(
+        self, attrs: HardtanhAttrs, args: Sequence[str], inputs: Sequence[TensorType]
+    ) -> str:
+        extra = _kw("min_val", attrs.min_val, -1.0) + _kw("max_val", attrs.max_val, 1.0)
+        return f"F.hardtanh({args[0]}{extra})"
+
+    def onnx(self, attrs: HardtanhAttrs, ctx: OnnxNodeContext) -> None:
+        low = _scalar(ctx, "hardtanh_min", attrs.min_val)
+        high = _scalar(ctx, "hardtanh_max", attrs.max_val)
+        ctx.add_node("Clip", [ctx.inputs[0], low, high], ctx.outputs)
+
+
+@register
+class LogSoftmax(Softmax):
+    name = "log_softmax"
+    doc = "log(softmax(x)) along `axis`, computed stably."
+    examples = (
+        "in x: float32[N, 10]\nout y = log_softmax(x)",
+        "in x: float32[N, 4, 3]\nout y = log_softmax(x, axis=1)",
+    )
+
+    def torch_expr(
+        self, attrs: SoftmaxAttrs, args: Sequence[str], inputs: Sequence[TensorType]
+    ) -> str:
+        return f"torch.log_softmax({args[0]}, dim={attrs.axis})"
+
+    def onnx(self, attrs: SoftmaxAttrs, ctx: OnnxNodeContext) -> None:
+        ctx.add_node("LogSoftmax", ctx.inputs, ctx.outputs, axis=attrs.axis)
+
+
+@register
+class Identity(_SameType):
+    name = "identity"
+    doc = "The input itself, of any dtype (a named pass-through)."
+    examples = ("in x: float32[N, 3]\nout y = identity(x)",)
+    onnx_op = "Identity"
+
+    def infer(self, attrs: Any, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
+        return (inputs[0],)
+
+    def torch_expr(self, attrs: Any, args: Sequence[str], inputs: Sequence[TensorType]) -> str:
+        return args[0]
+
+
+@register
+class Sign(_SameType):
+    name = "sign"
+    doc = "-1, 0 or 1 by the sign of x; any numeric dtype."
+    examples = ("in x: float32[N, 4]\nout y = sign(x)",)
+    torch_fn = "torch.sign"
+    onnx_op = "Sign"
+
+    def infer(self, attrs: Any, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
+        (x,) = inputs
+        if x.dtype == DType.bool:
+            raise ShapeError(f"sign needs a numeric input, got {x}")
+        return (x,)

@@ -1,4 +1,4 @@
-"""Binary elementwise ops with numpy broadcasting, and scalar constants."""
+"""Binary elementwise ops with numpy broadcasting, scalar constants, and matmul."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from dslnet.ir.symbolic import Dim, dims_equal
+from dslnet.ir.symbolic import Dim, dims_equal, mul
 from dslnet.ir.types import DType, TensorType, shape_str
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, register
@@ -126,3 +126,62 @@ class Constant(OpDef):
     def onnx(self, attrs: ConstantAttrs, ctx: OnnxNodeContext) -> None:
         value = np.array(attrs.value, dtype=attrs.dtype.value)
         ctx.add_node("Constant", [], ctx.outputs, value=value)
+
+
+@register
+class MatMul(OpDef):
+    name = "matmul"
+    family = "elementwise"
+    doc = (
+        "Matrix product with torch.matmul's rules: batch axes broadcast; a 1-D operand is "
+        "a vector (dot product for two)."
+    )
+    inputs = ("a", "b")
+    examples = (
+        "in a: float32[N, 3, 4]\nin b: float32[4, 5]\nout y = matmul(a, b)",
+        "in a: float32[N, 1, T, 4]\nin b: float32[2, 4, T]\nout y = matmul(a, b)",
+        "in a: float32[N, 4]\nin b: float32[4]\nout y = matmul(a, b)",
+    )
+
+    def infer(self, attrs: object, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
+        a, b = inputs
+        if a.dtype != b.dtype:
+            raise ShapeError(f"matmul: dtypes differ: {a} and {b}")
+        if a.rank == 0 or b.rank == 0:
+            raise ShapeError(f"matmul needs inputs of rank >= 1, got {a} and {b}")
+        ka = a.shape[-1]
+        kb = b.shape[0] if b.rank == 1 else b.shape[-2]
+        if not dims_equal(ka, kb):
+            where = "its only axis" if b.rank == 1 else "axis -2"
+            raise ShapeError(
+                f"matmul: a {a} has {ka} columns (last axis) but b {b} has {kb} rows "
+                f"({where}); they must be equal"
+            )
+        if a.rank == 1 and b.rank == 1:
+            return (a.with_shape(()),)
+        rows = () if a.rank == 1 else (a.shape[-2],)
+        cols = () if b.rank == 1 else (b.shape[-1],)
+        batch_a = TensorType(dtype=a.dtype, shape=a.shape[:-2])
+        batch_b = TensorType(dtype=b.dtype, shape=b.shape[:-2])
+        try:
+            batch = broadcast(self.name, batch_a, batch_b).shape
+        except ShapeError:
+            raise ShapeError(
+                f"matmul: the batch axes of a {a} and b {b} do not broadcast "
+                f"({shape_str(batch_a.shape)} vs {shape_str(batch_b.shape)})"
+            ) from None
+        return (a.with_shape((*batch, *rows, *cols)),)
+
+    def flops(
+        self, attrs: object, inputs: Sequence[TensorType], outputs: Sequence[TensorType]
+    ) -> Dim:
+        macs: Dim = inputs[0].shape[-1]  # one multiply-accumulate per output and inner index
+        for d in outputs[0].shape:
+            macs = mul(macs, d)
+        return macs
+
+    def torch_expr(self, attrs: object, args: Sequence[str], inputs: Sequence[TensorType]) -> str:
+        return f"{args[0]} @ {args[1]}"
+
+    def onnx(self, attrs: object, ctx: OnnxNodeContext) -> None:
+        ctx.add_node("MatMul", ctx.inputs, ctx.outputs)

@@ -1,13 +1,14 @@
-"""Shape ops: flatten and concat."""
+"""Shape ops: flatten, concat, permute, transpose, split and slice (reshape has its own
+module)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
-from dslnet.ir.symbolic import Dim, add, dims_equal, mul
+from dslnet.ir.symbolic import Dim, add, ceildiv, dims_equal, floordiv, mul, sub
 from dslnet.ir.types import TensorType, shape_str
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, normalize_axis, register
@@ -117,3 +118,245 @@ class Concat(OpDef):
 
     def onnx(self, attrs: ConcatAttrs, ctx: OnnxNodeContext) -> None:
         ctx.add_node("Concat", ctx.inputs, ctx.outputs, axis=attrs.axis)
+
+
+class PermuteAttrs(OpAttrs):
+    dims: tuple[int, ...] = Field(
+        description="the input axis each output axis takes, a permutation of 0..rank-1 "
+        "(negative axes count from the end)"
+    )
+
+
+@register
+class Permute(OpDef):
+    name = "permute"
+    family = "shape"
+    doc = "Reorder the axes: output axis i is input axis dims[i]."
+    Attrs = PermuteAttrs
+    aliases = {"perm": "dims"}
+    examples = (
+        "in x: float32[N, C, H, W]\nout y = permute(x, [0, 2, 3, 1])",
+        "in x: float32[N, T, 5]\nout y = permute(x, [1, 0, -1])",
+    )
+
+    def perm(self, attrs: PermuteAttrs, x: TensorType) -> tuple[int, ...]:
+        if len(attrs.dims) != x.rank:
+            raise ShapeError(
+                f"permute: dims {list(attrs.dims)} has {len(attrs.dims)} entries, the input "
+                f"{x} has rank {x.rank}"
+            )
+        perm = tuple(normalize_axis(d, x.rank, self.name, x) for d in attrs.dims)
+        if sorted(perm) != list(range(x.rank)):
+            raise ShapeError(
+                f"permute: dims {list(attrs.dims)} is not a permutation of the axes "
+                f"0..{x.rank - 1} of {x} (each axis exactly once)"
+            )
+        return perm
+
+    def infer(self, attrs: PermuteAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
+        (x,) = inputs
+        return (x.with_shape(tuple(x.shape[i] for i in self.perm(attrs, x))),)
+
+    def torch_expr(
+        self, attrs: PermuteAttrs, args: Sequence[str], inputs: Sequence[TensorType]
+    ) -> str:
+        return f"{args[0]}.permute({', '.join(map(str, attrs.dims))})"
+
+    def onnx(self, attrs: PermuteAttrs, ctx: OnnxNodeContext) -> None:
+        perm = self.perm(attrs, ctx.input_types[0])
+        ctx.add_node("Transpose", ctx.inputs, ctx.outputs, perm=perm)
+
+
+class TransposeAttrs(OpAttrs):
+    axis0: int = Field(description="one axis to swap")
+    axis1: int = Field(description="the other axis")
+
+
+@register
+class Transpose(OpDef):
+    name = "transpose"
+    family = "shape"
+    doc = "Swap two axes."
+    Attrs = TransposeAttrs
+    aliases = {"dim0": "axis0", "dim1": "axis1"}
+    examples = (
+        "in x: float32[N, T, 6]\nout y = transpose(x, 1, 2)",
+        "in x: float32[N, C, H, W]\nout y = transpose(x, -1, -2)",
+    )
+
+    def perm(self, attrs: TransposeAttrs, x: TensorType) -> list[int]:
+        a = normalize_axis(attrs.axis0, x.rank, self.name, x)
+        b = normalize_axis(attrs.axis1, x.rank, self.name, x)
+        perm = list(range(x.rank))
+        perm[a], perm[b] = b, a
+        return perm
+
+    def infer(self, attrs: TransposeAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
+        (x,) = inputs
+        return (x.with_shape(tuple(x.shape[i] for i in self.perm(attrs, x))),)
+
+    def torch_expr(
+        self, attrs: TransposeAttrs, args: Sequence[str], inputs: Sequence[TensorType]
+    ) -> str:
+        return f"{args[0]}.transpose({attrs.axis0}, {attrs.axis1})"
+
+    def onnx(self, attrs: TransposeAttrs, ctx: OnnxNodeContext) -> None:
+        perm = tuple(self.perm(attrs, ctx.input_types[0]))
+        ctx.add_node("Transpose", ctx.inputs, ctx.outputs, perm=perm)
+
+
+MAX_SPLIT = 64  # outputs y0 ... y63
+
+
+class SplitAttrs(OpAttrs):
+    parts: int | tuple[int, ...] = Field(
+        description="a number of equal parts, or the list of part sizes (summing to the axis)"
+    )
+    axis: int = Field(1, description="axis to split along")
+
+
+@register
+class Split(OpDef):
+    name = "split"
+    family = "shape"
+    doc = (
+        "Cut x along `axis` into equal parts or parts of given sizes; outputs y0, y1, ... "
+        "(unpack them: `a, b = split(x, 2)`)."
+    )
+    Attrs = SplitAttrs
+    aliases = {"sizes": "parts", "chunks": "parts"}
+    outputs = tuple(f"y{i}" for i in range(MAX_SPLIT))
+    examples = (
+        "in x: float32[N, 6, T]\na, b = split(x, 2)\nout y0 = a\nout y1 = b",
+        "in x: float32[N, H, 5]\na, b, c = split(x, [1, 3, 1], axis=-1)\n"
+        "out y0 = a\nout y1 = b\nout y2 = c",
+        "in x: float32[N, H]\nh, g = split(concat(x, x * 2), 2)\nout y0 = h\nout y1 = g",
+    )
+
+    def sizes(self, attrs: SplitAttrs, x: TensorType) -> tuple[int, tuple[Dim, ...]]:
+        """The normalized axis and each part's size."""
+        axis = normalize_axis(attrs.axis, x.rank, self.name, x)
+        size = x.shape[axis]
+        where = f"axis {attrs.axis} of {x} has size {size}"
+        if isinstance(attrs.parts, int):
+            count = attrs.parts
+            if not 1 <= count <= MAX_SPLIT:
+                raise ShapeError(
+                    f"split: the number of parts must be 1 to {MAX_SPLIT}, got {count}"
+                )
+            part = floordiv(size, count)
+            if not dims_equal(mul(part, count), size):
+                raise ShapeError(f"split: {where}, which does not divide into {count} equal parts")
+            return axis, (part,) * count
+        parts = attrs.parts
+        if not 1 <= len(parts) <= MAX_SPLIT or any(p <= 0 for p in parts):
+            raise ShapeError(
+                f"split: part sizes must be 1 to {MAX_SPLIT} positive sizes, got {list(parts)}"
+            )
+        if not dims_equal(sum(parts), size):
+            raise ShapeError(f"split: part sizes {list(parts)} sum to {sum(parts)}, but {where}")
+        return axis, parts
+
+    def infer(self, attrs: SplitAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
+        (x,) = inputs
+        axis, sizes = self.sizes(attrs, x)
+        return tuple(x.with_shape((*x.shape[:axis], d, *x.shape[axis + 1 :])) for d in sizes)
+
+    def torch_expr(
+        self, attrs: SplitAttrs, args: Sequence[str], inputs: Sequence[TensorType]
+    ) -> str:
+        _, sizes = self.sizes(attrs, inputs[0])
+        if len(sizes) == 1:
+            return args[0]
+        if isinstance(attrs.parts, int):
+            return f"torch.chunk({args[0]}, {attrs.parts}, dim={attrs.axis})"
+        return f"torch.split({args[0]}, {list(attrs.parts)}, dim={attrs.axis})"
+
+    def onnx(self, attrs: SplitAttrs, ctx: OnnxNodeContext) -> None:
+        axis, sizes = self.sizes(attrs, ctx.input_types[0])
+        if len(sizes) == 1:
+            ctx.add_node("Identity", ctx.inputs, ctx.outputs)
+        elif all(isinstance(d, int) for d in sizes):
+            split = ctx.add_initializer("split_sizes", np.array(sizes, dtype=np.int64))
+            ctx.add_node("Split", [ctx.inputs[0], split], ctx.outputs, axis=axis)
+        else:  # equal parts of a symbolic size: opset 18's num_outputs
+            ctx.add_node("Split", ctx.inputs, ctx.outputs, axis=axis, num_outputs=len(sizes))
+
+
+_INT64_MAX = 2**63 - 1
+
+
+class SliceAttrs(OpAttrs):
+    axis: int = Field(description="axis to slice")
+    start: int = Field(0, description="first index (negative counts from the end)")
+    end: int | None = Field(
+        None, description="index after the last (negative counts from the end); none: to the end"
+    )
+    step: int = Field(1, description="stride, at least 1")
+
+    @field_validator("step")
+    @classmethod
+    def _positive(cls, value: int, info: ValidationInfo) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1 (torch slices have no zero or negative step)")
+        return value
+
+
+@register
+class Slice(OpDef):
+    name = "slice"
+    family = "shape"
+    doc = (
+        "x[start:end:step] along `axis`, with Python's negative and clamped bounds; on a "
+        "symbolic axis the size assumes the axis is long enough for the bounds."
+    )
+    Attrs = SliceAttrs
+    examples = (
+        "in x: float32[N, 10]\nout y = slice(x, 1, 2, 7)",
+        "in x: float32[N, T, 8]\nout y = slice(x, -1, -5, step=2)",
+        "in x: float32[N, T, 4]\nout y = slice(x, axis=1, start=-1)",
+    )
+
+    def infer(self, attrs: SliceAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
+        (x,) = inputs
+        axis = normalize_axis(attrs.axis, x.rank, self.name, x)
+        size = x.shape[axis]
+        start, end, step = attrs.start, attrs.end, attrs.step
+        length: Dim
+        if isinstance(size, int):
+            length = len(range(*slice(start, end, step).indices(size)))
+        else:
+            low: Dim = start if start >= 0 else add(size, start)
+            high: Dim = size if end is None else (end if end >= 0 else add(size, end))
+            length = ceildiv(sub(high, low), step)
+            if isinstance(length, int):
+                length = max(length, 0)
+        return (x.with_shape((*x.shape[:axis], length, *x.shape[axis + 1 :])),)
+
+    def torch_expr(
+        self, attrs: SliceAttrs, args: Sequence[str], inputs: Sequence[TensorType]
+    ) -> str:
+        rank = inputs[0].rank
+        axis = attrs.axis % rank
+        text = (str(attrs.start) if attrs.start else "") + ":"
+        text += "" if attrs.end is None else str(attrs.end)
+        text += f":{attrs.step}" if attrs.step != 1 else ""
+        lead = "..., " if axis == rank - 1 and axis > 1 else ":, " * axis
+        return f"{args[0]}[{lead}{text}]"
+
+    def onnx(self, attrs: SliceAttrs, ctx: OnnxNodeContext) -> None:
+        axis = attrs.axis % ctx.input_types[0].rank
+        end = _INT64_MAX if attrs.end is None else attrs.end
+
+        def const(hint: str, value: int) -> str:
+            return ctx.add_initializer(hint, np.array([value], dtype=np.int64))
+
+        args = [
+            ctx.inputs[0],
+            const("slice_start", attrs.start),
+            const("slice_end", end),
+            const("slice_axis", axis),
+        ]
+        if attrs.step != 1:
+            args.append(const("slice_step", attrs.step))
+        ctx.add_node("Slice", args, ctx.outputs)
