@@ -145,11 +145,65 @@ def hand_written_residual_mlp(hidden: int, blocks: int, classes: int) -> Any:
     return ResidualMLP()
 
 
+def hand_written_resnet18(classes: int) -> Any:
+    """ResNet-18 as one would write it in plain torch (torchvision's layout)."""
+    import torch
+    from torch import nn
+
+    class Basic(nn.Module):
+        def __init__(self, cin: int, c: int, stride: int) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, c, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(c)
+            self.conv2 = nn.Conv2d(c, c, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(c)
+            self.down = None
+            if stride != 1 or cin != c:
+                self.down = nn.Sequential(
+                    nn.Conv2d(cin, c, 1, stride, bias=False), nn.BatchNorm2d(c)
+                )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.bn1(self.conv1(x)))
+            y = self.bn2(self.conv2(y))
+            return torch.relu(y + (x if self.down is None else self.down(x)))
+
+    class ResNet18(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(
+                nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+                nn.BatchNorm2d(64),
+                nn.ReLU(),
+                nn.MaxPool2d(3, 2, 1),
+            )
+            layers, cin = [], 64
+            for c, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+                layers += [Basic(cin, c, stride), Basic(c, c, 1)]
+                cin = c
+            self.layers = nn.Sequential(*layers)
+            self.fc = nn.Linear(512, classes)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.layers(self.stem(x))
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1))
+
+    return ResNet18()
+
+
+HAND_WRITTEN = {
+    "ResidualMLP": lambda a: hand_written_residual_mlp(a["hidden"], a["blocks"], a["classes"]),
+    "ResNet18": lambda a: hand_written_resnet18(a["classes"]),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spec", default="specs/mlp.net")
     parser.add_argument("--network", default="ResidualMLP")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--number", type=int, default=200, help="calls per timing sample")
     args = parser.parse_args()
 
     import onnxruntime as ort
@@ -213,11 +267,10 @@ def main() -> None:
     )
 
     # 2. forward time vs hand-written
-    ref = graph.args
-    if args.network == "ResidualMLP":
-        hand = hand_written_residual_mlp(ref["hidden"], ref["blocks"], ref["classes"]).eval()
+    if args.network in HAND_WRITTEN:
+        hand = HAND_WRITTEN[args.network](graph.args).eval()
         print("\n## forward, generated vs hand-written (ms)")
-        for batch in (1, 64):
+        for batch in args.batches:
             x = torch.randn(batch, *width)
             with torch.no_grad():
                 t = interleaved(
@@ -237,7 +290,7 @@ def main() -> None:
     theirs_sess = ort.InferenceSession(export(), so, providers=["CPUExecutionProvider"])
     our_in = graph.inputs[0]
     print("\n## ONNX Runtime latency, ours vs torch.onnx.export's (ms)")
-    for batch in (1, 64):
+    for batch in args.batches:
         x = torch.randn(batch, *width).numpy()
         t = interleaved(
             {

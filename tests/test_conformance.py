@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from dslnet.backends.onnx_emit import emit_onnx, run_onnx
 
 import dslnet
+from dslnet.backends.onnx_emit import emit_onnx, run_onnx
 from dslnet.ir.symbolic import SymExpr
 from dslnet.ops import registry
 from dslnet.ops.registry import OpDef

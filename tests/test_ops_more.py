@@ -405,6 +405,7 @@ s = slice(b, -1, 0, 1) -> transpose(1, 2)
 m = matmul(a, s) -> leaky_relu -> hardtanh -> elu -> log_softmax
 out y = reparameterize(l2_normalize(m, axis=-1), m)
 out d = cosine_similarity(a, a, axis=-1) + pairwise_distance(a, a)
+out e = reshape(x, [H, N, 4, W])
 """
     )
     module.eval()
@@ -415,3 +416,22 @@ out d = cosine_similarity(a, a, axis=-1) + pairwise_distance(a, a)
             torch.testing.assert_close(got, want)
     module.train()
     compiled(torch.randn(2, 4, 3, 3))  # training mode (batch statistics, sampling) too
+
+
+def test_eps_handling_of_distances_matches_torch() -> None:
+    # torch clamps each norm (a / max(||a||, eps)), not the product of the norms: with
+    # ||a|| = ||b|| = 5e-5 and eps 1e-4 the cosine is 0.25, where clamping the product
+    # would give 2.5e-5. Zero vectors give 0, not NaN.
+    graph, module = compile_net(
+        "in a: float32[N, 2]\nin b: float32[N, 2]\n"
+        "out c = cosine_similarity(a, b, eps=0.0001)\nout n = l2_normalize(a, eps=0.0001)\n"
+        "out d = pairwise_distance(a, b)"
+    )
+    a = np.array([[3e-5, 4e-5], [0, 0], [3e-3, 4e-3]], np.float32)
+    b = np.array([[3e-5, 4e-5], [1, 0], [0.3, 0.4]], np.float32)
+    with torch.no_grad():
+        want = [o.numpy() for o in module.eval()(torch.from_numpy(a), torch.from_numpy(b))]
+    np.testing.assert_allclose(want[0], [0.25, 0.0, 1.0], rtol=1e-5)
+    got = run_onnx(emit_onnx(graph), {"a": a, "b": b})
+    for name, value in zip("cnd", want, strict=True):
+        np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-7)

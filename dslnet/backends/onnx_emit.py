@@ -162,7 +162,7 @@ def _tensor_wire(name: str, array: Array) -> tuple[bytes, memoryview]:
     _varint(buf, 2 << 3)
     _varint(buf, helper.np_dtype_to_tensor_dtype(data.dtype))
     _wire_field(buf, 8, name.encode("utf-8"))
-    raw = memoryview(data).cast("B")
+    raw = memoryview(data.data).cast("B")
     _wire_tag_len(buf, 9, len(raw))
     return bytes(buf), raw
 

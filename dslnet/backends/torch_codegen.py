@@ -86,14 +86,12 @@ class TorchCodegen:
         self.graph = graph
         self.classes: dict[str, str] = {}  # class source -> class name
         self.class_order: list[tuple[str, str]] = []  # (name, source), dependencies first
-        self.block_bodies: dict[str, list[str]] = {}  # block -> distinct bodies seen
+        self.reserved: set[str] = set()
         self.constants = {
             out: node for node in graph.nodes if node.op == "constant" for out in node.outputs
         }
 
     def generate(self, header: str = "") -> str:
-        root = _call_tree(self.graph)
-        self.emit_class(root, class_identifier(self.graph.name), is_network=True)
         helpers = sorted(
             {
                 op.torch_helpers.strip()
@@ -101,6 +99,10 @@ class TorchCodegen:
                 if (op := registry.get(node.op)) is not None and op.torch_helpers
             }
         )
+        # Block classes must not take the names of the ops' helper classes.
+        self.reserved = {m for h in helpers for m in re.findall(r"^class (\w+)", h, re.M)}
+        root = _call_tree(self.graph)
+        self.emit_class(root, class_identifier(self.graph.name), is_network=True)
         uses_f = any("F." in src for _, src in self.class_order) or any("F." in h for h in helpers)
         lines = []
         if header:
@@ -122,7 +124,7 @@ class TorchCodegen:
         if key in self.classes:
             return self.classes[key]
         name = wanted
-        taken = {n for n, _ in self.class_order}
+        taken = {n for n, _ in self.class_order} | self.reserved
         k = 1
         while name in taken:
             k += 1

@@ -351,13 +351,13 @@ class Expander:
         dims = []
         for d in stmt.type.dims:
             # A size name not bound to anything is a free symbol: `N`, or `H` in `16 * H`.
-            for name in walk_exprs(d):
+            for part in walk_exprs(d):
                 if (
-                    isinstance(name, ast.Name)
-                    and name.id not in frame.env
-                    and not self.program.has_const(name.id)
+                    isinstance(part, ast.Name)
+                    and part.id not in frame.env
+                    and not self.program.has_const(part.id)
                 ):
-                    frame.env[name.id] = SymExpr.symbol(name.id)
+                    frame.env[part.id] = SymExpr.symbol(part.id)
             value = self.eval(d)
             if is_poison(value):
                 raise EvalError("", d.span)

@@ -138,6 +138,36 @@ class Program:
         graph = self.ir(network, **params)
         return build_module(graph, generate_torch(graph, graph.span.file if graph.span else None))
 
+    def torch_pair(
+        self,
+        generator: str,
+        discriminator: str,
+        generator_params: Mapping[str, Any] | None = None,
+        discriminator_params: Mapping[str, Any] | None = None,
+    ) -> tuple[Any, Any]:
+        """Both modules of an adversarial pair, after checking that what the generator
+        makes is what the discriminator judges (its first input's dtype and shape)."""
+        g = self.ir(generator, **(generator_params or {}))
+        d = self.ir(discriminator, **(discriminator_params or {}))
+        made = g.type_of(g.outputs[0][1])
+        judged = d.type_of(d.inputs[0])
+        if not made.same_as(judged):
+            span = d.span or Span.unknown(self._main_file())
+            raise CompileError(
+                [
+                    Diagnostic(
+                        _error(),
+                        f"'{generator}' makes {made} but '{discriminator}' judges {judged} "
+                        f"(its input '{d.inputs[0]}')",
+                        span,
+                    )
+                ],
+                self.sources,
+            )
+        return self.torch(generator, **(generator_params or {})), self.torch(
+            discriminator, **(discriminator_params or {})
+        )
+
     def onnx(
         self,
         network: str,

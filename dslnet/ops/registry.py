@@ -136,7 +136,9 @@ class OpDef:
         try:
             return self.Attrs.model_validate({k: _tuplify(v) for k, v in values.items()})
         except ValidationError as err:
-            raise AttrError([self._explain(e, values) for e in err.errors()]) from None
+            messages = [self._explain(e, values) for e in err.errors()]
+            # A union-typed field fails once per member: say each problem once.
+            raise AttrError(list(dict.fromkeys(messages))) from None
 
     def _explain(self, error: Any, values: Mapping[str, Any]) -> str:
         field_name = str(error["loc"][0]) if error["loc"] else "?"
