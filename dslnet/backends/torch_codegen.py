@@ -87,6 +87,7 @@ class TorchCodegen:
         self.classes: dict[str, str] = {}  # class source -> class name
         self.class_order: list[tuple[str, str]] = []  # (name, source), dependencies first
         self.reserved: set[str] = set()
+        self.variants: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # per wanted name
         self.constants = {
             out: node for node in graph.nodes if node.op == "constant" for out in node.outputs
         }
@@ -112,7 +113,12 @@ class TorchCodegen:
             lines.append("import torch.nn.functional as F")
         for source in [*helpers, *(src for _, src in self.class_order)]:
             lines += ["", "", source]
-        return "\n".join(lines) + "\n"
+        text = "\n".join(lines) + "\n"
+        renames = self.descriptive_names()
+        if renames:
+            pattern = re.compile(r"\b(" + "|".join(map(re.escape, renames)) + r")\b(?=\(|:)")
+            text = pattern.sub(lambda m: renames[m.group(1)], text)
+        return text
 
     # --- classes ---------------------------------------------------------------------
 
@@ -133,7 +139,32 @@ class TorchCodegen:
         source = f"class {name}(nn.Module):\n" + (f'    """{doc}"""\n\n' if doc else "") + body
         self.classes[key] = name
         self.class_order.append((name, source))
+        if call.info is not None and call.info.instance in self.graph.modules:
+            module = self.graph.modules[call.info.instance]
+            self.variants.setdefault(wanted, []).append((name, module.args))
         return name
+
+    def descriptive_names(self) -> dict[str, str]:
+        """`BasicBlock2` -> `BasicBlock_c128_stride2`: name the variants of one block by
+        the arguments that tell them apart (the numbered name stays when none do)."""
+        renames: dict[str, str] = {}
+        taken = {n for n, _ in self.class_order} | self.reserved
+        for wanted, variants in self.variants.items():
+            if len(variants) < 2:
+                continue
+            keys = [
+                k
+                for k in variants[0][1]
+                if len({format_value(args.get(k)) for _, args in variants}) > 1
+            ]
+            if not keys:
+                continue
+            for name, args in variants:
+                suffix = "_".join(identifier(f"{k}{format_value(args[k])}") for k in keys)
+                new = f"{wanted}_{suffix}"
+                if new not in taken and new not in renames.values():
+                    renames[name] = new
+        return renames
 
     def class_doc(self, call: _Call) -> str:
         if call.info is None:

@@ -5,8 +5,8 @@ from torch import nn
 import torch.nn.functional as F
 
 
-class ConvBNReLU(nn.Module):
-    """ConvBNReLU(c=32)"""
+class ConvBNReLU_c32(nn.Module):
+    """ConvBNReLU_c32(c=32)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -21,7 +21,7 @@ class ConvBNReLU(nn.Module):
 
 
 class ConvBNReLU2(nn.Module):
-    """ConvBNReLU(c=32)"""
+    """ConvBNReLU_c32(c=32)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -35,12 +35,12 @@ class ConvBNReLU2(nn.Module):
         return y
 
 
-class Stage(nn.Module):
-    """Stage(c=32, p=0.1)"""
+class Stage_c32_p0_1(nn.Module):
+    """Stage_c32_p0_1(c=32, p=0.1)"""
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv_bnre_lu1 = ConvBNReLU()
+        self.conv_bnre_lu1 = ConvBNReLU_c32()
         self.conv_bnre_lu2 = ConvBNReLU2()
         self.dropout1 = nn.Dropout(0.1)
 
@@ -52,8 +52,8 @@ class Stage(nn.Module):
         return y_3
 
 
-class ConvBNReLU3(nn.Module):
-    """ConvBNReLU(c=64)"""
+class ConvBNReLU_c64(nn.Module):
+    """ConvBNReLU_c32(c=64)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -68,7 +68,7 @@ class ConvBNReLU3(nn.Module):
 
 
 class ConvBNReLU4(nn.Module):
-    """ConvBNReLU(c=64)"""
+    """ConvBNReLU_c32(c=64)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -82,12 +82,12 @@ class ConvBNReLU4(nn.Module):
         return y
 
 
-class Stage2(nn.Module):
-    """Stage(c=64, p=0.2)"""
+class Stage_c64_p0_2(nn.Module):
+    """Stage_c32_p0_1(c=64, p=0.2)"""
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv_bnre_lu1 = ConvBNReLU3()
+        self.conv_bnre_lu1 = ConvBNReLU_c64()
         self.conv_bnre_lu2 = ConvBNReLU4()
         self.dropout1 = nn.Dropout(0.2)
 
@@ -99,8 +99,8 @@ class Stage2(nn.Module):
         return y_3
 
 
-class ConvBNReLU5(nn.Module):
-    """ConvBNReLU(c=128)"""
+class ConvBNReLU_c128(nn.Module):
+    """ConvBNReLU_c32(c=128)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,7 +115,7 @@ class ConvBNReLU5(nn.Module):
 
 
 class ConvBNReLU6(nn.Module):
-    """ConvBNReLU(c=128)"""
+    """ConvBNReLU_c32(c=128)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -129,12 +129,12 @@ class ConvBNReLU6(nn.Module):
         return y
 
 
-class Stage3(nn.Module):
-    """Stage(c=128, p=0.3)"""
+class Stage_c128_p0_3(nn.Module):
+    """Stage_c32_p0_1(c=128, p=0.3)"""
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv_bnre_lu1 = ConvBNReLU5()
+        self.conv_bnre_lu1 = ConvBNReLU_c128()
         self.conv_bnre_lu2 = ConvBNReLU6()
         self.dropout1 = nn.Dropout(0.3)
 
@@ -151,9 +151,9 @@ class CIFAR10Net(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stage1 = Stage()
-        self.stage2 = Stage2()
-        self.stage3 = Stage3()
+        self.stage1 = Stage_c32_p0_1()
+        self.stage2 = Stage_c64_p0_2()
+        self.stage3 = Stage_c128_p0_3()
         self.linear1 = nn.Linear(2048, 128)
         self.dropout1 = nn.Dropout(0.5)
         self.linear2 = nn.Linear(128, 10)

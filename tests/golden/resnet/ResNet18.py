@@ -21,8 +21,8 @@ class Stem(nn.Module):
         return maxpool2d1
 
 
-class BasicBlock(nn.Module):
-    """BasicBlock(c=64, stride=1)"""
+class BasicBlock_c64_stride1(nn.Module):
+    """BasicBlock_c64_stride1(c=64, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -42,13 +42,13 @@ class BasicBlock(nn.Module):
         return relu2
 
 
-class BasicStage(nn.Module):
-    """BasicStage(c=64, blocks=2, stride=1)"""
+class BasicStage_c64_stride1(nn.Module):
+    """BasicStage_c64_stride1(c=64, blocks=2, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
-        self.basic_block1 = BasicBlock()
-        self.basic_block2 = BasicBlock()
+        self.basic_block1 = BasicBlock_c64_stride1()
+        self.basic_block2 = BasicBlock_c64_stride1()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.basic_block1(x)  # [N, 64, 56, 56]
@@ -56,8 +56,8 @@ class BasicStage(nn.Module):
         return y_2
 
 
-class BasicBlock2(nn.Module):
-    """BasicBlock(c=128, stride=2)"""
+class BasicBlock_c128_stride2(nn.Module):
+    """BasicBlock_c64_stride1(c=128, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -81,8 +81,8 @@ class BasicBlock2(nn.Module):
         return relu2
 
 
-class BasicBlock3(nn.Module):
-    """BasicBlock(c=128, stride=1)"""
+class BasicBlock_c128_stride1(nn.Module):
+    """BasicBlock_c64_stride1(c=128, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -102,13 +102,13 @@ class BasicBlock3(nn.Module):
         return relu2
 
 
-class BasicStage2(nn.Module):
-    """BasicStage(c=128, blocks=2, stride=2)"""
+class BasicStage_c128_stride2(nn.Module):
+    """BasicStage_c64_stride1(c=128, blocks=2, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
-        self.basic_block1 = BasicBlock2()
-        self.basic_block2 = BasicBlock3()
+        self.basic_block1 = BasicBlock_c128_stride2()
+        self.basic_block2 = BasicBlock_c128_stride1()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.basic_block1(x)  # [N, 128, 28, 28]
@@ -116,8 +116,8 @@ class BasicStage2(nn.Module):
         return y_2
 
 
-class BasicBlock4(nn.Module):
-    """BasicBlock(c=256, stride=2)"""
+class BasicBlock_c256_stride2(nn.Module):
+    """BasicBlock_c64_stride1(c=256, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -141,8 +141,8 @@ class BasicBlock4(nn.Module):
         return relu2
 
 
-class BasicBlock5(nn.Module):
-    """BasicBlock(c=256, stride=1)"""
+class BasicBlock_c256_stride1(nn.Module):
+    """BasicBlock_c64_stride1(c=256, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -162,13 +162,13 @@ class BasicBlock5(nn.Module):
         return relu2
 
 
-class BasicStage3(nn.Module):
-    """BasicStage(c=256, blocks=2, stride=2)"""
+class BasicStage_c256_stride2(nn.Module):
+    """BasicStage_c64_stride1(c=256, blocks=2, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
-        self.basic_block1 = BasicBlock4()
-        self.basic_block2 = BasicBlock5()
+        self.basic_block1 = BasicBlock_c256_stride2()
+        self.basic_block2 = BasicBlock_c256_stride1()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.basic_block1(x)  # [N, 256, 14, 14]
@@ -176,8 +176,8 @@ class BasicStage3(nn.Module):
         return y_2
 
 
-class BasicBlock6(nn.Module):
-    """BasicBlock(c=512, stride=2)"""
+class BasicBlock_c512_stride2(nn.Module):
+    """BasicBlock_c64_stride1(c=512, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -201,8 +201,8 @@ class BasicBlock6(nn.Module):
         return relu2
 
 
-class BasicBlock7(nn.Module):
-    """BasicBlock(c=512, stride=1)"""
+class BasicBlock_c512_stride1(nn.Module):
+    """BasicBlock_c64_stride1(c=512, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -222,13 +222,13 @@ class BasicBlock7(nn.Module):
         return relu2
 
 
-class BasicStage4(nn.Module):
-    """BasicStage(c=512, blocks=2, stride=2)"""
+class BasicStage_c512_stride2(nn.Module):
+    """BasicStage_c64_stride1(c=512, blocks=2, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
-        self.basic_block1 = BasicBlock6()
-        self.basic_block2 = BasicBlock7()
+        self.basic_block1 = BasicBlock_c512_stride2()
+        self.basic_block2 = BasicBlock_c512_stride1()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.basic_block1(x)  # [N, 512, 7, 7]
@@ -256,10 +256,10 @@ class ResNet18(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.stem1 = Stem()
-        self.basic_stage1 = BasicStage()
-        self.basic_stage2 = BasicStage2()
-        self.basic_stage3 = BasicStage3()
-        self.basic_stage4 = BasicStage4()
+        self.basic_stage1 = BasicStage_c64_stride1()
+        self.basic_stage2 = BasicStage_c128_stride2()
+        self.basic_stage3 = BasicStage_c256_stride2()
+        self.basic_stage4 = BasicStage_c512_stride2()
         self.head1 = Head()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,8 @@ class Stem(nn.Module):
         return maxpool2d1
 
 
-class Bottleneck(nn.Module):
-    """Bottleneck(c=64, stride=1)"""
+class Bottleneck_c64_stride1(nn.Module):
+    """Bottleneck_c64_stride1(c=64, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,7 +52,7 @@ class Bottleneck(nn.Module):
 
 
 class Bottleneck2(nn.Module):
-    """Bottleneck(c=64, stride=1)"""
+    """Bottleneck_c64_stride1(c=64, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,12 +77,12 @@ class Bottleneck2(nn.Module):
         return relu3
 
 
-class BottleneckStage(nn.Module):
-    """BottleneckStage(c=64, blocks=3, stride=1)"""
+class BottleneckStage_c64_blocks3_stride1(nn.Module):
+    """BottleneckStage_c64_blocks3_stride1(c=64, blocks=3, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
-        self.bottleneck1 = Bottleneck()
+        self.bottleneck1 = Bottleneck_c64_stride1()
         self.bottleneck2 = Bottleneck2()
         self.bottleneck3 = Bottleneck2()
 
@@ -93,8 +93,8 @@ class BottleneckStage(nn.Module):
         return y_3
 
 
-class Bottleneck3(nn.Module):
-    """Bottleneck(c=128, stride=2)"""
+class Bottleneck_c128_stride2(nn.Module):
+    """Bottleneck_c64_stride1(c=128, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -123,8 +123,8 @@ class Bottleneck3(nn.Module):
         return relu3
 
 
-class Bottleneck4(nn.Module):
-    """Bottleneck(c=128, stride=1)"""
+class Bottleneck_c128_stride1(nn.Module):
+    """Bottleneck_c64_stride1(c=128, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -149,15 +149,15 @@ class Bottleneck4(nn.Module):
         return relu3
 
 
-class BottleneckStage2(nn.Module):
-    """BottleneckStage(c=128, blocks=4, stride=2)"""
+class BottleneckStage_c128_blocks4_stride2(nn.Module):
+    """BottleneckStage_c64_blocks3_stride1(c=128, blocks=4, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
-        self.bottleneck1 = Bottleneck3()
-        self.bottleneck2 = Bottleneck4()
-        self.bottleneck3 = Bottleneck4()
-        self.bottleneck4 = Bottleneck4()
+        self.bottleneck1 = Bottleneck_c128_stride2()
+        self.bottleneck2 = Bottleneck_c128_stride1()
+        self.bottleneck3 = Bottleneck_c128_stride1()
+        self.bottleneck4 = Bottleneck_c128_stride1()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.bottleneck1(x)  # [N, 512, 28, 28]
@@ -167,8 +167,8 @@ class BottleneckStage2(nn.Module):
         return y_4
 
 
-class Bottleneck5(nn.Module):
-    """Bottleneck(c=256, stride=2)"""
+class Bottleneck_c256_stride2(nn.Module):
+    """Bottleneck_c64_stride1(c=256, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -197,8 +197,8 @@ class Bottleneck5(nn.Module):
         return relu3
 
 
-class Bottleneck6(nn.Module):
-    """Bottleneck(c=256, stride=1)"""
+class Bottleneck_c256_stride1(nn.Module):
+    """Bottleneck_c64_stride1(c=256, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -223,17 +223,17 @@ class Bottleneck6(nn.Module):
         return relu3
 
 
-class BottleneckStage3(nn.Module):
-    """BottleneckStage(c=256, blocks=6, stride=2)"""
+class BottleneckStage_c256_blocks6_stride2(nn.Module):
+    """BottleneckStage_c64_blocks3_stride1(c=256, blocks=6, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
-        self.bottleneck1 = Bottleneck5()
-        self.bottleneck2 = Bottleneck6()
-        self.bottleneck3 = Bottleneck6()
-        self.bottleneck4 = Bottleneck6()
-        self.bottleneck5 = Bottleneck6()
-        self.bottleneck6 = Bottleneck6()
+        self.bottleneck1 = Bottleneck_c256_stride2()
+        self.bottleneck2 = Bottleneck_c256_stride1()
+        self.bottleneck3 = Bottleneck_c256_stride1()
+        self.bottleneck4 = Bottleneck_c256_stride1()
+        self.bottleneck5 = Bottleneck_c256_stride1()
+        self.bottleneck6 = Bottleneck_c256_stride1()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.bottleneck1(x)  # [N, 1024, 14, 14]
@@ -245,8 +245,8 @@ class BottleneckStage3(nn.Module):
         return y_6
 
 
-class Bottleneck7(nn.Module):
-    """Bottleneck(c=512, stride=2)"""
+class Bottleneck_c512_stride2(nn.Module):
+    """Bottleneck_c64_stride1(c=512, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -275,8 +275,8 @@ class Bottleneck7(nn.Module):
         return relu3
 
 
-class Bottleneck8(nn.Module):
-    """Bottleneck(c=512, stride=1)"""
+class Bottleneck_c512_stride1(nn.Module):
+    """Bottleneck_c64_stride1(c=512, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -301,14 +301,14 @@ class Bottleneck8(nn.Module):
         return relu3
 
 
-class BottleneckStage4(nn.Module):
-    """BottleneckStage(c=512, blocks=3, stride=2)"""
+class BottleneckStage_c512_blocks3_stride2(nn.Module):
+    """BottleneckStage_c64_blocks3_stride1(c=512, blocks=3, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
-        self.bottleneck1 = Bottleneck7()
-        self.bottleneck2 = Bottleneck8()
-        self.bottleneck3 = Bottleneck8()
+        self.bottleneck1 = Bottleneck_c512_stride2()
+        self.bottleneck2 = Bottleneck_c512_stride1()
+        self.bottleneck3 = Bottleneck_c512_stride1()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.bottleneck1(x)  # [N, 2048, 7, 7]
@@ -337,10 +337,10 @@ class ResNet50(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.stem1 = Stem()
-        self.bottleneck_stage1 = BottleneckStage()
-        self.bottleneck_stage2 = BottleneckStage2()
-        self.bottleneck_stage3 = BottleneckStage3()
-        self.bottleneck_stage4 = BottleneckStage4()
+        self.bottleneck_stage1 = BottleneckStage_c64_blocks3_stride1()
+        self.bottleneck_stage2 = BottleneckStage_c128_blocks4_stride2()
+        self.bottleneck_stage3 = BottleneckStage_c256_blocks6_stride2()
+        self.bottleneck_stage4 = BottleneckStage_c512_blocks3_stride2()
         self.head1 = Head()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

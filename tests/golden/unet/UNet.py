@@ -5,8 +5,8 @@ from torch import nn
 import torch.nn.functional as F
 
 
-class DoubleConv(nn.Module):
-    """DoubleConv(c=64)"""
+class DoubleConv_c64(nn.Module):
+    """DoubleConv_c64(c=64)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -25,8 +25,8 @@ class DoubleConv(nn.Module):
         return y
 
 
-class DoubleConv2(nn.Module):
-    """DoubleConv(c=128)"""
+class DoubleConv_c128(nn.Module):
+    """DoubleConv_c64(c=128)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -45,8 +45,8 @@ class DoubleConv2(nn.Module):
         return y
 
 
-class DoubleConv3(nn.Module):
-    """DoubleConv(c=256)"""
+class DoubleConv_c256(nn.Module):
+    """DoubleConv_c64(c=256)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -65,8 +65,8 @@ class DoubleConv3(nn.Module):
         return y
 
 
-class DoubleConv4(nn.Module):
-    """DoubleConv(c=512)"""
+class DoubleConv_c512(nn.Module):
+    """DoubleConv_c64(c=512)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -85,8 +85,8 @@ class DoubleConv4(nn.Module):
         return y
 
 
-class DoubleConv5(nn.Module):
-    """DoubleConv(c=1024)"""
+class DoubleConv_c1024(nn.Module):
+    """DoubleConv_c64(c=1024)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -106,7 +106,7 @@ class DoubleConv5(nn.Module):
 
 
 class DoubleConv6(nn.Module):
-    """DoubleConv(c=512)"""
+    """DoubleConv_c64(c=512)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -126,7 +126,7 @@ class DoubleConv6(nn.Module):
 
 
 class DoubleConv7(nn.Module):
-    """DoubleConv(c=256)"""
+    """DoubleConv_c64(c=256)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -146,7 +146,7 @@ class DoubleConv7(nn.Module):
 
 
 class DoubleConv8(nn.Module):
-    """DoubleConv(c=128)"""
+    """DoubleConv_c64(c=128)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -166,7 +166,7 @@ class DoubleConv8(nn.Module):
 
 
 class DoubleConv9(nn.Module):
-    """DoubleConv(c=64)"""
+    """DoubleConv_c64(c=64)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -190,11 +190,11 @@ class UNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.double_conv1 = DoubleConv()
-        self.double_conv2 = DoubleConv2()
-        self.double_conv3 = DoubleConv3()
-        self.double_conv4 = DoubleConv4()
-        self.double_conv5 = DoubleConv5()
+        self.double_conv1 = DoubleConv_c64()
+        self.double_conv2 = DoubleConv_c128()
+        self.double_conv3 = DoubleConv_c256()
+        self.double_conv4 = DoubleConv_c512()
+        self.double_conv5 = DoubleConv_c1024()
         self.conv_transpose2d1 = nn.ConvTranspose2d(1024, 512, 2, stride=2)
         self.double_conv6 = DoubleConv6()
         self.conv_transpose2d2 = nn.ConvTranspose2d(512, 256, 2, stride=2)
