@@ -14,6 +14,7 @@ import torch
 import dslnet
 from dslnet.backends.onnx_emit import emit_onnx, run_onnx
 from dslnet.ir.symbolic import SymExpr
+from dslnet.ir.types import DType, TensorType
 from dslnet.ops import registry
 from dslnet.ops.registry import OpDef
 
@@ -44,6 +45,17 @@ def _concrete(dims: tuple[int | SymExpr, ...], env: dict[str, int]) -> tuple[int
     return tuple(d if isinstance(d, int) else d.evaluate(env) for d in dims)
 
 
+def _sample(ttype: TensorType, env: dict[str, int], rng: np.random.Generator) -> np.ndarray:
+    """Random data of a type; integers are small (valid ids and indices for any table
+    of two rows or more), booleans mostly false (few masked positions)."""
+    shape = _concrete(ttype.shape, env)
+    if ttype.dtype.is_float:
+        return rng.standard_normal(shape).astype(ttype.dtype.value)
+    if ttype.dtype == DType.bool:
+        return rng.random(shape) < 0.25
+    return rng.integers(0, 2, shape).astype(ttype.dtype.value)
+
+
 @pytest.mark.parametrize(("name", "example"), CASES)
 def test_op_conformance(name: str, example: str) -> None:
     body = "\n".join("    " + line for line in example.splitlines())
@@ -58,10 +70,7 @@ def test_op_conformance(name: str, example: str) -> None:
 
     rng = np.random.default_rng(0)
     for env in SIZES:
-        feeds = {
-            v: rng.standard_normal(_concrete(graph.type_of(v).shape, env)).astype(np.float32)
-            for v in graph.inputs
-        }
+        feeds = {v: _sample(graph.type_of(v), env, rng) for v in graph.inputs}
         with torch.no_grad():
             ours = module(*(torch.from_numpy(a) for a in feeds.values()))
         ours_list = [ours] if isinstance(ours, torch.Tensor) else list(ours)

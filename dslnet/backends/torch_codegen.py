@@ -249,7 +249,7 @@ class TorchCodegen:
                         "        " + line
                         for line in init_schemes.torch_lines(node.init, attr, roles)
                     ]
-            expr = f"self.{attr}({', '.join(args)})"
+            expr = op.torch_call(attrs, f"self.{attr}", args, in_types)
         else:
             expr = op.torch_expr(attrs, args, in_types)
         targets = [

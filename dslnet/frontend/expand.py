@@ -650,8 +650,7 @@ class Expander:
         opdef = registry.get(op_name)
         assert opdef is not None
         if not opdef.arity_ok(len(tensors)):
-            names = ", ".join(opdef.inputs) + (", ..." if opdef.variadic else "")
-            count = f"at least {len(opdef.inputs)}" if opdef.variadic else str(len(opdef.inputs))
+            count, names = opdef.arity_words()
             raise EvalError(
                 f"{op_name} takes {count} input tensor(s) ({names}), got {len(tensors)}", span
             )

@@ -55,6 +55,9 @@ class OpDef:
     aliases: ClassVar[Mapping[str, str]] = {}  # short attribute names: {"k": "kernel_size"}
     inputs: ClassVar[tuple[str, ...]] = ("x",)
     variadic: ClassVar[bool] = False  # the last input may repeat (at least once)
+    # Trailing inputs a call may leave out (an RNN's initial state, an attention mask);
+    # `infer` and the lowerings see only the inputs given.
+    optional_inputs: ClassVar[tuple[str, ...]] = ()
     outputs: ClassVar[tuple[str, ...]] = ("y",)
     # Spec bodies using the op (inputs named, `out y = ...`); they document the op in
     # `dslnet ops` and are what the conformance test runs through every backend.
@@ -94,6 +97,13 @@ class OpDef:
         """Constructor source (`nn.Linear(784, 256)`) for an op that owns a submodule,
         because it has weights or behaves differently in training; None otherwise."""
         return None
+
+    def torch_call(
+        self, attrs: Any, module: str, args: Sequence[str], inputs: Sequence[TensorType]
+    ) -> str:
+        """The forward expression of an op that owns `module` (e.g. `self.fc`): calling
+        it, unless one use of a shared layer needs another form (a tied projection)."""
+        return f"{module}({', '.join(args)})"
 
     def torch_expr(self, attrs: Any, args: Sequence[str], inputs: Sequence[TensorType]) -> str:
         """The forward expression of a functional op, e.g. `torch.relu(x)`."""
@@ -168,7 +178,19 @@ class OpDef:
 
     def arity_ok(self, count: int) -> bool:
         fixed = len(self.inputs)
-        return count >= fixed if self.variadic else count == fixed
+        if self.variadic:
+            return count >= fixed
+        return fixed <= count <= fixed + len(self.optional_inputs)
+
+    def arity_words(self) -> tuple[str, str]:
+        """How many inputs the op takes and their names, for an error message."""
+        fixed = len(self.inputs)
+        if self.variadic:
+            return f"at least {fixed}", ", ".join(self.inputs) + ", ..."
+        names = ", ".join([*self.inputs, *(f"[{n}]" for n in self.optional_inputs)])
+        if self.optional_inputs:
+            return f"{fixed} to {fixed + len(self.optional_inputs)}", names
+        return str(fixed), names
 
 
 def _tuplify(value: Any) -> Any:
