@@ -51,17 +51,20 @@ def summarize(graph: Graph) -> dict[str, Any]:
                 params += p.numel
         total_flops = symbolic.add(total_flops, flops)
         top = _top_block(graph, node)
-        layers.append({
-            "name": node.name,
-            "op": node.op,
-            "block": top,
-            "output_shape": [_dim_json(d) for d in out_types[0].shape] if out_types else [],
-            "params": params,
-            "flops": _dim_json(flops),
-        })
+        layers.append(
+            {
+                "name": node.name,
+                "op": node.op,
+                "block": top,
+                "output_shape": [_dim_json(d) for d in out_types[0].shape] if out_types else [],
+                "params": params,
+                "flops": _dim_json(flops),
+            }
+        )
         if top is not None:
-            entry = blocks.setdefault(top, {
-                "instance": top, "block": node.chain[0].block, "params": 0, "flops": 0})
+            entry = blocks.setdefault(
+                top, {"instance": top, "block": node.chain[0].block, "params": 0, "flops": 0}
+            )
             entry["params"] += params
             entry["flops"] = symbolic.add(entry["flops"], flops)
     for entry in blocks.values():
@@ -69,8 +72,10 @@ def summarize(graph: Graph) -> dict[str, Any]:
     trainable = sum(p.numel for p in graph.parameters.values() if not p.buffer)
     return {
         "network": graph.name,
-        "args": {k: format_value(v) if not isinstance(v, (int, float, bool, str)) else v
-                 for k, v in graph.args.items()},
+        "args": {
+            k: format_value(v) if not isinstance(v, (int, float, bool, str)) else v
+            for k, v in graph.args.items()
+        },
         "inputs": {name: _type_json(graph.type_of(name)) for name in graph.inputs},
         "outputs": {name: _type_json(graph.type_of(v)) for name, v in graph.outputs},
         "params": graph.num_parameters,
@@ -93,27 +98,54 @@ def render(summary: dict[str, Any]) -> str:
     block_totals = {b["instance"]: b for b in summary["blocks"]}
     for block, layers in _grouped(summary["layers"]):
         if block is None:
-            rows += [(lay["name"], lay["op"], shape_text(lay), _num(lay["params"]),
-                      _num(lay["flops"])) for lay in layers]
+            rows += [
+                (lay["name"], lay["op"], shape_text(lay), _num(lay["params"]), _num(lay["flops"]))
+                for lay in layers
+            ]
             continue
         total = block_totals[block]
-        rows.append((f"{block} ({total['block']})", "", shape_text(layers[-1]),
-                     _num(total["params"]), _num(total["flops"])))
-        rows += [("  " + lay["name"], lay["op"], shape_text(lay), _num(lay["params"]),
-                  _num(lay["flops"])) for lay in layers]
+        rows.append(
+            (
+                f"{block} ({total['block']})",
+                "",
+                shape_text(layers[-1]),
+                _num(total["params"]),
+                _num(total["flops"]),
+            )
+        )
+        rows += [
+            (
+                "  " + lay["name"],
+                lay["op"],
+                shape_text(lay),
+                _num(lay["params"]),
+                _num(lay["flops"]),
+            )
+            for lay in layers
+        ]
     header = ("layer", "op", "output", "params", "FLOPs")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
 
     def line(r: tuple[str, ...]) -> str:
-        return "  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].ljust(widths[2]),
-                          r[3].rjust(widths[3]), r[4].rjust(widths[4])]).rstrip()
+        return "  ".join(
+            [
+                r[0].ljust(widths[0]),
+                r[1].ljust(widths[1]),
+                r[2].ljust(widths[2]),
+                r[3].rjust(widths[3]),
+                r[4].rjust(widths[4]),
+            ]
+        ).rstrip()
 
-    ins = ", ".join(f"{n}: {t['dtype']}{shape_str(tuple(t['shape']))}"
-                    for n, t in summary["inputs"].items())
+    ins = ", ".join(
+        f"{n}: {t['dtype']}{shape_str(tuple(t['shape']))}" for n, t in summary["inputs"].items()
+    )
     out = [f"{summary['network']}({args})", line(header), line(tuple("-" * w for w in widths))]
     out += [line(r) for r in rows]
-    out.append(f"params: {_num(summary['params'])} (trainable {_num(summary['trainable_params'])}"
-               f", buffers {_num(summary['buffers'])})")
+    out.append(
+        f"params: {_num(summary['params'])} (trainable {_num(summary['trainable_params'])}"
+        f", buffers {_num(summary['buffers'])})"
+    )
     out.append(f"FLOPs (multiply-accumulates) for {ins}: {_num(summary['flops'])}")
     return "\n".join(out) + "\n"
 

@@ -266,7 +266,7 @@ class _NodeContext:
         self,
         op_type: str,
         inputs: Sequence[str],
-        outputs: Sequence[str] | None = None,
+        outputs: Sequence[str] | int | None = None,
         **attrs: Any,
     ) -> list[str]:
         return self._lowering.add_node(self._node, op_type, inputs, outputs, attrs)
@@ -318,12 +318,14 @@ class _Lowering:
         node: Node,
         op_type: str,
         inputs: Sequence[str],
-        outputs: Sequence[str] | None,
+        outputs: Sequence[str] | int | None,
         attrs: Mapping[str, Any],
     ) -> list[str]:
-        """Append an ONNX node for IR `node`; fresh output names when none are given."""
-        if outputs is None:
-            outputs = [self._made(node, op_type, self.taken, self.origin)]
+        """Append an ONNX node for IR `node`; fresh output names when none are given
+        (one, or as many as an int asks for)."""
+        if outputs is None or isinstance(outputs, int):
+            count = 1 if outputs is None else outputs
+            outputs = [self._made(node, op_type, self.taken, self.origin) for _ in range(count)]
         name = self._made(node, op_type, self.node_names, self.node_origin)
         converted = {key: _attribute(value) for key, value in attrs.items()}
         proto = helper.make_node(op_type, list(inputs), list(outputs), name, **converted)

@@ -219,7 +219,7 @@ class TorchCodegen:
             if len(outs) == 1
             else "tuple[" + ", ".join(["torch.Tensor"] * len(outs)) + "]"
         )
-        forward = [f"    def forward(self, {', '.join(args)}) -> {ret_type}:"]
+        forward = _signature("forward", ["self", *args], ret_type)
         forward += [*body, f"        return {returns}"]
         return init, forward
 
@@ -256,7 +256,7 @@ class TorchCodegen:
             scope.bind(v, v[len(prefix) :] if v.startswith(prefix) else v) for v in node.outputs
         ]
         types = ", ".join(shape_str(graph.type_of(v).shape) for v in node.outputs)
-        return f"        {', '.join(targets)} = {expr}  # {types}"
+        return f"        {op.torch_targets(attrs, targets)} = {expr}  # {types}"
 
     def ref(self, scope: _Scope, value: str) -> str:
         if value in self.constants:
@@ -265,6 +265,17 @@ class TorchCodegen:
             assert op is not None
             return op.torch_expr(op.Attrs.model_validate(node.attrs, strict=False), [], [])
         return scope.names[value]
+
+
+def _signature(name: str, params: list[str], returns: str) -> list[str]:
+    """`def name(params) -> returns:` wrapped as a formatter would past 100 columns."""
+    one_line = f"    def {name}({', '.join(params)}) -> {returns}:"
+    if len(one_line) <= 100:
+        return [one_line]
+    inner = f"        {', '.join(params)}"
+    if len(inner) <= 100:
+        return [f"    def {name}(", inner, f"    ) -> {returns}:"]
+    return [f"    def {name}(", *(f"        {p}," for p in params), f"    ) -> {returns}:"]
 
 
 def generate_torch(graph: Graph, source_file: str | None = None) -> str:

@@ -212,7 +212,8 @@ class Expander:
                 frame.env[stmt.name] = self.bind_input(stmt)
         elif isinstance(stmt, ast.AssignStmt):
             with self.statement(stmt.targets):
-                hint = stmt.targets[0] if len(stmt.targets) == 1 else None
+                # Several targets name an op's outputs in order: `y, h = gru(x, 64)`.
+                hint = ",".join(stmt.targets)
                 self.assign(stmt.targets, self.eval(stmt.value, hint), stmt.span)
         elif isinstance(stmt, ast.OutStmt):
             value: Any = POISON
@@ -668,8 +669,18 @@ class Expander:
         local = frame.local_name(op_name)
         path = module if module is not None else frame.module_prefix + local
         n_out = len(opdef.outputs)
-        hints = [frame.value_prefix + (hint if hint and n_out == 1 else local)]
-        hints += [f"{hints[0]}.{o}" for o in opdef.outputs[1:]]
+        targets = hint.split(",") if hint else []
+        if n_out > 1 and len(targets) == n_out:
+            # Discarded outputs (`_c`) keep the op's own names.
+            own = [local] + [f"{local}.{o}" for o in opdef.outputs[1:]]
+            hints = [
+                frame.value_prefix + (mine if t.startswith("_") else t)
+                for t, mine in zip(targets, own)
+            ]
+        else:
+            single = hint if hint and "," not in hint and n_out == 1 else None
+            hints = [frame.value_prefix + (single or local)]
+            hints += [f"{hints[0]}.{o}" for o in opdef.outputs[1:]]
         self.count_node(span)
         try:
             outs = builder.add_node(
@@ -839,7 +850,7 @@ class Expander:
                     prefix=value_path + ".",
                     inputs=[t.name for t in given],
                     input_names=[s.name for s in inputs],
-                    result_name=hint if len(outs) == 1 else None,
+                    result_name=hint if hint and "," not in hint and len(outs) == 1 else None,
                     outputs=[
                         (n or "output", v.name) for n, v, _ in outs if isinstance(v, TensorVal)
                     ],

@@ -38,10 +38,11 @@ class OnnxNodeContext(Protocol):
         self,
         op_type: str,
         inputs: Sequence[str],
-        outputs: Sequence[str] | None = None,
+        outputs: Sequence[str] | int | None = None,
         **attrs: Any,
     ) -> list[str]:
-        """Append an ONNX node; without `outputs`, fresh names are made. Returns them."""
+        """Append an ONNX node; without `outputs` (or with a count), fresh names are
+        made. Returns the output names."""
         ...
 
 

@@ -105,6 +105,11 @@ class OpDef:
         it, unless one use of a shared layer needs another form (a tied projection)."""
         return f"{module}({', '.join(args)})"
 
+    def torch_targets(self, attrs: Any, targets: Sequence[str]) -> str:
+        """The left side binding the outputs: `y, idx`, or `y, (h, c)` where the torch
+        module returns nested tuples."""
+        return ", ".join(targets)
+
     def torch_expr(self, attrs: Any, args: Sequence[str], inputs: Sequence[TensorType]) -> str:
         """The forward expression of a functional op, e.g. `torch.relu(x)`."""
         raise NotImplementedError(f"{self.name} has no functional torch form")

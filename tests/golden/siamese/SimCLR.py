@@ -59,7 +59,9 @@ class SimCLR(nn.Module):
         self.enc = Encoder()
         self.head = ProjectionHead()
 
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, view1: torch.Tensor, view2: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.enc(view1)  # [N, 256]
         z_2 = self.head(z)  # [N, 64]
         z1 = F.normalize(z_2)  # [N, 64]

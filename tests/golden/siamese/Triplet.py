@@ -43,7 +43,9 @@ class Triplet(nn.Module):
         super().__init__()
         self.enc = Encoder()
 
-    def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         z = self.enc(anchor)  # [N, 128]
         anchor_embedding = F.normalize(z)  # [N, 128]
         z_2 = self.enc(positive)  # [N, 128]
