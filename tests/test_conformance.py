@@ -14,9 +14,9 @@ import torch
 import dslnet
 from dslnet.backends.onnx_emit import emit_onnx, run_onnx
 from dslnet.ir.symbolic import SymExpr
-from dslnet.ir.types import DType, TensorType
 from dslnet.ops import registry
 from dslnet.ops.registry import OpDef
+from dslnet.testing import random_input
 
 SIZES = ({"N": 1, "T": 2, "C": 3, "H": 4, "W": 5}, {"N": 3, "T": 5, "C": 2, "H": 6, "W": 3})
 CASES = [
@@ -45,17 +45,6 @@ def _concrete(dims: tuple[int | SymExpr, ...], env: dict[str, int]) -> tuple[int
     return tuple(d if isinstance(d, int) else d.evaluate(env) for d in dims)
 
 
-def _sample(ttype: TensorType, env: dict[str, int], rng: np.random.Generator) -> np.ndarray:
-    """Random data of a type; integers are small (valid ids and indices for any table
-    of two rows or more), booleans mostly false (few masked positions)."""
-    shape = _concrete(ttype.shape, env)
-    if ttype.dtype.is_float:
-        return rng.standard_normal(shape).astype(ttype.dtype.value)
-    if ttype.dtype == DType.bool:
-        return rng.random(shape) < 0.25
-    return rng.integers(0, 2, shape).astype(ttype.dtype.value)
-
-
 @pytest.mark.parametrize(("name", "example"), CASES)
 def test_op_conformance(name: str, example: str) -> None:
     body = "\n".join("    " + line for line in example.splitlines())
@@ -70,7 +59,7 @@ def test_op_conformance(name: str, example: str) -> None:
 
     rng = np.random.default_rng(0)
     for env in SIZES:
-        feeds = {v: _sample(graph.type_of(v), env, rng) for v in graph.inputs}
+        feeds = {v: random_input(graph.type_of(v), env, rng) for v in graph.inputs}
         with torch.no_grad():
             ours = module(*(torch.from_numpy(a) for a in feeds.values()))
         ours_list = [ours] if isinstance(ours, torch.Tensor) else list(ours)

@@ -23,6 +23,7 @@ from dslnet.backends.weights import WeightsError, init_weights, load_weights
 from dslnet.ir.graph import Graph, Parameter
 from dslnet.ir.symbolic import SymExpr
 from dslnet.ir.types import DType, TensorType
+from dslnet.testing import random_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.net"))
@@ -72,12 +73,7 @@ def concrete(ttype: TensorType, env: dict[str, int]) -> tuple[int, ...]:
 
 
 def feeds_for(graph: Graph, batch: int, seed: int = 0) -> Arrays:
-    rng = np.random.default_rng(seed)
-    env = env_for(graph, batch)
-    return {
-        name: rng.standard_normal(concrete(graph.type_of(name), env)).astype(np.float32)
-        for name in graph.inputs
-    }
+    return random_inputs(graph, env_for(graph, batch), seed)
 
 
 def dims_of(value_info: onnx.ValueInfoProto) -> list[int | str]:

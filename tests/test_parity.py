@@ -11,6 +11,7 @@ import torch
 import dslnet
 from dslnet.backends.onnx_emit import emit_onnx, run_onnx
 from dslnet.ir.symbolic import SymExpr
+from dslnet.testing import random_input
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [
@@ -42,14 +43,7 @@ def test_torch_and_onnx_runtime_agree(spec: Path, network: str) -> None:
     for size in (1, 3):
         env = dict.fromkeys(symbols, size)
         env["N"] = size
-        feeds = {}
-        for v in graph.inputs:
-            ttype = graph.type_of(v)
-            shape = _shape(ttype.shape, env)
-            if ttype.dtype.is_float:
-                feeds[v] = rng.standard_normal(shape).astype(ttype.dtype.value)
-            else:
-                feeds[v] = rng.integers(0, 2, shape).astype(ttype.dtype.value)
+        feeds = {v: random_input(graph.type_of(v), env, rng) for v in graph.inputs}
         with torch.no_grad():
             ours = module(*(torch.from_numpy(a) for a in feeds.values()))
         expected = [ours] if isinstance(ours, torch.Tensor) else list(ours)

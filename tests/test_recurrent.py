@@ -105,7 +105,7 @@ def test_state_handover_reads_as_torch() -> None:
         " _y, h, c = lstm(a, 4)\n out y = lstm(b, h, c, 4).y\n}\n"
     )
     source = dslnet.loads(text).torch_source("S")
-    assert "lstm1, (h, c) = self.lstm1(a)" in source  # the discarded `_y` keeps the op's name
+    assert "_, (h, c) = self.lstm1(a)" in source  # the unread sequence output is `_`
     assert "self.lstm2(b, (h, c))" in source
 
 

@@ -91,6 +91,10 @@ class TorchCodegen:
         self.constants = {
             out: node for node in graph.nodes if node.op == "constant" for out in node.outputs
         }
+        # Values something reads; other outputs of a multi-output op are bound to `_`.
+        self.read = {v for node in graph.nodes for v in node.inputs}
+        self.read |= {v for _, v in graph.outputs}
+        self.read |= {v for call in graph.calls.values() for _, v in call.outputs}
 
     def generate(self, header: str = "") -> str:
         helpers = sorted(
@@ -253,7 +257,10 @@ class TorchCodegen:
         else:
             expr = op.torch_expr(attrs, args, in_types)
         targets = [
-            scope.bind(v, v[len(prefix) :] if v.startswith(prefix) else v) for v in node.outputs
+            scope.bind(v, v[len(prefix) :] if v.startswith(prefix) else v)
+            if v in self.read or len(node.outputs) == 1
+            else "_"
+            for v in node.outputs
         ]
         types = ", ".join(shape_str(graph.type_of(v).shape) for v in node.outputs)
         return f"        {op.torch_targets(attrs, targets)} = {expr}  # {types}"

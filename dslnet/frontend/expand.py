@@ -563,15 +563,33 @@ class Expander:
         value = self.eval(expr.value)
         stage = expr.stage
         if isinstance(stage, ast.Call):
-            func = self.eval(stage.func)
+            func = self.eval_callee(stage.func)
             args = [value, *(self.eval(a) for a in stage.args)]
             kwargs = {k.name: self.eval(k.value) for k in stage.kwargs}
             return self.call(func, args, kwargs, stage.span, hint)
-        func = self.eval(stage)
+        func = self.eval_callee(stage)
         return self.call(func, [value], {}, stage.span, hint)
 
+    def eval_callee(self, expr: ast.Expr) -> Any:
+        """What is called; a local value that hides an op or block of the same name is
+        said so, since the call then fails for a reason that is easy to miss."""
+        func = self.eval(expr)
+        if (
+            isinstance(expr, ast.Name)
+            and not isinstance(func, (Callee, LayerVal))
+            and not is_poison(func)
+            and (registry.get(expr.id) is not None or self.program.block(expr.id))
+        ):
+            what = "op" if registry.get(expr.id) is not None else "block"
+            raise EvalError(
+                f"'{expr.id}' here names a {kind_of(func)} value, which hides the {what} "
+                f"'{expr.id}'; rename the value",
+                expr.span,
+            )
+        return func
+
     def eval_Call(self, expr: ast.Call, hint: str | None) -> Any:
-        func = self.eval(expr.func)
+        func = self.eval_callee(expr.func)
         args = [self.eval(a) for a in expr.args]
         kwargs: dict[str, Any] = {}
         for k in expr.kwargs:

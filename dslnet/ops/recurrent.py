@@ -267,7 +267,7 @@ class LSTM(_Recurrent):
 
     def torch_targets(self, attrs: RecurrentAttrs, targets: Sequence[str]) -> str:
         y, h, c = targets
-        return f"{y}, ({h}, {c})"
+        return f"{y}, _" if h == c == "_" else f"{y}, ({h}, {c})"
 
 
 @register

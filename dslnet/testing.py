@@ -1,0 +1,39 @@
+"""Random inputs for a compiled network: what tests, benchmarks and demos feed it.
+
+Integers are small (valid ids and indices for any table of two rows or more) and
+booleans mostly false (few masked positions), so every network gets data it accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from dslnet.ir.graph import Graph
+from dslnet.ir.types import DType, TensorType
+
+
+def concrete_shape(ttype: TensorType, sizes: Mapping[str, int]) -> tuple[int, ...]:
+    """The shape with each symbolic dim evaluated at `sizes`."""
+    return tuple(d if isinstance(d, int) else d.evaluate(dict(sizes)) for d in ttype.shape)
+
+
+def random_input(
+    ttype: TensorType, sizes: Mapping[str, int], rng: np.random.Generator
+) -> np.ndarray[Any, Any]:
+    shape = concrete_shape(ttype, sizes)
+    if ttype.dtype.is_float:
+        return rng.standard_normal(shape).astype(ttype.dtype.value)
+    if ttype.dtype == DType.bool:
+        return rng.random(shape) < 0.25
+    return rng.integers(0, 2, shape).astype(ttype.dtype.value)
+
+
+def random_inputs(
+    graph: Graph, sizes: Mapping[str, int], seed: int = 0
+) -> dict[str, np.ndarray[Any, Any]]:
+    """One array per network input, in input order."""
+    rng = np.random.default_rng(seed)
+    return {v: random_input(graph.type_of(v), sizes, rng) for v in graph.inputs}
