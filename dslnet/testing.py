@@ -1,7 +1,8 @@
 """Random inputs for a compiled network: what tests, benchmarks and demos feed it.
 
-Integers are small (valid ids and indices for any table of two rows or more) and
-booleans mostly false (few masked positions), so every network gets data it accepts.
+Integers are small (valid ids and indices for any table of two rows or more);
+booleans are mostly false and never all true along the last axis (a padding mask
+always leaves a key to attend to), so every network gets data it accepts.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ def random_input(
     if ttype.dtype.is_float:
         return rng.standard_normal(shape).astype(ttype.dtype.value)
     if ttype.dtype == DType.bool:
-        return rng.random(shape) < 0.25
+        mask = rng.random(shape) < 0.25
+        if mask.ndim:  # never all true along the last axis: a padding mask keeps a key
+            mask[..., 0] = False
+        return mask
     return rng.integers(0, 2, shape).astype(ttype.dtype.value)
 
 

@@ -211,7 +211,11 @@ class TorchCodegen:
                 ]
                 ins = ", ".join(self.ref(scope, v) for v in item.info.inputs)
                 types = ", ".join(shape_str(graph.type_of(v).shape) for _, v in item.info.outputs)
-                body.append(f"        {', '.join(targets)} = self.{attr}({ins})  # {types}")
+                body.append(
+                    wrap_statement(
+                        f"        {', '.join(targets)} = ", f"self.{attr}({ins})", f"  # {types}"
+                    )
+                )
                 continue
             if item.op == "constant":
                 continue  # inlined where used
@@ -263,7 +267,9 @@ class TorchCodegen:
             for v in node.outputs
         ]
         types = ", ".join(shape_str(graph.type_of(v).shape) for v in node.outputs)
-        return f"        {op.torch_targets(attrs, targets)} = {expr}  # {types}"
+        return wrap_statement(
+            f"        {op.torch_targets(attrs, targets)} = ", expr, f"  # {types}"
+        )
 
     def ref(self, scope: _Scope, value: str) -> str:
         if value in self.constants:
@@ -272,6 +278,37 @@ class TorchCodegen:
             assert op is not None
             return op.torch_expr(op.Attrs.model_validate(node.attrs, strict=False), [], [])
         return scope.names[value]
+
+
+def wrap_statement(head: str, expr: str, comment: str, width: int = 100) -> str:
+    """`head + expr + comment`, with a call's arguments moved onto indented lines when
+    the statement would pass `width` columns (as a formatter would)."""
+    line = head + expr + comment
+    open_at = expr.find("(")
+    if len(line) <= width or open_at < 0:
+        return line
+    depth, parts, start, close_at = 0, [], open_at + 1, -1
+    for i in range(open_at, len(expr)):
+        char = expr[i]
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth == 0:
+                close_at = i
+                break
+        elif char == "," and depth == 1:
+            parts.append(expr[start:i].strip())
+            start = i + 1
+    if close_at < 0:
+        return line
+    parts.append(expr[start:close_at].strip())
+    indent = " " * (len(head) - len(head.lstrip()) + 4)
+    first, last = head + expr[: open_at + 1], indent[:-4] + expr[close_at:] + comment
+    joined = indent + ", ".join(parts)
+    if len(joined) <= width:
+        return "\n".join([first, joined, last])
+    return "\n".join([first, *(f"{indent}{p}," for p in parts), last])
 
 
 def _signature(name: str, params: list[str], returns: str) -> list[str]:

@@ -684,7 +684,7 @@ class Expander:
             for message in err.messages[:-1]:
                 self.error(message, span)
             raise EvalError(err.messages[-1], span) from None
-        local = frame.local_name(op_name)
+        local = frame.local_name(opdef.short_name or op_name)
         path = module if module is not None else frame.module_prefix + local
         n_out = len(opdef.outputs)
         targets = hint.split(",") if hint else []

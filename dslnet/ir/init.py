@@ -54,11 +54,16 @@ def torch_lines(scheme: str, attr: str, roles: list[str]) -> list[str]:
     lines = []
     for role in roles:
         target = f"self.{attr}.{role}"
-        if role == "weight":
+        if is_weight(role):
             lines.append(SCHEMES[scheme][0].format(w=target))
         else:
             lines.append(f"nn.init.zeros_({target})")
     return lines
+
+
+def is_weight(role: str) -> bool:
+    """A matrix a scheme draws (`weight`, `weight_ih_l0`, `in_proj_weight`), not a bias."""
+    return "weight" in role.rsplit(".", 1)[-1]
 
 
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -71,7 +76,7 @@ def sample(
     scheme: str, role: str, shape: tuple[int, ...], rng: np.random.Generator
 ) -> np.ndarray[Any, Any]:
     """A numpy draw with the same distribution as the torch form."""
-    if role != "weight" or scheme == "zeros":
+    if not is_weight(role) or scheme == "zeros":
         return np.zeros(shape, dtype=np.float32)
     fan_in, fan_out = _fans(shape)
     if scheme == "kaiming":

@@ -194,6 +194,7 @@ class SinusoidalPositions(nn.Module):
 class SinusoidalPositions(OpDef):
     name = "sinusoidal_positions"
     family = "embedding"
+    short_name = "positions"
     doc = (
         "Add the fixed sine/cosine position encoding to x [..., T, D]: sin on even "
         "features, cos on odd ones, wavelengths from 2*pi to 10000*2*pi. No weights."
@@ -286,6 +287,7 @@ class LearnedPositionsAttrs(OpAttrs):
 class LearnedPositions(OpDef):
     name = "learned_positions"
     family = "embedding"
+    short_name = "positions"
     doc = (
         "Add a learned vector per position to x [..., T, D]: x + weight[:T]; weight is "
         "[max_len, D], initialised N(0, 0.02) as in GPT-2 and BERT."

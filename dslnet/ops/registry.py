@@ -51,6 +51,8 @@ class OpDef:
     name: ClassVar[str]
     family: ClassVar[str]
     doc: ClassVar[str] = ""
+    # What unnamed instances are called (`attn1` rather than `multihead_attention1`).
+    short_name: ClassVar[str | None] = None
     Attrs: ClassVar[type[OpAttrs]] = NoAttrs
     aliases: ClassVar[Mapping[str, str]] = {}  # short attribute names: {"k": "kernel_size"}
     inputs: ClassVar[tuple[str, ...]] = ("x",)
