@@ -18,7 +18,10 @@ from dslnet.ops import registry
 from dslnet.ops.registry import OpDef
 from dslnet.testing import random_input
 
-SIZES = ({"N": 1, "T": 2, "C": 3, "H": 4, "W": 5}, {"N": 3, "T": 5, "C": 2, "H": 6, "W": 3})
+SIZES = (
+    {"N": 1, "T": 2, "C": 3, "H": 4, "W": 5, "V": 4},
+    {"N": 3, "T": 5, "C": 2, "H": 6, "W": 3, "V": 7},
+)
 CASES = [
     pytest.param(name, example, id=f"{name}-{i}")
     for name, op in registry.all_ops().items()
