@@ -274,7 +274,7 @@ def main() -> None:
             x = torch.randn(batch, *width)
             with torch.no_grad():
                 t = interleaved(
-                    {"gen": lambda x=x: module(x), "hand": lambda x=x: hand(x)}, 15, 200
+                    {"gen": lambda x=x: module(x), "hand": lambda x=x: hand(x)}, 15, args.number
                 )
             print(
                 f"batch {batch:3d}: generated {t['gen'] * 1e3:.4f}  hand-written "
@@ -298,7 +298,7 @@ def main() -> None:
                 "theirs": lambda x=x: theirs_sess.run(None, {"x": x}),
             },
             15,
-            200,
+            args.number,
         )
         print(
             f"batch {batch:3d}: ours {t['ours'] * 1e3:.4f}  export {t['theirs'] * 1e3:.4f}  "

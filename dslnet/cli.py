@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
         help="emit blocks as ONNX local functions instead of inlining them",
     )
     comp.add_argument(
+        "--ort-fused",
+        action="store_true",
+        help="use ONNX Runtime's fused ops (com.microsoft) where they exist, e.g. attention; "
+        "faster under ONNX Runtime, which is then the only runtime that runs the model",
+    )
+    comp.add_argument(
         "--weights",
         metavar="FILE",
         help="ONNX weights: a .safetensors file or a torch state_dict (.pt)",
@@ -221,7 +227,13 @@ def _emit(graph: Any, args: argparse.Namespace) -> bytes:
     if args.weights and not Path(args.weights).is_file():
         raise UsageError(f"no such weights file: {args.weights}")
     try:
-        return emit_onnx_bytes(graph, args.weights, opset=args.opset, functions=args.onnx_functions)
+        return emit_onnx_bytes(
+            graph,
+            args.weights,
+            opset=args.opset,
+            functions=args.onnx_functions,
+            ort_fused=args.ort_fused,
+        )
     except WeightsError as err:
         raise UsageError(f"weights do not fit network '{graph.name}': {err}") from None
 

@@ -38,8 +38,9 @@ MHA_CASES = {
 }
 
 
+@pytest.mark.parametrize("ort_fused", [False, True], ids=["portable", "ort-fused"])
 @pytest.mark.parametrize("case", list(MHA_CASES))
-def test_multihead_attention_matches_torch(case: str) -> None:
+def test_multihead_attention_matches_torch(case: str, ort_fused: bool) -> None:
     inputs, call, options = MHA_CASES[case]
     prog = dslnet.loads(f"network A() {{\n {inputs}\n out y = {call}\n}}\n")
     torch.manual_seed(0)
@@ -49,7 +50,9 @@ def test_multihead_attention_matches_torch(case: str) -> None:
     ours.load_state_dict({f"attn1.{k}": v for k, v in reference.state_dict().items()})
     graph = prog.ir("A")
     assert graph.num_parameters == sum(p.numel() for p in reference.parameters())
-    model = emit_onnx(graph, ours.state_dict())
+    model = emit_onnx(graph, ours.state_dict(), ort_fused=ort_fused)
+    fused = any(node.domain == "com.microsoft" for node in model.graph.node)
+    assert fused == (ort_fused and "m" not in graph.inputs)  # ORT fuses self-attention
     for length in (3, 6):  # one ONNX model, two sequence lengths
         x = torch.randn(4, length, 8)
         memory = torch.randn(4, length + 2, 8)

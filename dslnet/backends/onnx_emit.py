@@ -62,6 +62,7 @@ def emit_onnx(
     *,
     opset: int = 18,
     functions: bool = False,
+    ort_fused: bool = False,
     seed: int = 0,
 ) -> onnx.ModelProto:
     """The ONNX model of `graph`.
@@ -72,9 +73,13 @@ def emit_onnx(
             draws fresh values with `seed` (see `dslnet.backends.weights`).
         opset: the default-domain opset to target.
         functions: emit each block call as a call of an ONNX local function.
+        ort_fused: use ONNX Runtime's fused contrib ops (domain com.microsoft) where an
+            op has one, e.g. self-attention; faster under ORT, but only ORT runs it.
         seed: the seed for fresh weights.
     """
-    model, arrays = _build(graph, weights, opset=opset, functions=functions, seed=seed)
+    model, arrays = _build(
+        graph, weights, opset=opset, functions=functions, ort_fused=ort_fused, seed=seed
+    )
     for name, array in arrays.items():
         _add_initializer(model.graph, name, array)
     return model
@@ -86,6 +91,7 @@ def emit_onnx_bytes(
     *,
     opset: int = 18,
     functions: bool = False,
+    ort_fused: bool = False,
     seed: int = 0,
 ) -> bytes:
     """The serialized model, as `emit_onnx(...).SerializeToString()` parses, made faster.
@@ -94,7 +100,9 @@ def emit_onnx_bytes(
     instead of being copied into TensorProtos and serialized again: for a model that
     is mostly weights this halves the time (what `dslnet compile --emit onnx` uses).
     """
-    model, arrays = _build(graph, weights, opset=opset, functions=functions, seed=seed)
+    model, arrays = _build(
+        graph, weights, opset=opset, functions=functions, ort_fused=ort_fused, seed=seed
+    )
     graph_bytes = model.graph.SerializeToString()
     model.ClearField("graph")
     # Chunks joined once at the end: each weight's bytes are copied exactly once.
@@ -112,12 +120,18 @@ def emit_onnx_bytes(
 
 
 def _build(
-    graph: Graph, weights: WeightsSource | None, *, opset: int, functions: bool, seed: int
+    graph: Graph,
+    weights: WeightsSource | None,
+    *,
+    opset: int,
+    functions: bool,
+    ort_fused: bool,
+    seed: int,
 ) -> tuple[onnx.ModelProto, dict[str, Array]]:
     """The model without its initializers, and the initializer arrays by name."""
     _check_opset(opset)
     values = init_weights(graph, seed) if weights is None else load_weights(weights, graph)
-    lowering = _Lowering(graph, values)
+    lowering = _Lowering(graph, values, ort_fused)
     lowering.lower()
     if functions:
         builder = _FunctionBuilder(lowering, opset)
@@ -248,6 +262,7 @@ class _NodeContext:
         self.outputs: Sequence[str] = [names[v] for v in node.outputs]
         self.input_types: Sequence[TensorType] = input_types(lowering.graph, node)
         self.output_types: Sequence[TensorType] = [lowering.graph.type_of(v) for v in node.outputs]
+        self.ort_fused = lowering.ort_fused
 
     def param(self, role: str) -> str:
         name = self._node.param_name(role)
@@ -279,9 +294,10 @@ class _Lowering:
     can rename them relative to its block call.
     """
 
-    def __init__(self, graph: Graph, weights: Mapping[str, Array]) -> None:
+    def __init__(self, graph: Graph, weights: Mapping[str, Array], ort_fused: bool) -> None:
         self.graph = graph
         self.weights = weights
+        self.ort_fused = ort_fused
         self.value_names = _value_names(graph)
         self.ir_names = {onnx_name: ir for ir, onnx_name in self.value_names.items()}
         clash = sorted(set(graph.parameters) & set(self.ir_names))
@@ -521,8 +537,7 @@ class _FunctionBuilder:
     ) -> str:
         """The name of the function with this body; made on first sight."""
         opsets = [helper.make_opsetid("", self._opset)]
-        if any(node.domain == DOMAIN for node in nodes):
-            opsets.append(helper.make_opsetid(DOMAIN, 1))
+        opsets += [helper.make_opsetid(d, 1) for d in _domains(nodes)]
         proto = helper.make_function(DOMAIN, "", inputs, outputs, nodes, opsets)
         key = proto.SerializeToString()
         if key not in self._by_body:
@@ -537,6 +552,11 @@ class _FunctionBuilder:
 
 
 # --- the model ------------------------------------------------------------------------
+
+
+def _domains(nodes: Sequence[onnx.NodeProto]) -> list[str]:
+    """The non-default operator domains the nodes use (local functions, ORT's ops)."""
+    return sorted({node.domain for node in nodes if node.domain not in ("", "ai.onnx")})
 
 
 def _value_info(name: str, ttype: TensorType) -> onnx.ValueInfoProto:
@@ -565,8 +585,10 @@ def _model(
     constants = {k: v for k, v in lowering.constants.items() if k in used}
     arrays = {**lowering.weights, **constants}
     opsets = [helper.make_opsetid("", opset)]
+    domains = _domains([*nodes, *(n for f in functions for n in f.node)])
     if functions:
-        opsets.append(helper.make_opsetid(DOMAIN, 1))
+        domains = sorted({DOMAIN, *domains})
+    opsets += [helper.make_opsetid(d, 1) for d in domains]
     # Built in place: make_graph/make_model would copy every weight twice more, and
     # weights are nearly all of the cost of emission.
     model = onnx.ModelProto(

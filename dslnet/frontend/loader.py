@@ -175,12 +175,20 @@ class Program:
         *,
         opset: int = 18,
         functions: bool = False,
+        ort_fused: bool = False,
         **params: Any,
     ) -> Any:
-        """An ONNX ModelProto emitted from the IR; `weights` is a state_dict or a file."""
+        """An ONNX ModelProto emitted from the IR; `weights` is a state_dict or a file.
+        `ort_fused` uses ONNX Runtime's fused ops where they exist (ORT-only models)."""
         from dslnet.backends.onnx_emit import emit_onnx
 
-        return emit_onnx(self.ir(network, **params), weights, opset=opset, functions=functions)
+        return emit_onnx(
+            self.ir(network, **params),
+            weights,
+            opset=opset,
+            functions=functions,
+            ort_fused=ort_fused,
+        )
 
     def _expand(self, network: str, params: Mapping[str, Any], diags: Diagnostics) -> Graph | None:
         decl = self.decls.get(network)

@@ -64,9 +64,13 @@ def _causal_keep(ctx: OnnxNodeContext, query: str, key: str, rank: int) -> str:
 
 
 def _masked(ctx: OnnxNodeContext, scores: str, keep: str) -> str:
-    """Scores where `keep`, -inf elsewhere (what torch's masks do)."""
+    """Scores where `keep`, -inf elsewhere (what torch's masks do). The mask becomes
+    additive at its own small shape ([L, S] or [N, 1, 1, S]) and is then broadcast by
+    Add, which ORT runs faster than a Where over every score."""
+    zero = _scalar(ctx, "zero_f", 0.0)
     minus_inf = _scalar(ctx, "minus_inf", float("-inf"))
-    return ctx.add_node("Where", [keep, scores, minus_inf])[0]
+    (additive,) = ctx.add_node("Where", [keep, zero, minus_inf])
+    return ctx.add_node("Add", [scores, additive])[0]
 
 
 # --- scaled dot-product attention ---------------------------------------------------------
@@ -291,6 +295,9 @@ class MultiheadAttention(OpDef):
 
         (w_t,) = ctx.add_node("Transpose", [ctx.param("in_proj_weight")], perm=(1, 0))
         bias = ctx.param("in_proj_bias") if attrs.bias else None
+        if ctx.ort_fused and memory == query:
+            self.ort_self_attention(attrs, ctx, w_t, bias, rest[1:])
+            return
 
         def project(x: str, w: str, b: str | None) -> str:
             (y,) = ctx.add_node("MatMul", [x, w])
@@ -331,9 +338,33 @@ class MultiheadAttention(OpDef):
         (context,) = ctx.add_node("MatMul", [weights, heads(v)])
         (merged,) = ctx.add_node("Transpose", [context], perm=(0, 2, 1, 3))
         (flat,) = ctx.add_node("Reshape", [merged, _ints(ctx, "merge_heads", 0, 0, e)])
+        self.out_projection(attrs, ctx, flat)
+
+    def out_projection(self, attrs: MHAAttrs, ctx: OnnxNodeContext, merged: str) -> None:
         (o_t,) = ctx.add_node("Transpose", [ctx.param("out_proj.weight")], perm=(1, 0))
         if attrs.bias:
-            (out,) = ctx.add_node("MatMul", [flat, o_t])
+            (out,) = ctx.add_node("MatMul", [merged, o_t])
             ctx.add_node("Add", [out, ctx.param("out_proj.bias")], ctx.outputs)
         else:
-            ctx.add_node("MatMul", [flat, o_t], ctx.outputs)
+            ctx.add_node("MatMul", [merged, o_t], ctx.outputs)
+
+    def ort_self_attention(
+        self, attrs: MHAAttrs, ctx: OnnxNodeContext, w_t: str, bias: str | None, pad: list[str]
+    ) -> None:
+        """ONNX Runtime's fused Attention (com.microsoft): projections, causal mask and
+        softmax in one kernel; then the output projection."""
+        e = self.width(attrs, ctx.input_types[0])
+        if bias is None:
+            bias = ctx.add_initializer("zero_bias", np.zeros(3 * e, dtype=np.float32))
+        args = [ctx.inputs[0], w_t, bias]
+        if pad:  # the raw 2-D mask_index: 1 = attend, 0 = padding
+            (keep,) = ctx.add_node("Not", pad)
+            args.append(ctx.add_node("Cast", [keep], to=6)[0])  # int32
+        (merged,) = ctx.add_node(
+            "Attention",
+            args,
+            domain="com.microsoft",
+            num_heads=attrs.heads,
+            unidirectional=int(attrs.causal),
+        )
+        self.out_projection(attrs, ctx, merged)

@@ -21,6 +21,7 @@ class OnnxNodeContext(Protocol):
     outputs: Sequence[str]  # ONNX value names the node must define
     input_types: Sequence[TensorType]
     output_types: Sequence[TensorType]
+    ort_fused: bool  # ONNX Runtime's contrib ops (domain com.microsoft) may be used
 
     def param(self, role: str) -> str:
         """The initializer name of the node's parameter `role` (e.g. `linear1.weight`)."""
@@ -42,7 +43,7 @@ class OnnxNodeContext(Protocol):
         **attrs: Any,
     ) -> list[str]:
         """Append an ONNX node; without `outputs` (or with a count), fresh names are
-        made. Returns the output names."""
+        made. Returns the output names. A `domain=` keyword picks an operator domain."""
         ...
 
 
