@@ -282,11 +282,11 @@ class TorchCodegen:
 
 def wrap_statement(head: str, expr: str, comment: str, width: int = 100) -> str:
     """`head + expr + comment`, with a call's arguments moved onto indented lines when
-    the statement would pass `width` columns (as a formatter would)."""
+    the code would pass `width` columns (as a formatter would)."""
     line = head + expr + comment
     open_at = expr.find("(")
-    if len(line) <= width or open_at < 0:
-        return line
+    if len(head + expr) <= width or open_at < 0:
+        return line  # a long shape comment alone is not worth breaking the code for
     depth, parts, start, close_at = 0, [], open_at + 1, -1
     for i in range(open_at, len(expr)):
         char = expr[i]

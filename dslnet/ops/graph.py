@@ -34,9 +34,20 @@ def _graph_inputs(op: str, inputs: Sequence[TensorType]) -> tuple[TensorType, in
     return x, need_static(x.shape[1], "feature size F", op, x)
 
 
-def _glorot(shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> Any:
-    bound = np.sqrt(6.0 / (fan_in + fan_out))
-    return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+class _GraphLayer(OpDef):
+    """What both layers share: inputs (x, adj), Glorot weights and zero biases."""
+
+    family = "graph"
+    inputs = ("x", "adj")
+
+    def init_param(
+        self, attrs: Any, role: str, inputs: Sequence[TensorType], rng: np.random.Generator
+    ) -> np.ndarray[Any, Any]:
+        shape = self.params(attrs, inputs)[role]
+        if role == "bias":
+            return np.zeros(shape, dtype=np.float32)
+        bound = np.sqrt(6.0 / (shape[0] + shape[1]))  # Glorot: fan_out + fan_in
+        return rng.uniform(-bound, bound, size=shape).astype(np.float32)
 
 
 def _transposed_matmul(ctx: OnnxNodeContext, x: str, weight: str) -> str:
@@ -69,13 +80,11 @@ class GCNAttrs(OpAttrs):
 
 
 @register
-class GCNConv(OpDef):
+class GCNConv(_GraphLayer):
     name = "gcn_conv"
-    family = "graph"
     doc = "Graph convolution (Kipf & Welling, 2017): adj @ (x W) + b for x [V, F], adj [V, V]."
     Attrs = GCNAttrs
     short_name = "gcn"
-    inputs = ("x", "adj")
     torch_helpers = _GCN_HELPER
     examples = (
         "in x: float32[V, 5]\nin adj: float32[V, V]\nout y = gcn_conv(x, adj, 3)",
@@ -92,14 +101,6 @@ class GCNConv(OpDef):
         if attrs.bias:
             shapes["bias"] = (attrs.features,)
         return shapes
-
-    def init_param(
-        self, attrs: GCNAttrs, role: str, inputs: Sequence[TensorType], rng: np.random.Generator
-    ) -> np.ndarray[Any, Any]:
-        shape = self.params(attrs, inputs)[role]
-        if role == "bias":
-            return np.zeros(shape, dtype=np.float32)
-        return _glorot(shape, shape[1], shape[0], rng)  # type: ignore[no-any-return]
 
     def flops(
         self, attrs: GCNAttrs, inputs: Sequence[TensorType], outputs: Sequence[TensorType]
@@ -174,16 +175,14 @@ class GATAttrs(OpAttrs):
 
 
 @register
-class GATConv(OpDef):
+class GATConv(_GraphLayer):
     name = "gat_conv"
-    family = "graph"
     doc = (
         "Graph attention (Velickovic et al., 2018) over the edges of adj [V, V] (nonzero "
         "= edge): [V, heads*features] with concat, else the heads' mean [V, features]."
     )
     Attrs = GATAttrs
     short_name = "gat"
-    inputs = ("x", "adj")
     torch_helpers = _GAT_HELPER
     examples = (
         "in x: float32[V, 5]\nin adj: float32[V, V]\nout y = gat_conv(x, adj, 3, heads=2)",
@@ -208,14 +207,6 @@ class GATConv(OpDef):
         if attrs.bias:
             shapes["bias"] = (self.width(attrs),)
         return shapes
-
-    def init_param(
-        self, attrs: GATAttrs, role: str, inputs: Sequence[TensorType], rng: np.random.Generator
-    ) -> np.ndarray[Any, Any]:
-        shape = self.params(attrs, inputs)[role]
-        if role == "bias":
-            return np.zeros(shape, dtype=np.float32)
-        return _glorot(shape, shape[1], shape[0], rng)  # type: ignore[no-any-return]
 
     def flops(
         self, attrs: GATAttrs, inputs: Sequence[TensorType], outputs: Sequence[TensorType]

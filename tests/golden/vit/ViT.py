@@ -78,9 +78,7 @@ class ViTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layernorm1 = self.layernorm1(x)  # [N, 65, 192]
-        attn1 = self.attn1(
-            layernorm1, layernorm1, layernorm1, need_weights=False
-        )[0]  # [N, 65, 192]
+        attn1 = self.attn1(layernorm1, layernorm1, layernorm1, need_weights=False)[0]  # [N, 65, 192]
         dropout1 = self.dropout1(attn1)  # [N, 65, 192]
         x_2 = x + dropout1  # [N, 65, 192]
         layernorm2 = self.layernorm2(x_2)  # [N, 65, 192]
