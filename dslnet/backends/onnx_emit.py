@@ -583,7 +583,10 @@ def _model(
     ]
     used = {name for node in nodes for name in node.input}
     constants = {k: v for k, v in lowering.constants.items() if k in used}
-    arrays = {**lowering.weights, **constants}
+    # State no lowering reads (batchnorm's num_batches_tracked) is left out: ORT would
+    # warn about each unused initializer at every session start.
+    weights = {k: v for k, v in lowering.weights.items() if k in used}
+    arrays = {**weights, **constants}
     opsets = [helper.make_opsetid("", opset)]
     domains = _domains([*nodes, *(n for f in functions for n in f.node)])
     if functions:

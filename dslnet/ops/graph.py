@@ -5,6 +5,8 @@ V stays symbolic and one compiled model serves any graph. A GCN expects the adja
 already normalised (D^-1/2 (A + I) D^-1/2, computed with the data); a GAT reads only
 which entries are nonzero (edges j -> i in row i; add self-loops to the data, as GAT
 does). A GAT node with no edge at all gets zero attention instead of NaN.
+The adjacency is dense: memory grows with V^2 (heads * V^2 scores for a GAT), which
+suits graphs of up to some ten thousand nodes, not web-scale ones.
 """
 
 from __future__ import annotations
