@@ -78,6 +78,25 @@ def _inference_batchnorm(ctx: OnnxNodeContext, eps: float, affine: bool) -> None
     )
 
 
+class _ChannelAffineNorm(OpDef):
+    """A norm whose optional affine is a per-channel (axis 1) weight and bias, with
+    torch's initial values for those and any running statistics."""
+
+    family = "norm"
+
+    def params(self, attrs: Any, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        if not attrs.affine:
+            return {}
+        channels = _channels(self.name, inputs[0])
+        return {"weight": (channels,), "bias": (channels,)}
+
+    def init_param(
+        self, attrs: Any, role: str, inputs: Sequence[TensorType], rng: np.random.Generator
+    ) -> np.ndarray[Any, Any]:
+        channels = _channels(self.name, inputs[0])
+        return _default_value(role, () if role == "num_batches_tracked" else (channels,))
+
+
 class BatchNormAttrs(OpAttrs):
     eps: float = Field(1e-5, gt=0.0, description="added to the variance for stability")
     momentum: float | None = Field(
@@ -94,9 +113,8 @@ _BATCHNORM = {2: "nn.BatchNorm1d", 3: "nn.BatchNorm1d", 4: "nn.BatchNorm2d", 5: 
 
 
 @register
-class BatchNorm(OpDef):
+class BatchNorm(_ChannelAffineNorm):
     name = "batchnorm"
-    family = "norm"
     doc = (
         "Normalize each channel (axis 1) by batch statistics while training and by running "
         "ones in eval; BatchNorm1d/2d/3d by input rank (2-5)."
@@ -118,28 +136,11 @@ class BatchNorm(OpDef):
         _channels(self.name, x)
         return (x,)
 
-    def params(
-        self, attrs: BatchNormAttrs, inputs: Sequence[TensorType]
-    ) -> dict[str, tuple[int, ...]]:
-        if not attrs.affine:
-            return {}
-        channels = _channels(self.name, inputs[0])
-        return {"weight": (channels,), "bias": (channels,)}
 
     def buffers(
         self, attrs: BatchNormAttrs, inputs: Sequence[TensorType]
     ) -> dict[str, tuple[tuple[int, ...], DType]]:
         return _running_stats(_channels(self.name, inputs[0]))
-
-    def init_param(
-        self,
-        attrs: BatchNormAttrs,
-        role: str,
-        inputs: Sequence[TensorType],
-        rng: np.random.Generator,
-    ) -> np.ndarray[Any, Any]:
-        channels = _channels(self.name, inputs[0])
-        return _default_value(role, () if role == "num_batches_tracked" else (channels,))
 
     def torch_module(self, attrs: BatchNormAttrs, inputs: Sequence[TensorType]) -> str:
         x = inputs[0]
@@ -260,9 +261,8 @@ _INSTANCENORM = {3: "nn.InstanceNorm1d", 4: "nn.InstanceNorm2d", 5: "nn.Instance
 
 
 @register
-class InstanceNorm(OpDef):
+class InstanceNorm(_ChannelAffineNorm):
     name = "instancenorm"
-    family = "norm"
     doc = (
         "Normalize each channel of each sample over its spatial dims; "
         "InstanceNorm1d/2d/3d by input rank (3-5)."
@@ -287,13 +287,6 @@ class InstanceNorm(OpDef):
         _channels(self.name, x)
         return (x,)
 
-    def params(
-        self, attrs: InstanceNormAttrs, inputs: Sequence[TensorType]
-    ) -> dict[str, tuple[int, ...]]:
-        if not attrs.affine:
-            return {}
-        channels = _channels(self.name, inputs[0])
-        return {"weight": (channels,), "bias": (channels,)}
 
     def buffers(
         self, attrs: InstanceNormAttrs, inputs: Sequence[TensorType]
@@ -301,16 +294,6 @@ class InstanceNorm(OpDef):
         if not attrs.track_running_stats:
             return {}
         return _running_stats(_channels(self.name, inputs[0]))
-
-    def init_param(
-        self,
-        attrs: InstanceNormAttrs,
-        role: str,
-        inputs: Sequence[TensorType],
-        rng: np.random.Generator,
-    ) -> np.ndarray[Any, Any]:
-        channels = _channels(self.name, inputs[0])
-        return _default_value(role, () if role == "num_batches_tracked" else (channels,))
 
     def torch_module(self, attrs: InstanceNormAttrs, inputs: Sequence[TensorType]) -> str:
         x = inputs[0]
@@ -344,9 +327,8 @@ class GroupNormAttrs(OpAttrs):
 
 
 @register
-class GroupNorm(OpDef):
+class GroupNorm(_ChannelAffineNorm):
     name = "groupnorm"
-    family = "norm"
     doc = "Normalize each group of channels (axis 1) of each sample; per-channel affine."
     Attrs = GroupNormAttrs
     aliases = {"num_groups": "groups"}
@@ -368,22 +350,6 @@ class GroupNorm(OpDef):
             )
         return (x,)
 
-    def params(
-        self, attrs: GroupNormAttrs, inputs: Sequence[TensorType]
-    ) -> dict[str, tuple[int, ...]]:
-        if not attrs.affine:
-            return {}
-        channels = _channels(self.name, inputs[0])
-        return {"weight": (channels,), "bias": (channels,)}
-
-    def init_param(
-        self,
-        attrs: GroupNormAttrs,
-        role: str,
-        inputs: Sequence[TensorType],
-        rng: np.random.Generator,
-    ) -> np.ndarray[Any, Any]:
-        return _default_value(role, (_channels(self.name, inputs[0]),))
 
     def torch_module(self, attrs: GroupNormAttrs, inputs: Sequence[TensorType]) -> str:
         opts = _options(("eps", attrs.eps, 1e-5), ("affine", attrs.affine, True))
