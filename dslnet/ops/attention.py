@@ -49,18 +49,18 @@ def _scalar(ctx: OnnxNodeContext, hint: str, value: float) -> str:
     return ctx.add_initializer(hint, np.array(value, dtype=np.float32))
 
 
-def _causal_keep(ctx: OnnxNodeContext, query: str, key: str, rank: int) -> str:
-    """bool [L, S]: key position j <= query position i (top-left aligned, as torch)."""
-
-    def positions(value: str) -> str:
-        (length,) = ctx.add_node("Shape", [value], start=rank - 2, end=rank - 1)
-        (count,) = ctx.add_node("Squeeze", [length])
-        zero = ctx.add_initializer("zero", np.array(0, dtype=np.int64))
-        one = ctx.add_initializer("one", np.array(1, dtype=np.int64))
-        return ctx.add_node("Range", [zero, count, one])[0]
-
-    (rows,) = ctx.add_node("Unsqueeze", [positions(query), _ints(ctx, "axis1", 1)])
-    return ctx.add_node("LessOrEqual", [positions(key), rows])[0]
+def _causal_mask(ctx: OnnxNodeContext, query: str, key: str, rank: int) -> str:
+    """Additive float [L, S]: -inf where key position j > query position i (top-left
+    aligned, as torch), 0 elsewhere. A -inf matrix with Trilu keeping its strict upper
+    triangle costs two cheap nodes, where comparing two Ranges costs several."""
+    lengths = [
+        ctx.add_node("Shape", [value], start=rank - 2, end=rank - 1)[0] for value in (query, key)
+    ]
+    (shape,) = ctx.add_node("Concat", lengths, axis=0)
+    minus_inf = np.array([float("-inf")], dtype=np.float32)
+    (filled,) = ctx.add_node("ConstantOfShape", [shape], value=minus_inf)
+    above = ctx.add_initializer("one", np.array(1, dtype=np.int64))  # diagonal offset k
+    return ctx.add_node("Trilu", [filled, above], upper=1)[0]
 
 
 def _masked(ctx: OnnxNodeContext, scores: str, keep: str) -> str:
@@ -154,7 +154,7 @@ class ScaledDotProductAttention(OpDef):
         (scaled_q,) = ctx.add_node("Mul", [q, _scalar(ctx, "scale", scale)])
         (scores,) = ctx.add_node("MatMul", [scaled_q, k_t])
         if attrs.causal:
-            scores = _masked(ctx, scores, _causal_keep(ctx, q, k, rank))
+            (scores,) = ctx.add_node("Add", [scores, _causal_mask(ctx, q, k, rank)])
         if mask:
             if ctx.input_types[3].dtype == DType.bool:
                 scores = _masked(ctx, scores, mask[0])
@@ -329,7 +329,7 @@ class MultiheadAttention(OpDef):
         )
         (scores,) = ctx.add_node("MatMul", [heads(q_scaled), k_t])  # [N, heads, L, S]
         if attrs.causal:
-            scores = _masked(ctx, scores, _causal_keep(ctx, query, memory, 3))
+            (scores,) = ctx.add_node("Add", [scores, _causal_mask(ctx, query, memory, 3)])
         if len(rest) == 2:  # padding [N, S] -> keep [N, 1, 1, S]
             (keep,) = ctx.add_node("Not", [rest[1]])
             (keep4,) = ctx.add_node("Unsqueeze", [keep, _ints(ctx, "axes12", 1, 2)])
