@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from dslnet.ir.types import DType, TensorType
+from dslnet.ops.channels import ELEMENTWISE, Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import (
     OpAttrs,
@@ -36,6 +37,9 @@ class _SameType(OpDef):
     family = "activation"
     torch_fn: ClassVar[str] = ""
     onnx_op: ClassVar[str] = ""
+
+    def channels(self, attrs: Any, inputs: Sequence[TensorType]) -> Channels | None:
+        return ELEMENTWISE
 
     def infer(self, attrs: Any, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = inputs
@@ -135,6 +139,9 @@ class Softmax(_SameType):
         "in x: float32[N, 10]\nout y = softmax(x)",
         "in x: float32[N, 4, 3]\nout y = softmax(x, axis=1)",
     )
+
+    def channels(self, attrs: SoftmaxAttrs, inputs: Sequence[TensorType]) -> Channels | None:
+        return Channels("keep", mixes=(attrs.axis % inputs[0].rank,))
 
     def infer(self, attrs: SoftmaxAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = super().infer(attrs, inputs)
@@ -254,6 +261,11 @@ class PReLU(_SameType):
         "in x: float32[N, 6]\nout y = prelu(x)",
         "in x: float32[N, 3, H, W]\nout y = prelu(x, channels=true)",
     )
+
+    def channels(self, attrs: PReluAttrs, inputs: Sequence[TensorType]) -> Channels | None:
+        if not attrs.channels:
+            return ELEMENTWISE
+        return Channels("keep", axis=1, params={"weight": 0})
 
     def infer(self, attrs: PReluAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = super().infer(attrs, inputs)

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from dslnet.ir.symbolic import dims_equal, floordiv, mul
 from dslnet.ir.types import TensorType
+from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import NoAttrs, OpDef, ShapeError, register
 from dslnet.ops.window import IntOrTuple, WindowAttrs, check_input, int64, per_axis, torch_arg
@@ -19,6 +20,9 @@ class _GlobalPool(OpDef):
     Attrs = NoAttrs
     method: ClassVar[str]
     onnx_op: ClassVar[str]
+
+    def channels(self, attrs: object, inputs: Sequence[TensorType]) -> Channels | None:
+        return Channels("keep", axis=1)
 
     def infer(self, attrs: NoAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = inputs
@@ -80,6 +84,9 @@ class _AdaptiveAvgPool(OpDef):
 
     family = "pool"
     spatial: ClassVar[int]
+
+    def channels(self, attrs: object, inputs: Sequence[TensorType]) -> Channels | None:
+        return Channels("keep", axis=1)
 
     def infer(self, attrs: AdaptiveAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = inputs

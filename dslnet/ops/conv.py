@@ -15,6 +15,7 @@ from pydantic import Field
 
 from dslnet.ir.symbolic import Dim, add, mul, sub
 from dslnet.ir.types import TensorType
+from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
 from dslnet.ops.registry import OpDef, ShapeError, need_static, register
 from dslnet.ops.window import (
@@ -187,6 +188,25 @@ class _Conv(_ConvBase):
             return [(0, 0)] * self.spatial
         return [(p, p) for p in per_axis(attrs.padding, self.spatial)]
 
+    def channels(self, attrs: ConvAttrs, inputs: Sequence[TensorType]) -> Channels | None:
+        channels = inputs[0].shape[1]
+        if attrs.groups == 1:
+            return Channels(
+                "make",
+                axis=1,
+                out_attr="out_channels",
+                out_params={"weight": 0, "bias": 0},
+                in_params={"weight": 1},
+            )
+        if attrs.groups == channels == attrs.out_channels:  # depthwise: channel i alone
+            return Channels(
+                "keep",
+                axis=1,
+                params={"weight": 0, "bias": 0},
+                count_attrs=("out_channels", "groups"),
+            )
+        return None  # other groupings tie channel blocks together: left whole
+
     def infer(self, attrs: ConvAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = inputs
         self.in_channels(attrs, x)
@@ -227,6 +247,17 @@ class _Conv(_ConvBase):
 class _ConvTranspose(_ConvBase):
     def weight_shape(self, attrs: ConvTransposeAttrs, in_channels: int) -> tuple[int, ...]:
         return (in_channels, attrs.out_channels // attrs.groups, *self.kernel(attrs))
+
+    def channels(self, attrs: ConvTransposeAttrs, inputs: Sequence[TensorType]) -> Channels | None:
+        if attrs.groups != 1:
+            return None
+        return Channels(
+            "make",
+            axis=1,
+            out_attr="out_channels",
+            out_params={"weight": 1, "bias": 0},
+            in_params={"weight": 0},
+        )
 
     def infer(
         self, attrs: ConvTransposeAttrs, inputs: Sequence[TensorType]

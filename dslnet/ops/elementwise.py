@@ -10,6 +10,7 @@ from pydantic import Field
 
 from dslnet.ir.symbolic import Dim, dims_equal, mul
 from dslnet.ir.types import DType, TensorType, shape_str
+from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, register
 
@@ -40,6 +41,11 @@ class _Binary(OpDef):
     inputs = ("a", "b")
     symbol: ClassVar[str]
     onnx_op: ClassVar[str]
+
+    def channels(self, attrs: object, inputs: Sequence[TensorType]) -> Channels | None:
+        a, b = inputs
+        # Broadcasting one side over the other would tie channels to a size-1 axis.
+        return Channels("keep", inputs=(0, 1)) if a.shape == b.shape else None
 
     def infer(self, attrs: object, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         a, b = inputs

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from dslnet.ir.symbolic import Dim, add, dims_equal, mul
 from dslnet.ir.types import TensorType
+from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
@@ -92,6 +93,16 @@ class GCNConv(_GraphLayer):
         "in x: float32[V, 5]\nin adj: float32[V, V]\nout y = gcn_conv(x, adj, 3)",
         "in x: float32[V, 4]\nin adj: float32[V, V]\nout y = gcn_conv(x, adj, 2, bias=false)",
     )
+
+    def channels(self, attrs: GCNAttrs, inputs: Sequence[TensorType]) -> Channels | None:
+        rank = inputs[0].rank
+        return Channels(
+            "make",
+            axis=rank - 1,
+            out_attr="features",
+            out_params={"linear.weight": 0, "bias": 0},
+            in_params={"linear.weight": 1},
+        )
 
     def infer(self, attrs: GCNAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         x, _ = _graph_inputs(self.name, inputs)

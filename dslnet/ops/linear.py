@@ -10,6 +10,7 @@ from pydantic import Field
 
 from dslnet.ir.symbolic import Dim, mul
 from dslnet.ir.types import TensorType
+from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
@@ -29,6 +30,16 @@ class Linear(OpDef):
         "in x: float32[N, 5]\nout y = x -> linear(8)",
         "in x: float32[N, T, 6]\nout y = linear(x, 4, bias=false)",
     )
+
+    def channels(self, attrs: LinearAttrs, inputs: Sequence[TensorType]) -> Channels | None:
+        rank = inputs[0].rank
+        return Channels(
+            "make",
+            axis=rank - 1,
+            out_attr="features",
+            out_params={"weight": 0, "bias": 0},
+            in_params={"weight": 1},
+        )
 
     def infer(self, attrs: LinearAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = inputs

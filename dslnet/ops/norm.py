@@ -8,7 +8,8 @@ eval-mode function (running statistics where torch uses them).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from pydantic import Field
 
 from dslnet.ir.symbolic import dims_equal
 from dslnet.ir.types import DType, TensorType, shape_str
+from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
@@ -84,6 +86,11 @@ class _ChannelAffineNorm(OpDef):
 
     family = "norm"
 
+    def channels(self, attrs: Any, inputs: Sequence[TensorType]) -> Channels | None:
+        # Each channel is normalized on its own: pruning one leaves the rest unchanged.
+        roles = [*self.params(attrs, inputs), *self.buffers(attrs, inputs)]
+        return Channels("keep", axis=1, params={r: 0 for r in roles if r != "num_batches_tracked"})
+
     def params(self, attrs: Any, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
         if not attrs.affine:
             return {}
@@ -126,6 +133,21 @@ class BatchNorm(_ChannelAffineNorm):
         "in x: float32[N, 6]\nout y = batchnorm(x)",
     )
 
+    def channels(self, attrs: BatchNormAttrs, inputs: Sequence[TensorType]) -> Channels | None:
+        found = super().channels(attrs, inputs)
+        return replace(found, foldable_affine=True) if found else None
+
+    def affine(
+        self, attrs: BatchNormAttrs, weights: Mapping[str, np.ndarray[Any, Any]]
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """Eval mode: (x - mean) / sqrt(var + eps) * gamma + beta, per channel."""
+        mean, var = weights["running_mean"], weights["running_var"]
+        scale = 1.0 / np.sqrt(var.astype(np.float64) + attrs.eps)
+        if attrs.affine:
+            scale = scale * weights["weight"]
+        shift = -mean * scale + (weights["bias"] if attrs.affine else 0.0)
+        return scale.astype(np.float32), shift.astype(np.float32)
+
     def infer(self, attrs: BatchNormAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         x = _float_input(self.name, inputs)
         if x.rank not in _BATCHNORM:
@@ -135,7 +157,6 @@ class BatchNorm(_ChannelAffineNorm):
             )
         _channels(self.name, x)
         return (x,)
-
 
     def buffers(
         self, attrs: BatchNormAttrs, inputs: Sequence[TensorType]
@@ -199,6 +220,11 @@ class LayerNorm(OpDef):
                 f"{len(wanted)} dim(s) of the input {x} ({which})"
             )
         return wanted
+
+    def channels(self, attrs: LayerNormAttrs, inputs: Sequence[TensorType]) -> Channels | None:
+        rank = inputs[0].rank
+        mixed = tuple(range(rank - len(self.normalized(attrs, inputs[0])), rank))
+        return Channels("keep", mixes=mixed)
 
     def infer(self, attrs: LayerNormAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         x = _float_input(self.name, inputs)
@@ -287,7 +313,6 @@ class InstanceNorm(_ChannelAffineNorm):
         _channels(self.name, x)
         return (x,)
 
-
     def buffers(
         self, attrs: InstanceNormAttrs, inputs: Sequence[TensorType]
     ) -> dict[str, tuple[tuple[int, ...], DType]]:
@@ -338,6 +363,9 @@ class GroupNorm(_ChannelAffineNorm):
         "in x: float32[N, 8]\nout y = groupnorm(x, 4)",
     )
 
+    def channels(self, attrs: GroupNormAttrs, inputs: Sequence[TensorType]) -> Channels | None:
+        return None  # statistics are shared within a group: channels are not independent
+
     def infer(self, attrs: GroupNormAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         x = _float_input(self.name, inputs)
         if x.rank < 2:
@@ -349,7 +377,6 @@ class GroupNorm(_ChannelAffineNorm):
                 f"(axis 1) of {x}"
             )
         return (x,)
-
 
     def torch_module(self, attrs: GroupNormAttrs, inputs: Sequence[TensorType]) -> str:
         opts = _options(("eps", attrs.eps, 1e-5), ("affine", attrs.affine, True))

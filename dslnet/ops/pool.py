@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from dslnet.ir.types import DType, TensorType
+from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpDef, ShapeError, register
 from dslnet.ops.window import (
@@ -104,6 +105,9 @@ class _Pool(OpDef):
             )
             sizes.append(size)
         return x.with_shape((*x.shape[:2], *sizes))
+
+    def channels(self, attrs: Any, inputs: Sequence[TensorType]) -> Channels | None:
+        return Channels("keep", axis=1)
 
     def infer(self, attrs: Any, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         return (self.out_type(attrs, inputs[0]),)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dslnet.ir.symbolic import Dim, SymExpr
 from dslnet.ir.types import DType, TensorType
+from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 
 
@@ -86,6 +87,17 @@ class OpDef:
         """Multiply-accumulates of one forward call (the convention of published
         model tables); symbolic when the sizes are. Zero for data movement."""
         return 0
+
+    def channels(self, attrs: Any, inputs: Sequence[TensorType]) -> Channels | None:
+        """How channels flow through this call (dslnet.ops.channels), for pruning and
+        folding; None pins every channel it touches (never pruned)."""
+        return None
+
+    def affine(
+        self, attrs: Any, weights: Mapping[str, np.ndarray[Any, Any]]
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """Per-channel (scale, shift) of an op whose `channels` says foldable_affine."""
+        raise NotImplementedError(f"{self.name} is not a per-channel affine")
 
     def init_param(
         self, attrs: Any, role: str, inputs: Sequence[TensorType], rng: np.random.Generator
@@ -280,7 +292,7 @@ def _load_builtin_ops() -> None:
         import dslnet.ops as package
 
         for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-            if info.name not in ("registry", "lowering"):
+            if info.name not in ("registry", "lowering", "channels"):
                 importlib.import_module(f"dslnet.ops.{info.name}")
 
 

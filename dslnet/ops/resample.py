@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 
 from dslnet.ir.symbolic import Dim, add, floordiv, mul
 from dslnet.ir.types import TensorType
+from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, register
 from dslnet.ops.window import int64, torch_arg
@@ -116,6 +117,9 @@ class Upsample(OpDef):
         factor = attrs.scale_factor
         assert factor is not None
         return factor if isinstance(factor, tuple) else (factor,) * spatial
+
+    def channels(self, attrs: UpsampleAttrs, inputs: Sequence[TensorType]) -> Channels | None:
+        return Channels("keep", axis=1)
 
     def infer(self, attrs: UpsampleAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = inputs

@@ -3,6 +3,7 @@ module)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,6 +11,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from dslnet.ir.symbolic import Dim, add, ceildiv, dims_equal, floordiv, mul, sub
 from dslnet.ir.types import TensorType, shape_str
+from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, normalize_axis, register
 
@@ -30,6 +32,18 @@ class Flatten(OpDef):
         "in x: float32[N, 3, H, 4]\nout y = flatten(x, start_axis=2)",
         "in x: float32[N, 2, 3, 4]\nout y = flatten(x, 1, 2)",
     )
+
+    def channels(self, attrs: FlattenAttrs, inputs: Sequence[TensorType]) -> Channels | None:
+        (x,) = inputs
+        if x.rank == 0:
+            return None
+        start, end = attrs.start_axis % x.rank, attrs.end_axis % x.rank
+        merged = [d for d in x.shape[start + 1 : end + 1] if isinstance(d, int)]
+        if len(merged) != end - start:
+            return None
+        # Channels on the first merged axis become runs of the later axes' volume.
+        repeat: int = math.prod(merged)
+        return Channels("keep", axis=start, repeat=repeat)
 
     def infer(self, attrs: FlattenAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = inputs
@@ -93,6 +107,10 @@ class Concat(OpDef):
     )
     inputs = ("x",)
     variadic = True
+
+    def channels(self, attrs: ConcatAttrs, inputs: Sequence[TensorType]) -> Channels | None:
+        rank = inputs[0].rank
+        return Channels("join", axis=attrs.axis % rank, inputs=tuple(range(len(inputs))))
 
     def infer(self, attrs: ConcatAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         first = inputs[0]

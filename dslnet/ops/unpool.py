@@ -11,6 +11,7 @@ from pydantic import Field
 
 from dslnet.ir.symbolic import Dim, add, dims_equal, mul, sub
 from dslnet.ir.types import DType, TensorType
+from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpDef, ShapeError, register
 from dslnet.ops.window import (
@@ -55,6 +56,9 @@ class _MaxUnpool(OpDef):
         n = self.spatial
         kernel = per_axis(attrs.kernel_size, n)
         return kernel, per_axis(attrs.stride, n, kernel), per_axis(attrs.padding, n)
+
+    def channels(self, attrs: object, inputs: Sequence[TensorType]) -> Channels | None:
+        return Channels("keep", axis=1, inputs=(0, 1))  # values and their indices
 
     def infer(self, attrs: MaxUnpoolAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         x, indices = inputs

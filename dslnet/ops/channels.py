@@ -1,0 +1,57 @@
+"""What an op tells the reduction passes about its channels.
+
+Structured pruning and batchnorm folding never look at op names: each op says
+how the channels of its inputs become the channels of its outputs, and which
+parameter axes those channels index. An op that says nothing pins the channels
+of everything it touches (they are never pruned), which is always correct.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal["make", "keep", "join"]
+
+
+@dataclass(frozen=True)
+class Channels:
+    """How one op call moves channels.
+
+    kind:
+        make: the outputs are new units (a linear's features, a conv's filters).
+            `out_attr` holds their count; `out_params` maps a parameter to the axis
+            its output units lie on; `in_params` to the axis indexed by the channels
+            of input 0 (on `axis`).
+        keep: output channel i is made from channel i of every channel-carrying input
+            (activations, pooling, norms, elementwise arithmetic); `params` lie on the
+            channel set, `count_attrs` hold its size.
+        join: concatenation of the inputs' channels along `axis`.
+    axis: the channel axis of the inputs (negative counts from the end); None for
+        elementwise ops that keep any axis.
+    out_axis: where the channels are in the output (None: where they were).
+    repeat: each input channel becomes this many consecutive output entries (a
+        flatten of [C, H, W] into C*H*W features repeats each channel H*W times).
+    inputs: which inputs carry the channels (the rest are untouched, e.g. indices).
+    foldable_affine: in eval mode the op is y = x * scale + shift per channel, given
+        by `affine(attrs, weights)`; it can fold into the layer that makes x.
+    mixes: axes along which the op mixes entries (softmax's axis, layernorm's
+        normalized axes): channels there are pinned.
+    """
+
+    kind: Kind
+    axis: int | None = None
+    out_axis: int | None = None
+    repeat: int = 1
+    inputs: tuple[int, ...] = (0,)
+    out_attr: str | None = None
+    out_params: Mapping[str, int] = field(default_factory=dict)
+    in_params: Mapping[str, int] = field(default_factory=dict)
+    mixes: tuple[int, ...] = ()
+    params: Mapping[str, int] = field(default_factory=dict)
+    count_attrs: tuple[str, ...] = ()
+    foldable_affine: bool = False
+
+
+ELEMENTWISE = Channels("keep")

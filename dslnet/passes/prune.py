@@ -1,0 +1,191 @@
+"""Structured pruning: whole channels and hidden units removed, weights sliced.
+
+The groups of `dslnet.passes.groups` say which channels must go together; this
+pass scores each group's channels, keeps the best, and rewrites every layer the
+group touches (its makers' output units, its consumers' input columns, the
+per-channel parameters of norms on the way). The result is a smaller network,
+not a mask: fewer parameters, fewer FLOPs, a faster model in either backend.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from dslnet.ir.graph import Graph, Node
+from dslnet.passes.base import Model, PassError, PassResult, reinfer
+from dslnet.passes.groups import Groups, Use, analyse
+
+Array = np.ndarray[Any, Any]
+Criterion = Literal["l1", "l2", "bn"]
+Scorer = Callable[["GroupInfo", Mapping[str, Array]], Array]
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """What a user-supplied score function sees of one group."""
+
+    size: int
+    makers: list[Node]  # the layers whose output units form the group
+    members: list[Node]  # layers with per-channel parameters on it (norms, depthwise)
+
+
+@dataclass
+class StructuredPrune:
+    """Remove `ratio` of the channels of every prunable group.
+
+    Args:
+        ratio: the fraction to remove, in [0, 1); a group keeps at least one channel.
+        criterion: "l1" / "l2" (mean magnitude of each unit's weights, summed over the
+            group's layers), "bn" (|scale| of the batchnorms on the group, L1 where
+            there is none), or a function (GroupInfo, weights) -> one score per channel.
+        scope: "layer" removes the ratio from each group; "global" ranks all channels
+            of all groups together (scores normalised by each group's mean).
+        ratios: per-module overrides (glob patterns on a maker's module, e.g.
+            `layer4.*`), from the CLI or `@prune(r)` annotations.
+        exclude: module patterns whose output units are never removed.
+    """
+
+    ratio: float
+    criterion: Criterion | Scorer = "l1"
+    scope: Literal["layer", "global"] = "layer"
+    ratios: Mapping[str, float] | None = None
+    exclude: Sequence[str] = ()
+    name: str = "prune"
+
+    def run(self, model: Model) -> PassResult:
+        for r in [self.ratio, *(self.ratios or {}).values()]:
+            if not 0.0 <= r < 1.0:
+                raise PassError(f"a pruning ratio must be in [0, 1), got {r}")
+        graph, weights = model.graph, model.weights
+        groups = analyse(graph)
+        for use in groups.uses:
+            if use.made is not None and _matches(use.node.module, self.exclude):
+                groups.pinned.add(groups.find(use.made))
+        roots = groups.roots()
+        scores = {root: self._scores(groups, root, weights) for root in roots}
+        kept = self._choose(groups, scores)
+        if not kept:
+            return PassResult(model, False, ["no channel removed"])
+        nodes, new_weights = _rewrite(graph, weights, groups, kept)
+        pruned = reinfer(graph.model_copy(update={"nodes": nodes}))
+        removed = sum(groups.size[g] - len(k) for g, k in kept.items())
+        total = sum(groups.size[g] for g in roots)
+        notes = [f"removed {removed} of {total} prunable channels in {len(kept)} groups"]
+        return PassResult(Model(pruned, new_weights), True, notes)
+
+    def _ratio_of(self, groups: Groups, root: int) -> float:
+        for pattern, ratio in (self.ratios or {}).items():
+            makers = [u.node.module for u in _makers(groups, root)]
+            if any(_matches(m, [pattern]) for m in makers):
+                return ratio
+        return self.ratio
+
+    def _scores(self, groups: Groups, root: int, weights: Mapping[str, Array]) -> Array:
+        makers = _makers(groups, root)
+        if callable(self.criterion):
+            members = [u.node for u in _members(groups, root)]
+            info = GroupInfo(groups.size[root], [u.node for u in makers], members)
+            return np.asarray(self.criterion(info, weights), dtype=np.float64)
+        if self.criterion == "bn":
+            scales = [
+                np.abs(weights[u.node.param_name("weight")])
+                for u in _members(groups, root)
+                if u.rule.foldable_affine and u.node.param_name("weight") in weights
+            ]
+            if scales:
+                return np.asarray(sum(scales), dtype=np.float64)
+        power = 2 if self.criterion == "l2" else 1
+        total = np.zeros(groups.size[root])
+        for use in makers:
+            for role, axis in use.rule.out_params.items():
+                name = use.node.param_name(role)
+                if name in weights and role != "bias":
+                    w = np.moveaxis(np.abs(weights[name].astype(np.float64)), axis, 0)
+                    total += (w.reshape(w.shape[0], -1) ** power).mean(axis=1) ** (1 / power)
+        return total
+
+    def _choose(self, groups: Groups, scores: Mapping[int, Array]) -> dict[int, Array]:
+        """Kept channel indices (sorted) of each group that loses any."""
+        counts: dict[int, int] = {}
+        if self.scope == "global" and not self.ratios:
+            pooled = np.concatenate([s / (s.mean() or 1.0) for s in scores.values()] or [[]])
+            if pooled.size:
+                cut = np.quantile(pooled, self.ratio) if self.ratio > 0 else -np.inf
+                for root, s in scores.items():
+                    counts[root] = max(1, int(np.sum(s / (s.mean() or 1.0) > cut)))
+        else:
+            for root in scores:
+                size = groups.size[root]
+                counts[root] = max(1, size - round(size * self._ratio_of(groups, root)))
+        kept: dict[int, Array] = {}
+        for root, count in counts.items():
+            if count < groups.size[root]:
+                best = np.argsort(-scores[root], kind="stable")[:count]
+                kept[root] = np.sort(best).astype(np.int64)
+        return kept
+
+
+def _matches(module: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(module, p) for p in patterns)
+
+
+def _makers(groups: Groups, root: int) -> list[Use]:
+    return [u for u in groups.uses if u.made is not None and groups.find(u.made) == root]
+
+
+def _members(groups: Groups, root: int) -> list[Use]:
+    return [
+        u
+        for u in groups.uses
+        if u.made is None
+        and u.layout is not None
+        and any(groups.find(g) == root for g, _ in u.layout.segments)
+    ]
+
+
+def _rewrite(
+    graph: Graph, weights: Mapping[str, Array], groups: Groups, kept: dict[int, Array]
+) -> tuple[list[Node], dict[str, Array]]:
+    """Nodes with new unit counts and the sliced weights."""
+    new_weights = dict(weights)
+    done: set[tuple[str, int]] = set()
+    changed: dict[str, Node] = {}
+    for use in groups.uses:
+        node, rule = changed.get(use.node.name, use.node), use.rule
+        attrs = dict(node.attrs)
+        if use.made is not None and groups.find(use.made) in kept:
+            keep = kept[groups.find(use.made)]
+            attrs[rule.out_attr or ""] = len(keep)
+            _slice(new_weights, node, rule.out_params, keep, done)
+        if groups.touched(use.layout, kept):
+            assert use.layout is not None
+            index = groups.indices(use.layout, kept)
+            if use.made is not None:
+                _slice(new_weights, node, rule.in_params, index, done)
+            else:
+                _slice(new_weights, node, rule.params, index, done)
+                for name in rule.count_attrs:
+                    attrs[name] = len(index)
+        if attrs != node.attrs:
+            changed[node.name] = node.model_copy(update={"attrs": attrs})
+    nodes = [changed.get(n.name, n) for n in graph.nodes]
+    return nodes, new_weights
+
+
+def _slice(
+    weights: dict[str, Array],
+    node: Node,
+    axes: Mapping[str, int],
+    index: Array,
+    done: set[tuple[str, int]],
+) -> None:
+    for role, axis in axes.items():
+        name = node.param_name(role)
+        if name in weights and (name, axis) not in done:
+            done.add((name, axis))  # a shared layer's weight is sliced once
+            weights[name] = np.take(weights[name], index, axis=axis)
