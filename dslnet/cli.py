@@ -71,9 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     comp.add_argument(
         "--emit",
-        choices=["ast", "ir", "torch", "onnx"],
+        choices=["ast", "ir", "ir-opt", "torch", "onnx"],
         default="ir",
-        help="what to produce: syntax tree, typed IR, PyTorch source, ONNX model",
+        help="what to produce: syntax tree, typed IR, IR after the reduction passes, "
+        "PyTorch source, ONNX model",
     )
     comp.add_argument("-o", "--output", help="write here instead of standard output")
     comp.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
@@ -93,6 +94,34 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="ONNX weights: a .safetensors file or a torch state_dict (.pt)",
     )
+    reduce = comp.add_argument_group(
+        "model reduction",
+        "passes run on the IR and the weights (--weights, else fresh values); with --emit "
+        "torch -o FILE.py the reduced weights are written beside it as FILE.safetensors",
+    )
+    reduce.add_argument(
+        "--fold", action="store_true", help="fold batchnorm into the layer before it"
+    )
+    reduce.add_argument(
+        "--prune", type=float, metavar="RATIO", help="remove this fraction of channels"
+    )
+    reduce.add_argument(
+        "--prune-by", choices=["l1", "l2", "bn"], default="l1", help="channel importance"
+    )
+    reduce.add_argument(
+        "--prune-scope",
+        choices=["layer", "global"],
+        default="layer",
+        help="the ratio per group of channels, or ranked over the whole network",
+    )
+    reduce.add_argument(
+        "--prune-exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="modules (glob) whose output channels stay (repeatable)",
+    )
+    reduce.add_argument("--report", action="store_true", help="print what each pass did")
     limits(comp)
     return parser
 
@@ -197,18 +226,77 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(w.render(program.sources), file=sys.stderr)
     if args.emit == "onnx" and not args.output:
         raise UsageError("--emit onnx writes a binary model: give -o FILE.onnx")
-    if args.weights and args.emit != "onnx":
-        raise UsageError("--weights goes with --emit onnx")
+    if args.weights and args.emit != "onnx" and not _reducing(args):
+        raise UsageError("--weights goes with --emit onnx or a reduction flag")
+    if args.weights and not Path(args.weights).is_file():
+        raise UsageError(f"no such weights file: {args.weights}")
     if args.emit == "ast":
         data = ("\n".join(ast.dump(m) for m in program.modules) + "\n").encode("utf-8")
     else:
         network = pick_network(program, args.network)
         graph = program.ir(network, **parse_overrides(program, network, args.set))
+        if _reducing(args) or args.emit == "ir-opt":
+            return _compile_reduced(graph, args)
         data = _emit(graph, args)
     if args.output:
         write_atomic(Path(args.output), data)
     else:
         sys.stdout.write(data.decode("utf-8"))
+    return EXIT_OK
+
+
+def _reducing(args: argparse.Namespace) -> bool:
+    return bool(args.fold or args.prune is not None)
+
+
+def _compile_reduced(graph: Any, args: argparse.Namespace) -> int:
+    """Run the reduction passes, then emit the reduced network (and its weights)."""
+    from dslnet.backends.weights import WeightsError
+    from dslnet.passes.base import PassError
+    from dslnet.passes.pipeline import Options, optimize
+
+    options = Options(
+        fold=args.fold,
+        prune=args.prune,
+        prune_by=args.prune_by,
+        prune_scope=args.prune_scope,
+        exclude=args.prune_exclude,
+    )
+    try:
+        reduced = optimize(graph, options, args.weights)
+    except WeightsError as err:
+        raise UsageError(f"weights do not fit network '{graph.name}': {err}") from None
+    except PassError as err:
+        raise UsageError(str(err)) from None
+    if args.report:
+        print(reduced.report.render(), end="", file=sys.stderr)
+    if args.emit in ("ir", "ir-opt"):
+        from dslnet.ir.printer import print_graph
+
+        data = print_graph(reduced.graph).encode("utf-8")
+    elif args.emit == "torch":
+        from dslnet.backends.torch_codegen import generate_torch
+
+        data = generate_torch(reduced.graph, args.file).encode("utf-8")
+    else:
+        from dslnet.backends.onnx_emit import emit_onnx_bytes
+
+        data = emit_onnx_bytes(
+            reduced.graph,
+            reduced.weights,
+            opset=args.opset,
+            functions=args.onnx_functions,
+            ort_fused=args.ort_fused,
+        )
+    if not args.output:
+        sys.stdout.write(data.decode("utf-8"))
+        return EXIT_OK
+    out = Path(args.output)
+    if args.emit == "torch":  # the source alone would lose the reduced weights
+        from safetensors.numpy import save
+
+        write_atomic(out.with_suffix(".safetensors"), save(dict(reduced.weights)))
+    write_atomic(out, data)
     return EXIT_OK
 
 
@@ -224,8 +312,6 @@ def _emit(graph: Any, args: argparse.Namespace) -> bytes:
     from dslnet.backends.onnx_emit import emit_onnx_bytes
     from dslnet.backends.weights import WeightsError
 
-    if args.weights and not Path(args.weights).is_file():
-        raise UsageError(f"no such weights file: {args.weights}")
     try:
         return emit_onnx_bytes(
             graph,

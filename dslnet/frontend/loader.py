@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import gc
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +189,35 @@ class Program:
             functions=functions,
             ort_fused=ort_fused,
         )
+
+    def optimize(
+        self,
+        network: str,
+        weights: Any = None,
+        *,
+        fold: bool = False,
+        prune: float | None = None,
+        prune_by: Any = "l1",
+        prune_scope: str = "layer",
+        exclude: Sequence[str] = (),
+        seed: int = 0,
+        **params: Any,
+    ) -> Any:
+        """`network` reduced by the requested passes (dslnet.passes.pipeline.Optimized:
+        its IR, weights and report; `.torch()` and `.onnx()` build the reduced models).
+
+        weights: a state_dict or weights file (fresh values from `seed` when None).
+        fold: fold batchnorm into the layer before it, drop eval-mode identities.
+        prune: the fraction of channels to remove from every prunable group;
+            prune_by "l1", "l2", "bn" or a function; prune_scope "layer" or "global";
+            exclude: module patterns whose output units stay.
+        """
+        from dslnet.passes.pipeline import Options, optimize
+
+        options = Options(
+            fold=fold, prune=prune, prune_by=prune_by, prune_scope=prune_scope, exclude=exclude
+        )
+        return optimize(self.ir(network, **params), options, weights, seed)
 
     def _expand(self, network: str, params: Mapping[str, Any], diags: Diagnostics) -> Graph | None:
         decl = self.decls.get(network)

@@ -191,6 +191,9 @@ class Dropout(_SameType):
         "in x: float32[N, C, H, W]\nout y = dropout(x, 0.2, channel=true)",
     )
 
+    def identity_in_eval(self, attrs: DropoutAttrs) -> bool:
+        return True
+
     def infer(self, attrs: DropoutAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = super().infer(attrs, inputs)
         if attrs.channel and x.rank not in _CHANNEL_DROPOUT:
@@ -395,6 +398,9 @@ class Identity(_SameType):
     doc = "The input itself, of any dtype (a named pass-through)."
     examples = ("in x: float32[N, 3]\nout y = identity(x)",)
     onnx_op = "Identity"
+
+    def identity_in_eval(self, attrs: Any) -> bool:
+        return True
 
     def infer(self, attrs: Any, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         return (inputs[0],)

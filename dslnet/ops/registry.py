@@ -93,6 +93,10 @@ class OpDef:
         folding; None pins every channel it touches (never pruned)."""
         return None
 
+    def identity_in_eval(self, attrs: Any) -> bool:
+        """True when the op returns its input unchanged at inference (dropout)."""
+        return False
+
     def affine(
         self, attrs: Any, weights: Mapping[str, np.ndarray[Any, Any]]
     ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from dslnet.backends.weights import resolve_op
 from dslnet.ir.graph import Graph, Node
 from dslnet.ops.channels import Channels
 
-Array = np.ndarray[object, np.dtype[np.int64]]
+Array = np.ndarray[Any, np.dtype[np.int64]]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,130 @@
+"""Runs passes in order, checking the graph and weights after each one.
+
+After every pass the manager re-infers types from the registry, runs the
+verifier and checks that every parameter has a value of its shape, so a broken
+pass fails at once with its name. It records, per pass, the parameter and
+FLOP counts before and after, and the per-block deltas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dslnet.backends.weights import input_types, resolve_op
+from dslnet.ir import symbolic
+from dslnet.ir.graph import Graph
+from dslnet.ir.symbolic import Dim
+from dslnet.ir.verifier import VerifyError, verify
+from dslnet.passes.base import Model, Pass, check_weights, reinfer
+from dslnet.summary import summarize
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    name: str
+    modified: bool
+    notes: list[str]
+    params_before: int
+    params_after: int
+    flops_before: int | str
+    flops_after: int | str
+    flops_ratio: float  # after / before (symbols at 1)
+    blocks: dict[str, tuple[int, int]]  # block instance -> (params before, after)
+
+
+@dataclass
+class Report:
+    records: list[PassRecord] = field(default_factory=list)
+
+    def render(self) -> str:
+        """One line per pass (what it did, parameters and FLOPs before -> after)."""
+        lines = []
+        for r in self.records:
+            what = "; ".join(r.notes) or ("changed" if r.modified else "no change")
+            lines.append(
+                f"{r.name}: {what}; params {r.params_before:,} -> {r.params_after:,}"
+                f" ({_ratio(r.params_after, r.params_before)}), FLOPs "
+                f"{_num(r.flops_before)} -> {_num(r.flops_after)}"
+                f" ({r.flops_ratio:.1%})"
+            )
+            for block, (before, after) in r.blocks.items():
+                if before != after:
+                    lines.append(f"  {block}: params {before:,} -> {after:,}")
+        return "\n".join(lines) + ("\n" if lines else "")
+
+    def as_json(self) -> list[dict[str, Any]]:
+        return [r.__dict__ for r in self.records]
+
+
+def _num(value: int | str) -> str:
+    return f"{value:,}" if isinstance(value, int) else value
+
+
+def _ratio(after: int | str, before: int | str) -> str:
+    if isinstance(after, int) and isinstance(before, int):
+        return f"{after / before:.1%}" if before else "-"
+    return "symbolic"
+
+
+def total_flops(graph: Graph) -> Dim:
+    """Multiply-accumulates of one forward pass, as a symbolic dimension."""
+    total: Dim = 0
+    for node in graph.nodes:
+        op, attrs = resolve_op(node)
+        outs = [graph.type_of(v) for v in node.outputs]
+        total = symbolic.add(total, op.flops(attrs, input_types(graph, node), outs))
+    return total
+
+
+def flops_ratio(after: Dim, before: Dim) -> float:
+    """after / before with every symbol at 1 (both are linear in the batch size)."""
+    names: set[str] = set()
+    for d in (after, before):
+        if not isinstance(d, int):
+            names |= d.free_symbols()
+    env = dict.fromkeys(names, 1)
+    a = after if isinstance(after, int) else after.evaluate(env)
+    b = before if isinstance(before, int) else before.evaluate(env)
+    return a / b if b else 1.0
+
+
+class PassManager:
+    def __init__(self, passes: Sequence[Pass]) -> None:
+        self.passes = list(passes)
+
+    def run(self, model: Model) -> tuple[Model, Report]:
+        report = Report()
+        for p in self.passes:
+            before = summarize(model.graph)
+            model_before = model.graph
+            result = p.run(model)
+            graph = reinfer(result.model.graph)
+            try:
+                verify(graph)
+                check_weights(graph, result.model.weights)
+            except (VerifyError, AssertionError) as err:
+                raise RuntimeError(f"pass '{p.name}' left a broken graph: {err}") from err
+            model = Model(graph, result.model.weights)
+            after = summarize(graph)
+            report.records.append(
+                PassRecord(
+                    p.name,
+                    result.modified,
+                    result.notes,
+                    before["params"],
+                    after["params"],
+                    before["flops"],
+                    after["flops"],
+                    flops_ratio(total_flops(graph), total_flops(model_before)),
+                    _block_deltas(before, after),
+                )
+            )
+        return model, report
+
+
+def _block_deltas(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    old = {b["instance"]: b["params"] for b in before["blocks"]}
+    new = {b["instance"]: b["params"] for b in after["blocks"]}
+    return {name: (old.get(name, 0), new.get(name, 0)) for name in {**old, **new}}
