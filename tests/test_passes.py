@@ -1,0 +1,235 @@
+"""Reduction passes: folding keeps the function, pruning keeps parity and shrinks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import dslnet
+from dslnet.backends.onnx_emit import emit_onnx, run_onnx
+from dslnet.backends.torch_codegen import build_module
+from dslnet.backends.weights import init_weights
+from dslnet.cli import main
+from dslnet.ir.graph import Graph
+from dslnet.ir.symbolic import SymExpr
+from dslnet.ir.verifier import verify
+from dslnet.passes.base import Model, PassError, check_weights
+from dslnet.passes.canonicalize import Canonicalize
+from dslnet.passes.groups import analyse
+from dslnet.passes.prune import StructuredPrune
+from dslnet.testing import random_input
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = [
+    pytest.param(spec, name, id=f"{spec.stem}-{name}")
+    for spec in sorted((ROOT / "specs").glob("*.net"))
+    for name in dslnet.load(spec).networks
+]
+# Networks whose every channel is pinned (recurrent state, attention heads' width).
+NOTHING_TO_PRUNE = {"GAT", "LSTMSeq2Seq", "GRUClassifier", "BiLSTMTagger"}
+
+Array = np.ndarray[Any, Any]
+
+
+def _feeds(graph: Graph, size: int, seed: int = 0) -> dict[str, Array]:
+    rng = np.random.default_rng(seed)
+    symbols = {
+        s
+        for v in graph.inputs
+        for d in graph.type_of(v).shape
+        if isinstance(d, SymExpr)
+        for s in d.free_symbols()
+    }
+    env = dict.fromkeys(symbols, size)
+    return {v: random_input(graph.type_of(v), env, rng) for v in graph.inputs}
+
+
+def _torch_outputs(
+    graph: Graph, weights: Mapping[str, Array], feeds: dict[str, Array]
+) -> list[Array]:
+    module = build_module(graph)
+    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+    module.eval()
+    with torch.no_grad():
+        out = module(*(torch.from_numpy(feeds[v]) for v in graph.inputs))
+    return [t.numpy() for t in ([out] if isinstance(out, torch.Tensor) else out)]
+
+
+def _close(got: list[Array], want: list[Array], tol: float = 1e-4) -> None:
+    for g, w in zip(got, want, strict=True):
+        scale = max(1.0, float(np.abs(w).max()))
+        np.testing.assert_allclose(g, w, atol=tol * scale, rtol=0)
+
+
+def _with_live_norms(graph: Graph, seed: int = 1) -> dict[str, Array]:
+    """Fresh weights, with running statistics and norm scales that are not 0 and 1,
+    so folding has something to fold."""
+    weights = init_weights(graph, seed)
+    rng = np.random.default_rng(seed)
+    for name, p in graph.parameters.items():
+        if p.role == "running_mean":
+            weights[name] = rng.normal(0, 0.5, p.shape).astype(np.float32)
+        elif p.role == "running_var":
+            weights[name] = rng.uniform(0.5, 2.0, p.shape).astype(np.float32)
+    return weights
+
+
+@pytest.mark.parametrize(("spec", "network"), CASES)
+def test_folding_keeps_the_function(spec: Path, network: str) -> None:
+    graph = dslnet.load(spec).ir(network)
+    weights = _with_live_norms(graph)
+    result = Canonicalize().run(Model(graph, weights))
+    folded = result.model
+    verify(folded.graph)
+    check_weights(folded.graph, folded.weights)
+    feeds = _feeds(graph, 2)
+    _close(
+        _torch_outputs(folded.graph, folded.weights, feeds), _torch_outputs(graph, weights, feeds)
+    )
+
+
+@pytest.mark.parametrize(("spec", "network"), CASES)
+def test_structured_pruning_shrinks_and_keeps_parity(spec: Path, network: str) -> None:
+    graph = dslnet.load(spec).ir(network)
+    weights = init_weights(graph)
+    for ratio in (0.3, 0.5):
+        pruned = StructuredPrune(ratio).run(Model(graph, weights)).model
+        verify(pruned.graph)
+        check_weights(pruned.graph, pruned.weights)
+        if network not in NOTHING_TO_PRUNE:
+            assert pruned.graph.num_parameters < graph.num_parameters
+        if ratio == 0.5:
+            feeds = _feeds(pruned.graph, 2)
+            expected = _torch_outputs(pruned.graph, pruned.weights, feeds)
+            got = run_onnx(emit_onnx(pruned.graph, pruned.weights), feeds)
+            _close([got[name] for name, _ in pruned.graph.outputs], expected)
+
+
+def test_pruning_nothing_is_the_identity() -> None:
+    graph = dslnet.load(ROOT / "specs" / "resnet.net").ir("ResNet18")
+    weights = init_weights(graph)
+    result = StructuredPrune(0.0).run(Model(graph, weights))
+    assert not result.modified
+    assert result.model.graph == graph
+    assert all(result.model.weights[k] is weights[k] for k in weights)
+
+
+ZEROED = """
+block Res(c: int) {
+    in x: float32[N, c, H, W]
+    h = x -> conv2d(c, k=3, p=1) -> relu -> conv2d(c, k=3, p=1)
+    out y = relu(x + h)
+}
+network Net() {
+    in x: float32[N, 3, 8, 8]
+    s = x -> conv2d(8, k=3, p=1) -> relu
+    r = s -> Res(8) -> Res(8)
+    b = s -> conv2d(6, k=1) -> relu
+    j = concat(r, b, axis=1) -> conv2d(5, k=1) -> relu -> maxpool2d(2)
+    out y = j -> flatten -> linear(7)
+}
+"""
+
+
+def test_removing_dead_channels_keeps_the_function_exactly() -> None:
+    # Channels whose makers are all zero contribute nothing; pruning exactly those must
+    # give the same outputs, which checks every slice: residual groups, concat offsets,
+    # the flatten's runs of H*W features.
+    prog = dslnet.loads(ZEROED, filename="zeroed.net")
+    graph = prog.ir("Net")
+    weights = init_weights(graph)
+    groups = analyse(graph)
+    makers = {u.node.module: u for u in groups.uses if u.made is not None}
+    dead = {0: [1, 4, 6], 1: [0, 5]}  # per group: which channels to kill
+    roots = groups.roots()
+    assert len(roots) >= 4  # stem+residual, inner convs x2, branch, joined conv
+    for index, root in enumerate(roots[:2]):
+        for module, use in makers.items():
+            if use.made is not None and groups.find(use.made) == root:
+                for role in ("weight", "bias"):
+                    weights[f"{module}.{role}"][dead[index]] = 0.0
+    feeds = _feeds(graph, 2)
+    before = _torch_outputs(graph, weights, feeds)
+
+    def zero_first(info: Any, w: Mapping[str, Array]) -> Array:
+        scores = np.zeros(info.size)
+        for node in info.makers:
+            scores += np.abs(w[node.param_name("weight")]).reshape(info.size, -1).sum(axis=1)
+        return scores
+
+    # Per group, a ratio that removes exactly the dead channels.
+    kept: dict[str, float] = {}
+    for index, root in enumerate(roots[:2]):
+        for module, use in makers.items():
+            if use.made is not None and groups.find(use.made) == root:
+                kept[module] = len(dead[index]) / groups.size[root]
+    result = StructuredPrune(0.0, criterion=zero_first, ratios=kept).run(Model(graph, weights))
+    small = result.model
+    assert small.graph.num_parameters < graph.num_parameters
+    _close(_torch_outputs(small.graph, small.weights, feeds), before, tol=1e-6)
+    got = run_onnx(emit_onnx(small.graph, small.weights), feeds)
+    _close([got["y"]], before, tol=1e-5)
+
+
+def test_residual_branches_share_one_channel_set() -> None:
+    graph = dslnet.load(ROOT / "specs" / "resnet.net").ir("ResNet18")
+    pruned = StructuredPrune(0.5).run(Model(graph, init_weights(graph))).model.graph
+    for node in pruned.nodes:
+        if node.op == "add":
+            a, b = (pruned.type_of(v) for v in node.inputs)
+            assert a.shape == b.shape
+    assert pruned.num_parameters < graph.num_parameters / 3
+
+
+def test_excluded_layers_keep_their_units() -> None:
+    graph = dslnet.load(ROOT / "specs" / "mlp.net").ir("MLP")
+    weights = init_weights(graph)
+    pruned = StructuredPrune(0.5, exclude=["linear1"]).run(Model(graph, weights)).model
+    assert pruned.weights["linear1.weight"].shape == weights["linear1.weight"].shape
+    assert pruned.weights["linear2.weight"].shape[0] < weights["linear2.weight"].shape[0]
+
+
+def test_bad_ratio_is_refused() -> None:
+    graph = dslnet.load(ROOT / "specs" / "mlp.net").ir("MLP")
+    with pytest.raises(PassError, match="ratio"):
+        StructuredPrune(1.0).run(Model(graph, init_weights(graph)))
+
+
+def test_folded_resnet_leaves_no_batchnorm_for_onnx_runtime() -> None:
+    prog = dslnet.load(ROOT / "specs" / "resnet.net")
+    reduced = prog.optimize("ResNet18", fold=True)
+    ops = {n.op_type for n in reduced.onnx().graph.node}
+    assert "BatchNormalization" not in ops
+    assert "fold" in reduced.report.render() or "folded 20" in reduced.report.render()
+
+
+def test_optimize_gives_modules_with_the_reduced_weights() -> None:
+    prog = dslnet.load(ROOT / "specs" / "cifar10.net")
+    reduced = prog.optimize("CIFAR10Net", fold=True, prune=0.5)
+    module = reduced.torch().eval()
+    count = sum(p.numel() for p in module.parameters())
+    assert count == reduced.graph.num_parameters < prog.ir("CIFAR10Net").num_parameters
+    record = reduced.report.records[-1]
+    assert record.name == "prune" and record.flops_ratio < 0.5
+
+
+def test_cli_reduces_and_writes_weights_beside_the_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = str(ROOT / "specs" / "mnist.net")
+    out = tmp_path / "m.py"
+    assert (
+        main(["compile", spec, "--emit", "torch", "--prune", "0.5", "--report", "-o", str(out)])
+        == 0
+    )
+    assert (tmp_path / "m.safetensors").is_file()
+    assert "prune: removed" in capsys.readouterr().err
+    assert main(["compile", spec, "--emit", "ir-opt", "--fold"]) == 0
+    assert "network MNISTNet" in capsys.readouterr().out
+    assert main(["compile", spec, "--prune", "1.5"]) == 2
+    assert "ratio" in capsys.readouterr().err
