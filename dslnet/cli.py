@@ -121,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATTERN",
         help="modules (glob) whose output channels stay (repeatable)",
     )
+    reduce.add_argument(
+        "--sparsity",
+        type=float,
+        metavar="RATIO",
+        help="zero this fraction of weights by magnitude (smaller files, not faster)",
+    )
     reduce.add_argument("--report", action="store_true", help="print what each pass did")
     limits(comp)
     return parser
@@ -246,7 +252,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _reducing(args: argparse.Namespace) -> bool:
-    return bool(args.fold or args.prune is not None)
+    return bool(args.fold or args.prune is not None or args.sparsity is not None)
 
 
 def _compile_reduced(graph: Any, args: argparse.Namespace) -> int:
@@ -261,6 +267,7 @@ def _compile_reduced(graph: Any, args: argparse.Namespace) -> int:
         prune_by=args.prune_by,
         prune_scope=args.prune_scope,
         exclude=args.prune_exclude,
+        sparsity=args.sparsity,
     )
     try:
         reduced = optimize(graph, options, args.weights)

@@ -233,3 +233,16 @@ def test_cli_reduces_and_writes_weights_beside_the_source(
     assert "network MNISTNet" in capsys.readouterr().out
     assert main(["compile", spec, "--prune", "1.5"]) == 2
     assert "ratio" in capsys.readouterr().err
+
+
+def test_sparsity_zeroes_weights_and_says_it_is_not_faster() -> None:
+    prog = dslnet.load(ROOT / "specs" / "mlp.net")
+    reduced = prog.optimize("MLP", sparsity=0.8)
+    graph = reduced.graph
+    assert graph.num_parameters == prog.ir("MLP").num_parameters
+    for name, p in graph.parameters.items():
+        zeros = float(np.mean(reduced.weights[name] == 0))
+        assert zeros == pytest.approx(0.8, abs=0.01) if p.role == "weight" else zeros == 0.0
+    assert "not faster" in reduced.report.render()
+    module = reduced.torch()
+    assert float((module.state_dict()["linear1.weight"] == 0).float().mean()) > 0.79

@@ -200,6 +200,7 @@ class Program:
         prune_by: Any = "l1",
         prune_scope: str = "layer",
         exclude: Sequence[str] = (),
+        sparsity: float | None = None,
         seed: int = 0,
         **params: Any,
     ) -> Any:
@@ -211,11 +212,17 @@ class Program:
         prune: the fraction of channels to remove from every prunable group;
             prune_by "l1", "l2", "bn" or a function; prune_scope "layer" or "global";
             exclude: module patterns whose output units stay.
+        sparsity: the fraction of weights to zero by magnitude (shapes unchanged).
         """
         from dslnet.passes.pipeline import Options, optimize
 
         options = Options(
-            fold=fold, prune=prune, prune_by=prune_by, prune_scope=prune_scope, exclude=exclude
+            fold=fold,
+            prune=prune,
+            prune_by=prune_by,
+            prune_scope=prune_scope,
+            exclude=exclude,
+            sparsity=sparsity,
         )
         return optimize(self.ir(network, **params), options, weights, seed)
 

@@ -55,3 +55,17 @@ class Channels:
 
 
 ELEMENTWISE = Channels("keep")
+
+
+def units(
+    axis: int, out_attr: str, weight: str = "weight", out_axis: int = 0, in_axis: int = 1
+) -> Channels:
+    """A layer making `out_attr` new units: the weight's `out_axis` and the bias hold
+    them, its `in_axis` reads the input's channels on `axis`."""
+    return Channels(
+        "make",
+        axis=axis,
+        out_attr=out_attr,
+        out_params={weight: out_axis, "bias": 0},
+        in_params={weight: in_axis},
+    )

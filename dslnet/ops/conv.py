@@ -15,7 +15,7 @@ from pydantic import Field
 
 from dslnet.ir.symbolic import Dim, add, mul, sub
 from dslnet.ir.types import TensorType
-from dslnet.ops.channels import Channels
+from dslnet.ops.channels import Channels, units
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
 from dslnet.ops.registry import OpDef, ShapeError, need_static, register
 from dslnet.ops.window import (
@@ -191,13 +191,7 @@ class _Conv(_ConvBase):
     def channels(self, attrs: ConvAttrs, inputs: Sequence[TensorType]) -> Channels | None:
         channels = inputs[0].shape[1]
         if attrs.groups == 1:
-            return Channels(
-                "make",
-                axis=1,
-                out_attr="out_channels",
-                out_params={"weight": 0, "bias": 0},
-                in_params={"weight": 1},
-            )
+            return units(1, "out_channels")
         if attrs.groups == channels == attrs.out_channels:  # depthwise: channel i alone
             return Channels(
                 "keep",
@@ -251,13 +245,7 @@ class _ConvTranspose(_ConvBase):
     def channels(self, attrs: ConvTransposeAttrs, inputs: Sequence[TensorType]) -> Channels | None:
         if attrs.groups != 1:
             return None
-        return Channels(
-            "make",
-            axis=1,
-            out_attr="out_channels",
-            out_params={"weight": 1, "bias": 0},
-            in_params={"weight": 0},
-        )
+        return units(1, "out_channels", out_axis=1, in_axis=0)  # weight [in, out, *k]
 
     def infer(
         self, attrs: ConvTransposeAttrs, inputs: Sequence[TensorType]

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from dslnet.ir.symbolic import Dim, add, dims_equal, mul
 from dslnet.ir.types import TensorType
-from dslnet.ops.channels import Channels
+from dslnet.ops.channels import Channels, units
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
@@ -96,13 +96,7 @@ class GCNConv(_GraphLayer):
 
     def channels(self, attrs: GCNAttrs, inputs: Sequence[TensorType]) -> Channels | None:
         rank = inputs[0].rank
-        return Channels(
-            "make",
-            axis=rank - 1,
-            out_attr="features",
-            out_params={"linear.weight": 0, "bias": 0},
-            in_params={"linear.weight": 1},
-        )
+        return units(rank - 1, "features", weight="linear.weight")
 
     def infer(self, attrs: GCNAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         x, _ = _graph_inputs(self.name, inputs)

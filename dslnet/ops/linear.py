@@ -10,7 +10,7 @@ from pydantic import Field
 
 from dslnet.ir.symbolic import Dim, mul
 from dslnet.ir.types import TensorType
-from dslnet.ops.channels import Channels
+from dslnet.ops.channels import Channels, units
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
@@ -33,13 +33,7 @@ class Linear(OpDef):
 
     def channels(self, attrs: LinearAttrs, inputs: Sequence[TensorType]) -> Channels | None:
         rank = inputs[0].rank
-        return Channels(
-            "make",
-            axis=rank - 1,
-            out_attr="features",
-            out_params={"weight": 0, "bias": 0},
-            in_params={"weight": 1},
-        )
+        return units(rank - 1, "features")
 
     def infer(self, attrs: LinearAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = inputs

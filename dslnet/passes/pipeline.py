@@ -17,6 +17,7 @@ from dslnet.passes.base import Array, Model, Pass, PassError
 from dslnet.passes.canonicalize import Canonicalize
 from dslnet.passes.manager import PassManager, Report
 from dslnet.passes.prune import Criterion, Scorer, StructuredPrune
+from dslnet.passes.sparsity import MagnitudeSparsity
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Options:
     prune_scope: str = "layer"
     prune_ratios: Mapping[str, float] = field(default_factory=dict)
     exclude: Sequence[str] = ()
+    sparsity: float | None = None
+    sparsity_scope: str = "layer"
 
     def passes(self) -> list[Pass]:
         found: list[Pass] = []
@@ -44,6 +47,12 @@ class Options:
                     "global" if self.prune_scope == "global" else "layer",
                     dict(self.prune_ratios),
                     tuple(self.exclude),
+                )
+            )
+        if self.sparsity is not None:
+            found.append(
+                MagnitudeSparsity(
+                    self.sparsity, "global" if self.sparsity_scope == "global" else "layer"
                 )
             )
         return found
