@@ -236,15 +236,24 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise UsageError("--weights goes with --emit onnx or a reduction flag")
     if args.weights and not Path(args.weights).is_file():
         raise UsageError(f"no such weights file: {args.weights}")
+    sidecar: bytes | None = None  # reduced weights beside a torch source
     if args.emit == "ast":
         data = ("\n".join(ast.dump(m) for m in program.modules) + "\n").encode("utf-8")
     else:
         network = pick_network(program, args.network)
         graph = program.ir(network, **parse_overrides(program, network, args.set))
+        weights = args.weights
         if _reducing(args) or args.emit == "ir-opt":
-            return _compile_reduced(graph, args)
-        data = _emit(graph, args)
+            reduced = _reduce(graph, args)
+            graph, weights = reduced.graph, reduced.weights
+            if args.emit == "torch" and args.output:  # the source alone loses them
+                from safetensors.numpy import save
+
+                sidecar = save(dict(weights))
+        data = _emit(graph, args, weights)
     if args.output:
+        if sidecar is not None:
+            write_atomic(Path(args.output).with_suffix(".safetensors"), sidecar)
         write_atomic(Path(args.output), data)
     else:
         sys.stdout.write(data.decode("utf-8"))
@@ -255,8 +264,8 @@ def _reducing(args: argparse.Namespace) -> bool:
     return bool(args.fold or args.prune is not None or args.sparsity is not None)
 
 
-def _compile_reduced(graph: Any, args: argparse.Namespace) -> int:
-    """Run the reduction passes, then emit the reduced network (and its weights)."""
+def _reduce(graph: Any, args: argparse.Namespace) -> Any:
+    """The reduction passes the flags ask for, over `--weights` (or fresh ones)."""
     from dslnet.backends.weights import WeightsError
     from dslnet.passes.base import PassError
     from dslnet.passes.pipeline import Options, optimize
@@ -277,38 +286,11 @@ def _compile_reduced(graph: Any, args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     if args.report:
         print(reduced.report.render(), end="", file=sys.stderr)
+    return reduced
+
+
+def _emit(graph: Any, args: argparse.Namespace, weights: Any) -> bytes:
     if args.emit in ("ir", "ir-opt"):
-        from dslnet.ir.printer import print_graph
-
-        data = print_graph(reduced.graph).encode("utf-8")
-    elif args.emit == "torch":
-        from dslnet.backends.torch_codegen import generate_torch
-
-        data = generate_torch(reduced.graph, args.file).encode("utf-8")
-    else:
-        from dslnet.backends.onnx_emit import emit_onnx_bytes
-
-        data = emit_onnx_bytes(
-            reduced.graph,
-            reduced.weights,
-            opset=args.opset,
-            functions=args.onnx_functions,
-            ort_fused=args.ort_fused,
-        )
-    if not args.output:
-        sys.stdout.write(data.decode("utf-8"))
-        return EXIT_OK
-    out = Path(args.output)
-    if args.emit == "torch":  # the source alone would lose the reduced weights
-        from safetensors.numpy import save
-
-        write_atomic(out.with_suffix(".safetensors"), save(dict(reduced.weights)))
-    write_atomic(out, data)
-    return EXIT_OK
-
-
-def _emit(graph: Any, args: argparse.Namespace) -> bytes:
-    if args.emit == "ir":
         from dslnet.ir.printer import print_graph
 
         return print_graph(graph).encode("utf-8")
@@ -322,7 +304,7 @@ def _emit(graph: Any, args: argparse.Namespace) -> bytes:
     try:
         return emit_onnx_bytes(
             graph,
-            args.weights,
+            weights,
             opset=args.opset,
             functions=args.onnx_functions,
             ort_fused=args.ort_fused,

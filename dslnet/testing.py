@@ -35,6 +35,17 @@ def random_input(
     return rng.integers(0, 2, shape).astype(ttype.dtype.value)
 
 
+def input_symbols(graph: Graph) -> set[str]:
+    """The symbolic dims the network's inputs are declared with (N, T, V...)."""
+    return {
+        s
+        for v in graph.inputs
+        for d in graph.type_of(v).shape
+        if not isinstance(d, int)
+        for s in d.free_symbols()
+    }
+
+
 def random_inputs(
     graph: Graph, sizes: Mapping[str, int], seed: int = 0
 ) -> dict[str, np.ndarray[Any, Any]]:

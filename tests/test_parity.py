@@ -10,8 +10,7 @@ import torch
 
 import dslnet
 from dslnet.backends.onnx_emit import emit_onnx, run_onnx
-from dslnet.ir.symbolic import SymExpr
-from dslnet.testing import random_input
+from dslnet.testing import input_symbols, random_input
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [
@@ -19,10 +18,6 @@ CASES = [
     for spec in sorted((ROOT / "specs").glob("*.net"))
     for name in dslnet.load(spec).networks
 ]
-
-
-def _shape(dims: tuple[int | SymExpr, ...], env: dict[str, int]) -> tuple[int, ...]:
-    return tuple(d if isinstance(d, int) else d.evaluate(env) for d in dims)
 
 
 @pytest.mark.parametrize(("spec", "network"), CASES)
@@ -33,13 +28,7 @@ def test_torch_and_onnx_runtime_agree(spec: Path, network: str) -> None:
     module = prog.torch(network).eval()
     model = emit_onnx(graph, module.state_dict())
     rng = np.random.default_rng(0)
-    symbols = {
-        s
-        for v in graph.inputs
-        for d in graph.type_of(v).shape
-        if isinstance(d, SymExpr)
-        for s in d.free_symbols()
-    }
+    symbols = input_symbols(graph)
     for size in (1, 3):
         env = dict.fromkeys(symbols, size)
         env["N"] = size

@@ -16,13 +16,12 @@ from dslnet.backends.torch_codegen import build_module
 from dslnet.backends.weights import init_weights
 from dslnet.cli import main
 from dslnet.ir.graph import Graph
-from dslnet.ir.symbolic import SymExpr
 from dslnet.ir.verifier import verify
 from dslnet.passes.base import Model, PassError, check_weights
 from dslnet.passes.canonicalize import Canonicalize
 from dslnet.passes.groups import analyse
 from dslnet.passes.prune import StructuredPrune
-from dslnet.testing import random_input
+from dslnet.testing import input_symbols, random_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [
@@ -37,16 +36,7 @@ Array = np.ndarray[Any, Any]
 
 
 def _feeds(graph: Graph, size: int, seed: int = 0) -> dict[str, Array]:
-    rng = np.random.default_rng(seed)
-    symbols = {
-        s
-        for v in graph.inputs
-        for d in graph.type_of(v).shape
-        if isinstance(d, SymExpr)
-        for s in d.free_symbols()
-    }
-    env = dict.fromkeys(symbols, size)
-    return {v: random_input(graph.type_of(v), env, rng) for v in graph.inputs}
+    return random_inputs(graph, dict.fromkeys(input_symbols(graph), size), seed)
 
 
 def _torch_outputs(

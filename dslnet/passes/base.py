@@ -100,14 +100,19 @@ def with_nodes(graph: Graph, nodes: list[Node]) -> Graph:
     return reinfer(graph.model_copy(update={"nodes": nodes}))
 
 
-def replace_uses(graph: Graph, old: str, new: str) -> Graph:
-    """Every read of value `old` (by nodes, outputs and block calls) reads `new`."""
+def replace_uses(graph: Graph, renames: Mapping[str, str]) -> Graph:
+    """Every read of a value `old` in `renames` (by nodes, outputs and block calls)
+    reads `renames[old]` instead, followed through chains (a -> b -> c reads c)."""
 
     def swap(name: str) -> str:
-        return new if name == old else name
+        while name in renames:
+            name = renames[name]
+        return name
 
     nodes = [
-        n.model_copy(update={"inputs": tuple(swap(v) for v in n.inputs)}) if old in n.inputs else n
+        n.model_copy(update={"inputs": tuple(swap(v) for v in n.inputs)})
+        if any(v in renames for v in n.inputs)
+        else n
         for n in graph.nodes
     ]
     calls = {

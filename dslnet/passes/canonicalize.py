@@ -86,14 +86,7 @@ def _fold_affines(graph: Graph, weights: dict[str, Array]) -> tuple[Graph, int]:
         _fold_into(maker, m_rule.out_params, scale, shift, weights)
         replaced[maker.name] = maker.model_copy(update={"attrs": {**maker.attrs, "bias": True}})
         removed.append(node)
-    if not removed:
-        return graph, 0
-    gone = {n.name for n in removed}
-    nodes = [replaced.get(n.name, n) for n in graph.nodes if n.name not in gone]
-    graph = graph.model_copy(update={"nodes": nodes})
-    for node in removed:
-        graph = replace_uses(graph, node.outputs[0], node.inputs[0])
-    return graph, len(removed)
+    return _bypass(graph, removed, replaced), len(removed)
 
 
 def _fold_into(
@@ -121,13 +114,18 @@ def _drop_identities(graph: Graph) -> tuple[Graph, int]:
         op, attrs = resolve_op(node)
         if op.identity_in_eval(attrs) and len(node.inputs) == 1 and len(node.outputs) == 1:
             removed.append(node)
+    return _bypass(graph, removed, {}), len(removed)
+
+
+def _bypass(graph: Graph, removed: list[Node], replaced: Mapping[str, Node]) -> Graph:
+    """Without the `removed` one-in one-out nodes (their readers read their input
+    instead) and with `replaced` nodes swapped in by name."""
     if not removed:
-        return graph, 0
+        return graph
     gone = {n.name for n in removed}
-    graph = graph.model_copy(update={"nodes": [n for n in graph.nodes if n.name not in gone]})
-    for node in removed:
-        graph = replace_uses(graph, node.outputs[0], node.inputs[0])
-    return graph, len(removed)
+    nodes = [replaced.get(n.name, n) for n in graph.nodes if n.name not in gone]
+    graph = graph.model_copy(update={"nodes": nodes})
+    return replace_uses(graph, {n.outputs[0]: n.inputs[0] for n in removed})
 
 
 def _drop_dead(graph: Graph) -> tuple[Graph, int]:

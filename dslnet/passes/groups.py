@@ -79,9 +79,6 @@ class Groups:
         if layout is not None:
             self.pinned.update(self.find(g) for g, _ in layout.segments)
 
-    def is_pinned(self, g: int) -> bool:
-        return self.find(g) in {self.find(p) for p in self.pinned}
-
     def roots(self) -> list[int]:
         """The prunable groups (their representatives), in order of creation."""
         pinned = {self.find(p) for p in self.pinned}

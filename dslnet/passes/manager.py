@@ -1,9 +1,10 @@
 """Runs passes in order, checking the graph and weights after each one.
 
-After every pass the manager re-infers types from the registry, runs the
-verifier and checks that every parameter has a value of its shape, so a broken
-pass fails at once with its name. It records, per pass, the parameter and
-FLOP counts before and after, and the per-block deltas.
+After every pass the manager runs the verifier (every op's shape rule again,
+against the types the pass recorded) and checks that every parameter has a
+value of its shape, so a broken pass fails at once with its name. It records,
+per pass, the parameter and FLOP counts before and after, and the per-block
+deltas.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dslnet.ir import symbolic
 from dslnet.ir.graph import Graph
 from dslnet.ir.symbolic import Dim
 from dslnet.ir.verifier import VerifyError, verify
-from dslnet.passes.base import Model, Pass, check_weights, reinfer
+from dslnet.passes.base import Model, Pass, check_weights
 from dslnet.summary import summarize
 
 
@@ -53,9 +54,6 @@ class Report:
                 if before != after:
                     lines.append(f"  {block}: params {before:,} -> {after:,}")
         return "\n".join(lines) + ("\n" if lines else "")
-
-    def as_json(self) -> list[dict[str, Any]]:
-        return [r.__dict__ for r in self.records]
 
 
 def _num(value: int | str) -> str:
@@ -96,18 +94,17 @@ class PassManager:
 
     def run(self, model: Model) -> tuple[Model, Report]:
         report = Report()
+        # Each pass's "after" is the next one's "before": summarised once.
+        before, flops_before = summarize(model.graph), total_flops(model.graph)
         for p in self.passes:
-            before = summarize(model.graph)
-            model_before = model.graph
             result = p.run(model)
-            graph = reinfer(result.model.graph)
+            model = result.model
             try:
-                verify(graph)
-                check_weights(graph, result.model.weights)
+                verify(model.graph)
+                check_weights(model.graph, model.weights)
             except (VerifyError, AssertionError) as err:
                 raise RuntimeError(f"pass '{p.name}' left a broken graph: {err}") from err
-            model = Model(graph, result.model.weights)
-            after = summarize(graph)
+            after, flops_after = summarize(model.graph), total_flops(model.graph)
             report.records.append(
                 PassRecord(
                     p.name,
@@ -117,10 +114,11 @@ class PassManager:
                     after["params"],
                     before["flops"],
                     after["flops"],
-                    flops_ratio(total_flops(graph), total_flops(model_before)),
+                    flops_ratio(flops_after, flops_before),
                     _block_deltas(before, after),
                 )
             )
+            before, flops_before = after, flops_after
         return model, report
 
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from dslnet.ir.graph import Graph, Node
-from dslnet.passes.base import Model, PassError, PassResult, reinfer
+from dslnet.passes.base import Array, Model, PassError, PassResult, with_nodes
 from dslnet.passes.groups import Groups, Use, analyse
 
-Array = np.ndarray[Any, Any]
 Criterion = Literal["l1", "l2", "bn"]
 Scorer = Callable[["GroupInfo", Mapping[str, Array]], Array]
 
@@ -72,15 +71,15 @@ class StructuredPrune:
         if not kept:
             return PassResult(model, False, ["no channel removed"])
         nodes, new_weights = _rewrite(graph, weights, groups, kept)
-        pruned = reinfer(graph.model_copy(update={"nodes": nodes}))
+        pruned = with_nodes(graph, nodes)
         removed = sum(groups.size[g] - len(k) for g, k in kept.items())
         total = sum(groups.size[g] for g in roots)
         notes = [f"removed {removed} of {total} prunable channels in {len(kept)} groups"]
         return PassResult(Model(pruned, new_weights), True, notes)
 
     def _ratio_of(self, groups: Groups, root: int) -> float:
+        makers = [u.node.module for u in _makers(groups, root)]
         for pattern, ratio in (self.ratios or {}).items():
-            makers = [u.node.module for u in _makers(groups, root)]
             if any(_matches(m, [pattern]) for m in makers):
                 return ratio
         return self.ratio
@@ -113,11 +112,13 @@ class StructuredPrune:
         """Kept channel indices (sorted) of each group that loses any."""
         counts: dict[int, int] = {}
         if self.scope == "global" and not self.ratios:
-            pooled = np.concatenate([s / (s.mean() or 1.0) for s in scores.values()] or [[]])
-            if pooled.size:
+            # Scores relative to their group's mean, so groups of any scale compare.
+            relative = {root: s / (s.mean() or 1.0) for root, s in scores.items()}
+            if relative:
+                pooled = np.concatenate(list(relative.values()))
                 cut = np.quantile(pooled, self.ratio) if self.ratio > 0 else -np.inf
-                for root, s in scores.items():
-                    counts[root] = max(1, int(np.sum(s / (s.mean() or 1.0) > cut)))
+                for root, r in relative.items():
+                    counts[root] = max(1, int(np.sum(r > cut)))
         else:
             for root in scores:
                 size = groups.size[root]
