@@ -236,6 +236,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise UsageError("--weights goes with --emit onnx or a reduction flag")
     if args.weights and not Path(args.weights).is_file():
         raise UsageError(f"no such weights file: {args.weights}")
+    from dslnet.passes.pipeline import marked
+
     sidecar: bytes | None = None  # reduced weights beside a torch source
     if args.emit == "ast":
         data = ("\n".join(ast.dump(m) for m in program.modules) + "\n").encode("utf-8")
@@ -243,7 +245,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         network = pick_network(program, args.network)
         graph = program.ir(network, **parse_overrides(program, network, args.set))
         weights = args.weights
-        if _reducing(args) or args.emit == "ir-opt":
+        if _reducing(args) or args.emit == "ir-opt" or marked(graph, "prune"):
             reduced = _reduce(graph, args)
             graph, weights = reduced.graph, reduced.weights
             if args.emit == "torch" and args.output:  # the source alone loses them

@@ -62,6 +62,8 @@ KINDS: dict[str, list[str]] = {
     "block called with the wrong number of input tensors": ["block_input_count"],
     "unknown parameter type": ["unknown_param_type"],
     "error inside a block: chain of call sites": ["block_nested_chain", "import_error_inside"],
+    "unknown annotation with did-you-mean, ratio out of range": ["annotation_unknown"],
+    "annotation with wrong arguments": ["annotation_arguments"],
 }
 
 HEADER = re.compile(r"^(?P<path>\S+?):(?P<line>\d+):(?P<col>\d+): (?P<kind>error|warning|note): ")

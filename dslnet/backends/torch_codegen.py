@@ -257,6 +257,8 @@ class TorchCodegen:
                         "        " + line
                         for line in init_schemes.torch_lines(node.init, attr, roles)
                     ]
+                if node.marks.get("freeze"):
+                    init.append(f"        self.{attr}.requires_grad_(False)  # @freeze")
             expr = op.torch_call(attrs, f"self.{attr}", args, in_types)
         else:
             expr = op.torch_expr(attrs, args, in_types)

@@ -118,6 +118,16 @@ class TensorTypeExpr:
 
 
 @dataclass(frozen=True)
+class Annotation:
+    """`@name(args)` in front of a block, layer or statement."""
+
+    name: str
+    args: tuple[Expr, ...]
+    kwargs: tuple[Keyword, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class InStmt:
     name: str
     type: TensorTypeExpr
@@ -129,6 +139,7 @@ class OutStmt:
     name: str | None
     value: Expr
     span: Span
+    annotations: tuple[Annotation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,7 @@ class AssignStmt:
     targets: tuple[str, ...]
     value: Expr
     span: Span
+    annotations: tuple[Annotation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +155,7 @@ class LayerStmt:
     name: str
     value: Expr
     span: Span
+    annotations: tuple[Annotation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -198,6 +211,7 @@ class BlockDecl:
     body: tuple[Stmt, ...]
     span: Span
     name_span: Span
+    annotations: tuple[Annotation, ...] = ()
 
 
 @dataclass(frozen=True)

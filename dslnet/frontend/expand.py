@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dslnet.diagnostics import Diagnostics, Note, Span, closest, did_you_mean
 from dslnet.frontend import ast
+from dslnet.frontend.annotations import resolve as resolve_annotation
 from dslnet.frontend.resolve import walk_exprs
 from dslnet.frontend.values import (
     POISON,
@@ -79,6 +80,7 @@ class Expander:
         self.frame: Frame | None = None
         self.active: list[str] = []
         self.iterations = 0
+        self.marks: dict[str, Any] = {}  # what the annotations around us ask of new nodes
 
     # --- entry points --------------------------------------------------------------
 
@@ -129,6 +131,30 @@ class Expander:
             assert self.frame is not None
             for t in targets:
                 self.frame.env[t] = POISON
+
+    @contextmanager
+    def marked(self, marks: dict[str, Any]) -> Iterator[None]:
+        """Nodes made inside carry these marks (over the outer ones)."""
+        saved, self.marks = self.marks, {**self.marks, **marks}
+        try:
+            yield
+        finally:
+            self.marks = saved
+
+    @contextmanager
+    def annotated(self, notes: Sequence[ast.Annotation]) -> Iterator[None]:
+        """Nodes made inside carry these annotations' marks; a wrong one is reported
+        and left out."""
+        marks: dict[str, Any] = {}
+        for note in notes:
+            try:
+                key, value = resolve_annotation(note, self.eval)
+                marks[key] = value
+            except EvalError as err:
+                if err.message:
+                    self.error(err.message, err.span)
+        with self.marked(marks):
+            yield
 
     # --- parameters ---------------------------------------------------------------------
 
@@ -194,7 +220,8 @@ class Expander:
     def run_body(self, frame: Frame) -> None:
         saved, self.frame = self.frame, frame
         try:
-            self.run(frame.decl.body)
+            with self.annotated(frame.decl.annotations):
+                self.run(frame.decl.body)
         finally:
             self.frame = saved
 
@@ -211,17 +238,17 @@ class Expander:
                     raise EvalError("", stmt.span)  # a nested 'in', reported statically
                 frame.env[stmt.name] = self.bind_input(stmt)
         elif isinstance(stmt, ast.AssignStmt):
-            with self.statement(stmt.targets):
+            with self.statement(stmt.targets), self.annotated(stmt.annotations):
                 # Several targets name an op's outputs in order: `y, h = gru(x, 64)`.
                 hint = ",".join(stmt.targets)
                 self.assign(stmt.targets, self.eval(stmt.value, hint), stmt.span)
         elif isinstance(stmt, ast.OutStmt):
             value: Any = POISON
-            with self.statement():
+            with self.statement(), self.annotated(stmt.annotations):
                 value = self.eval(stmt.value, stmt.name)
             frame.outputs.append((stmt.name, value, stmt.span))
         elif isinstance(stmt, ast.LayerStmt):
-            with self.statement([stmt.name]):
+            with self.statement([stmt.name]), self.annotated(stmt.annotations):
                 frame.env[stmt.name] = self.make_layer(stmt)
         elif isinstance(stmt, ast.ConstDecl):
             with self.statement([stmt.name]):
@@ -710,6 +737,7 @@ class Expander:
                 span=span,
                 chain=frame.chain,
                 init=(init or frame.init) if has_weights else None,
+                marks=self.marks,
             )
         except ShapeError as err:
             raise EvalError(str(err), span) from None
@@ -765,7 +793,8 @@ class Expander:
                 f"{func.name}(...)); apply it afterwards: {stmt.name}(x)",
                 expr.span,
             )
-        return LayerVal(func, args, kwargs, frame.module_prefix + stmt.name, stmt.span)
+        module = frame.module_prefix + stmt.name
+        return LayerVal(func, args, kwargs, module, stmt.span, marks=dict(self.marks))
 
     def apply_layer(
         self, layer: LayerVal, args: list[Any], kwargs: dict[str, Any], span: Span, hint: str | None
@@ -778,20 +807,21 @@ class Expander:
             )
         tensors = [a for a in args if isinstance(a, TensorVal)]
         layer.uses += 1
-        if layer.callee.kind == "op":
-            # Every use names the same module, hence the same parameters.
-            return self.apply_op(
-                layer.callee.name,
-                tensors,
-                layer.args,
-                dict(layer.kwargs),
-                span,
-                hint,
-                module=layer.module,
+        with self.marked(layer.marks):
+            if layer.callee.kind == "op":
+                # Every use names the same module, hence the same parameters.
+                return self.apply_op(
+                    layer.callee.name,
+                    tensors,
+                    layer.args,
+                    dict(layer.kwargs),
+                    span,
+                    hint,
+                    module=layer.module,
+                )
+            return self.call_block(
+                layer.callee.name, tensors, list(layer.args), dict(layer.kwargs), span, layer, hint
             )
-        return self.call_block(
-            layer.callee.name, tensors, list(layer.args), dict(layer.kwargs), span, layer, hint
-        )
 
     def call_block(
         self,

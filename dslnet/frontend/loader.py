@@ -199,6 +199,7 @@ class Program:
         prune: float | None = None,
         prune_by: Any = "l1",
         prune_scope: str = "layer",
+        prune_ratios: Mapping[str, float] | None = None,
         exclude: Sequence[str] = (),
         sparsity: float | None = None,
         seed: int = 0,
@@ -211,6 +212,8 @@ class Program:
         fold: fold batchnorm into the layer before it, drop eval-mode identities.
         prune: the fraction of channels to remove from every prunable group;
             prune_by "l1", "l2", "bn" or a function; prune_scope "layer" or "global";
+            prune_ratios: per-module ratios (glob patterns on a layer's module, e.g.
+            `layer4.*`), over `prune` and over `@prune(r)` annotations in the spec;
             exclude: module patterns whose output units stay.
         sparsity: the fraction of weights to zero by magnitude (shapes unchanged).
         """
@@ -221,6 +224,7 @@ class Program:
             prune=prune,
             prune_by=prune_by,
             prune_scope=prune_scope,
+            prune_ratios=dict(prune_ratios or {}),
             exclude=exclude,
             sparsity=sparsity,
         )

@@ -385,7 +385,7 @@ class _ToAst:
             return ast.ImportDecl(_unquote(str(tree.children[0])), self.span(tree))
         if kind == "const_decl":
             return self.stmt(tree)  # type: ignore[return-value]
-        name, params, body = tree.children
+        annotations, (name, params, body) = self.annotations(tree)
         return ast.BlockDecl(
             kind="block" if kind == "block_decl" else "network",
             name=str(name),
@@ -393,7 +393,29 @@ class _ToAst:
             body=self.body(body),
             span=self.span(tree),
             name_span=self.span(name),
+            annotations=annotations,
         )
+
+    def call_args(self, args: Tree | None) -> tuple[tuple[ast.Expr, ...], tuple[ast.Keyword, ...]]:
+        pos: list[ast.Expr] = []
+        kws: list[ast.Keyword] = []
+        for a in [] if args is None else args.children:
+            if isinstance(a, _LarkTree) and a.data == "kwarg":
+                kws.append(ast.Keyword(str(a.children[0]), self.expr(a.children[1]), self.span(a)))
+            else:
+                pos.append(self.expr(a))
+        return tuple(pos), tuple(kws)
+
+    def annotations(self, tree: Tree) -> tuple[tuple[ast.Annotation, ...], list[Any]]:
+        """The annotations in front of a statement, and the statement's own children."""
+        found, rest = [], []
+        for child in tree.children:
+            if isinstance(child, _LarkTree) and child.data == "annotation":
+                name, args = child.children
+                found.append(ast.Annotation(str(name), *self.call_args(args), self.span(child)))
+            else:
+                rest.append(child)
+        return tuple(found), rest
 
     def params(self, tree: Tree | None) -> tuple[ast.Param, ...]:
         if tree is None:
@@ -426,14 +448,16 @@ class _ToAst:
                 self.span(tt),
             )
             return ast.InStmt(str(ch[0]), ttype, span)
-        if kind == "out_named":
-            return ast.OutStmt(str(ch[0]), self.expr(ch[1]), span)
-        if kind == "out_anon":
-            return ast.OutStmt(None, self.expr(ch[0]), span)
-        if kind == "assign_stmt":
-            return ast.AssignStmt(tuple(str(t) for t in ch[:-1]), self.expr(ch[-1]), span)
-        if kind == "layer_stmt":
-            return ast.LayerStmt(str(ch[0]), self.expr(ch[1]), span)
+        if kind in ("out_named", "out_anon", "assign_stmt", "layer_stmt"):
+            notes, ch = self.annotations(tree)
+            if kind == "out_named":
+                return ast.OutStmt(str(ch[0]), self.expr(ch[1]), span, notes)
+            if kind == "out_anon":
+                return ast.OutStmt(None, self.expr(ch[0]), span, notes)
+            if kind == "assign_stmt":
+                targets = tuple(str(t) for t in ch[:-1])
+                return ast.AssignStmt(targets, self.expr(ch[-1]), span, notes)
+            return ast.LayerStmt(str(ch[0]), self.expr(ch[1]), span, notes)
         if kind == "const_decl":
             return ast.ConstDecl(str(ch[0]), self.expr(ch[1]), span)
         if kind == "for_stmt":
@@ -489,16 +513,7 @@ class _ToAst:
             return ast.Pipe(self.expr(ch[0]), self.expr(ch[1]), span)
         if kind == "call":
             func, args = ch
-            pos: list[ast.Expr] = []
-            kws: list[ast.Keyword] = []
-            for a in [] if args is None else args.children:
-                if isinstance(a, _LarkTree) and a.data == "kwarg":
-                    kws.append(
-                        ast.Keyword(str(a.children[0]), self.expr(a.children[1]), self.span(a))
-                    )
-                else:
-                    pos.append(self.expr(a))
-            return ast.Call(self.expr(func), tuple(pos), tuple(kws), span)
+            return ast.Call(self.expr(func), *self.call_args(args), span)
         if kind == "index":
             return ast.Index(self.expr(ch[0]), self.expr(ch[1]), span)
         if kind == "attr":

@@ -69,6 +69,7 @@ class LayerVal:
     span: Span
     uses: int = 0
     arg_spans: dict[str, Span] = field(default_factory=dict)
+    marks: dict[str, Any] = field(default_factory=dict)  # from its annotations
 
     def describe(self) -> str:
         return f"layer '{self.module}'"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dslnet.diagnostics import Span
@@ -68,6 +68,7 @@ class GraphBuilder:
         span: Span,
         chain: tuple[CallFrame, ...],
         init: str | None = None,
+        marks: Mapping[str, Any] | None = None,
     ) -> tuple[str, ...]:
         """Append a node; returns its output value names. Raises ShapeError."""
         in_types = [self.graph.values[v].type for v in inputs]
@@ -91,6 +92,7 @@ class GraphBuilder:
                 span=span,
                 chain=chain,
                 init=init,
+                marks=dict(marks or {}),
             )
         )
         return outputs

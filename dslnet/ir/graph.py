@@ -91,6 +91,8 @@ class Node(BaseModel):
     span: Span
     chain: tuple[CallFrame, ...] = ()
     init: str | None = None  # an init scheme (dslnet.ir.init) for this node's weights
+    # From the spec's annotations: "prune" (ratio), "quantize" ("skip"), "freeze" (True).
+    marks: dict[str, AttrValue] = Field(default_factory=dict)
 
     def param_name(self, role: str) -> str:
         return f"{self.module}.{role}"

@@ -43,6 +43,11 @@ def format_node(graph: Graph, node: Node) -> str:
         text += f"  @{node.module}"
     if node.init:
         text += f"  init={node.init}"
+    if node.marks:
+        notes = (  # as written in the spec: @freeze, @prune(0.3), @quantize(skip)
+            f"@{k}" if v is True else f"@{k}({v})" for k, v in node.marks.items()
+        )
+        text += f"  [{' '.join(notes)}]"
     return f"{text}  # {_where(node.span)}"
 
 

@@ -38,6 +38,13 @@ class Channels:
         by `affine(attrs, weights)`; it can fold into the layer that makes x.
     mixes: axes along which the op mixes entries (softmax's axis, layernorm's
         normalized axes): channels there are pinned.
+    unit_params: make: more parameter axes indexed by the new units, as (role, axis,
+        copies): the units laid `copies` times end to end (a recurrent layer's gate
+        blocks, a graph attention layer's heads, the input of its next layer).
+    out_copies: make: per output, how many times the units lie end to end on its
+        channel axis (a bidirectional layer's two directions); 1 when not given.
+    state_inputs: make: inputs whose channels are the new units themselves (a
+        recurrent layer's initial states), tied to them.
     """
 
     kind: Kind
@@ -52,6 +59,9 @@ class Channels:
     params: Mapping[str, int] = field(default_factory=dict)
     count_attrs: tuple[str, ...] = ()
     foldable_affine: bool = False
+    unit_params: tuple[tuple[str, int, int], ...] = ()
+    out_copies: tuple[int, ...] = ()
+    state_inputs: tuple[int, ...] = ()
 
 
 ELEMENTWISE = Channels("keep")

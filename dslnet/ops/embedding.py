@@ -15,6 +15,7 @@ from pydantic import Field
 
 from dslnet.ir.symbolic import Dim, dims_equal, mul
 from dslnet.ir.types import DType, TensorType
+from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import (
     OpAttrs,
@@ -391,6 +392,11 @@ class Select(OpDef):
         "in x: float32[N, T, 4]\nout y = select(x, 0, axis=1)",
         "in x: float32[N, 6]\nout y = x -> select(-1, axis=-1)",
     )
+
+    def channels(self, attrs: SelectAttrs, inputs: Sequence[TensorType]) -> Channels | None:
+        # Channels on the last axis survive taking a position on another axis.
+        last = inputs[0].rank - 1
+        return None if attrs.axis % inputs[0].rank == last else Channels("keep", last, -1)
 
     def infer(self, attrs: SelectAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = inputs

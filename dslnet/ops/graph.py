@@ -197,6 +197,22 @@ class GATConv(_GraphLayer):
         "out y = gat_conv(x, adj, 2, heads=3, concat=false, negative_slope=0.1)",
     )
 
+    def channels(self, attrs: GATAttrs, inputs: Sequence[TensorType]) -> Channels | None:
+        # The features of every head are pruned together: feature f of head h is row
+        # h*features + f of the projection.
+        heads = attrs.heads if attrs.concat else 1
+        placed = [("linear.weight", 0, attrs.heads), ("att_src", 1, 1), ("att_dst", 1, 1)]
+        if attrs.bias:
+            placed.append(("bias", 0, heads))
+        return Channels(
+            "make",
+            axis=inputs[0].rank - 1,
+            out_attr="features",
+            in_params={"linear.weight": 1},
+            unit_params=tuple(placed),
+            out_copies=(heads,),
+        )
+
     def width(self, attrs: GATAttrs) -> int:
         return attrs.heads * attrs.features if attrs.concat else attrs.features
 

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from dslnet.ir.symbolic import Dim, dims_equal, mul
 from dslnet.ir.types import TensorType, shape_str
+from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
@@ -90,6 +91,33 @@ class _Recurrent(OpDef):
         first = self.features(x)
         width = self.directions(attrs) * attrs.hidden_size
         return [first] + [width] * (attrs.num_layers - 1)
+
+    def channels(self, attrs: RecurrentAttrs, inputs: Sequence[TensorType]) -> Channels | None:
+        # Hidden units are pruned together in every layer and direction: each weight's
+        # gate blocks lose the same rows, the recurrent weights the same columns too.
+        directions = self.directions(attrs)
+        reading: dict[str, int] = {}
+        placed: list[tuple[str, int, int]] = []
+        for layer in range(attrs.num_layers):
+            for reverse in (False, True)[:directions]:
+                s = _suffix(layer, reverse)
+                if layer == 0:
+                    reading[f"weight_ih{s}"] = 1
+                else:  # reads the previous layer's output, one copy per direction
+                    placed.append((f"weight_ih{s}", 1, directions))
+                placed += [(f"weight_ih{s}", 0, self.gates), (f"weight_hh{s}", 0, self.gates)]
+                placed.append((f"weight_hh{s}", 1, 1))
+                if attrs.bias:
+                    placed += [(f"bias_ih{s}", 0, self.gates), (f"bias_hh{s}", 0, self.gates)]
+        return Channels(
+            "make",
+            axis=-1,
+            out_attr="hidden_size",
+            in_params=reading,
+            unit_params=tuple(placed),
+            out_copies=(directions,) + (1,) * (len(self.outputs) - 1),
+            state_inputs=tuple(range(1, len(inputs))),
+        )
 
     def params(
         self, attrs: RecurrentAttrs, inputs: Sequence[TensorType]

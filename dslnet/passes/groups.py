@@ -124,24 +124,27 @@ def analyse(graph: Graph) -> Groups:
     for name in graph.inputs:
         layouts[name] = None
     by_module: dict[str, Use] = {}  # first use of each module: shared layers tie
+    opaque: set[str] = set()  # modules also used by an op that says nothing of channels
     for node in graph.nodes:
         op, attrs = resolve_op(node)
         types = [graph.type_of(v) for v in node.inputs]
         rule = op.channels(attrs, types)
         ins = [layouts.get(v) for v in node.inputs]
         if rule is None:
+            opaque.add(node.module)
             for la in ins:
                 groups.pin(la)
             layouts.update({v: None for v in node.outputs})
             continue
         carried = [ins[i] for i in rule.inputs if i < len(ins)]
         for i, la in enumerate(ins):  # inputs the rule does not name cannot carry channels
-            if i not in rule.inputs:
+            if i not in rule.inputs and i not in rule.state_inputs:
                 groups.pin(la)
         rank = types[0].rank if types else 0
+        out_ranks = [graph.type_of(v).rank for v in node.outputs]
         if rule.kind == "make":
-            source = carried[0]
-            if source is not None and source.axis != rule.axis:
+            source = carried[0] if carried else None
+            if source is not None and source.axis != (rule.axis or 0) % max(rank, 1):
                 groups.pin(source)
                 source = None
             made = groups.new(int(getattr(attrs, rule.out_attr or "")))
@@ -150,9 +153,16 @@ def analyse(graph: Graph) -> Groups:
             if first is not use:  # a shared layer: one weight, so one set of units
                 groups.union(first.made or made, made)
                 groups.tie([first.layout, source])
-            out_axis = rule.out_axis if rule.out_axis is not None else rule.axis
-            out: Layout | None = Layout((out_axis or 0) % max(rank, 1), ((made, 1),))
+            out_axis = rule.out_axis if rule.out_axis is not None else (rule.axis or 0)
+            copies = rule.out_copies or (1,) * len(node.outputs)
+            for i in rule.state_inputs:  # an initial state holds the units themselves
+                if i < len(ins):
+                    state = Layout(out_axis % max(types[i].rank, 1), ((made, 1),))
+                    groups.tie([ins[i], state])
             groups.uses.append(use)
+            for v, r, c in zip(node.outputs, out_ranks, copies):
+                layouts[v] = Layout(out_axis % max(r, 1), ((made, 1),) * c)
+            continue
         elif rule.kind == "join":
             out = _join(groups, carried, rule.axis)
         else:
@@ -173,11 +183,16 @@ def analyse(graph: Graph) -> Groups:
                 segments = tuple((g, r * rule.repeat) for g, r in out.segments)
                 out = Layout(out.axis, segments)
             if out is not None and rule.out_axis is not None:
-                out = Layout(rule.out_axis, out.segments)
+                out = Layout(rule.out_axis % max(out_ranks[0], 1), out.segments)
         for v in node.outputs:
             layouts[v] = out
     for _, value in graph.outputs:
         groups.pin(layouts.get(value))
+    for use in groups.uses:  # its weights are read where the channels are unknown
+        if use.node.module in opaque:
+            groups.pin(use.layout)
+            if use.made is not None:
+                groups.pinned.add(groups.find(use.made))
     return groups
 
 

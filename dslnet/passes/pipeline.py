@@ -33,11 +33,12 @@ class Options:
     sparsity: float | None = None
     sparsity_scope: str = "layer"
 
-    def passes(self) -> list[Pass]:
+    def passes(self, graph: Graph | None = None) -> list[Pass]:
+        """The passes, in order; `graph`'s `@prune` annotations ask for pruning too."""
         found: list[Pass] = []
         if self.fold:
             found.append(Canonicalize())
-        if self.prune is not None or self.prune_ratios:
+        if self.prune is not None or self.prune_ratios or (graph and marked(graph, "prune")):
             if self.prune_scope not in ("layer", "global"):
                 raise PassError(f"prune scope must be 'layer' or 'global', got {self.prune_scope}")
             found.append(
@@ -56,6 +57,11 @@ class Options:
                 )
             )
         return found
+
+
+def marked(graph: Graph, mark: str) -> bool:
+    """Whether an annotation in the spec asks for `mark` on any node."""
+    return any(mark in node.marks for node in graph.nodes)
 
 
 @dataclass(frozen=True)
@@ -97,5 +103,5 @@ def optimize(
 ) -> Optimized:
     """Run the requested passes over `graph` with `weights` (fresh ones when None)."""
     values = init_weights(graph, seed) if weights is None else load_weights(weights, graph)
-    model, report = PassManager(options.passes()).run(Model(graph, values))
+    model, report = PassManager(options.passes(graph)).run(Model(graph, values))
     return Optimized(model.graph, dict(model.weights), report)

@@ -78,10 +78,15 @@ class StructuredPrune:
         return PassResult(Model(pruned, new_weights), True, notes)
 
     def _ratio_of(self, groups: Groups, root: int) -> float:
+        """A ratio given for a maker's module wins, then a `@prune(r)` in the spec."""
         makers = [u.node.module for u in _makers(groups, root)]
         for pattern, ratio in (self.ratios or {}).items():
             if any(_matches(m, [pattern]) for m in makers):
                 return ratio
+        for use in _makers(groups, root):
+            marked = use.node.marks.get("prune")
+            if isinstance(marked, float):
+                return marked
         return self.ratio
 
     def _scores(self, groups: Groups, root: int, weights: Mapping[str, Array]) -> Array:
@@ -99,19 +104,24 @@ class StructuredPrune:
             if scales:
                 return np.asarray(sum(scales), dtype=np.float64)
         power = 2 if self.criterion == "l2" else 1
-        total = np.zeros(groups.size[root])
+        size = groups.size[root]
+        total = np.zeros(size)
         for use in makers:
-            for role, axis in use.rule.out_params.items():
+            placed = [(role, axis, 1) for role, axis in use.rule.out_params.items()]
+            for role, axis, copies in [*placed, *use.rule.unit_params]:
                 name = use.node.param_name(role)
-                if name in weights and role != "bias":
+                if name in weights and not role.startswith("bias"):
                     w = np.moveaxis(np.abs(weights[name].astype(np.float64)), axis, 0)
-                    total += (w.reshape(w.shape[0], -1) ** power).mean(axis=1) ** (1 / power)
+                    # [copies * size, ...] -> one row of magnitudes per unit
+                    per_unit = np.swapaxes(w.reshape(copies, size, -1), 0, 1).reshape(size, -1)
+                    total += (per_unit**power).mean(axis=1) ** (1 / power)
         return total
 
     def _choose(self, groups: Groups, scores: Mapping[int, Array]) -> dict[int, Array]:
         """Kept channel indices (sorted) of each group that loses any."""
         counts: dict[int, int] = {}
-        if self.scope == "global" and not self.ratios:
+        overridden = self.ratios or any("prune" in u.node.marks for u in groups.uses)
+        if self.scope == "global" and not overridden:
             # Scores relative to their group's mean, so groups of any scale compare.
             relative = {root: s / (s.mean() or 1.0) for root, s in scores.items()}
             if relative:
@@ -163,6 +173,10 @@ def _rewrite(
             keep = kept[groups.find(use.made)]
             attrs[rule.out_attr or ""] = len(keep)
             _slice(new_weights, node, rule.out_params, keep, done)
+            size = groups.size[groups.find(use.made)]
+            for role, axis, copies in rule.unit_params:
+                laid = np.concatenate([keep + c * size for c in range(copies)])
+                _slice(new_weights, node, {role: axis}, laid, done)
         if groups.touched(use.layout, kept):
             assert use.layout is not None
             index = groups.indices(use.layout, kept)
