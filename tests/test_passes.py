@@ -175,6 +175,7 @@ network Net() {
     decoded, _h, _c = lstm(x, h, c, 5, num_layers=2, bidirectional=true)
     out z = decoded -> linear(3)
     out g = gat_conv(nodes, adj, 4, heads=3) -> elu -> linear(2)
+    out a = x -> multihead_attention(heads=3, causal=true)
 }
 """
 
@@ -198,18 +199,23 @@ def test_removing_dead_hidden_units_and_head_features_keeps_the_function() -> No
     weights["gat1.bias"][[h * 4 + 2 for h in range(3)]] = 0.0
     weights["gat1.att_src"][:, gat_dead] = 0.0
     weights["gat1.att_dst"][:, gat_dead] = 0.0
+    rows = [6 * part + 2 + i for part in range(3) for i in range(2)]  # head 1 in q, k, v
+    weights["attn1.in_proj_weight"][rows] = 0.0
+    weights["attn1.out_proj.weight"][:, [2, 3]] = 0.0
     feeds = _feeds(graph, 3)
     feeds["adj"] = (feeds["adj"] > 0).astype(np.float32) + np.eye(3, dtype=np.float32)
     before = _torch_outputs(graph, weights, feeds)
 
-    result = StructuredPrune(0.0, ratios={"lstm*": 0.4, "gat1": 0.25}).run(Model(graph, weights))
+    ratios = {"lstm*": 0.4, "gat1": 0.25, "attn1": 1 / 3}
+    result = StructuredPrune(0.0, ratios=ratios).run(Model(graph, weights))
     small = result.model
     attrs = {n.module: n.attrs for n in small.graph.nodes}
     assert attrs["lstm1"]["hidden_size"] == attrs["lstm2"]["hidden_size"] == 3
     assert attrs["gat1"]["features"] == 3
+    assert (attrs["attn1"]["heads"], attrs["attn1"]["head_dim"]) == (2, 2)
     _close(_torch_outputs(small.graph, small.weights, feeds), before, tol=1e-6)
     got = run_onnx(emit_onnx(small.graph, small.weights), feeds)
-    _close([got["z"], got["g"]], before, tol=1e-5)
+    _close([got["z"], got["g"], got["a"]], before, tol=1e-5)
 
 
 def test_residual_branches_share_one_channel_set() -> None:

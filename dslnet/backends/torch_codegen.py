@@ -99,9 +99,10 @@ class TorchCodegen:
     def generate(self, header: str = "") -> str:
         helpers = sorted(
             {
-                op.torch_helpers.strip()
+                part.strip()
                 for node in self.graph.nodes
-                if (op := registry.get(node.op)) is not None and op.torch_helpers
+                for part in self.helpers_of(node).split("\n\n\n")
+                if part.strip()
             }
         )
         # Block classes must not take the names of the ops' helper classes.
@@ -123,6 +124,12 @@ class TorchCodegen:
             pattern = re.compile(r"\b(" + "|".join(map(re.escape, renames)) + r")\b(?=\(|:)")
             text = pattern.sub(lambda m: renames[m.group(1)], text)
         return text
+
+    def helpers_of(self, node: Node) -> str:
+        op = registry.get(node.op)
+        assert op is not None
+        attrs = op.Attrs.model_validate(node.attrs, strict=False)
+        return op.torch_helpers_for(attrs, [self.graph.type_of(v) for v in node.inputs])
 
     # --- classes ---------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from dslnet.ir.symbolic import Dim, add, dims_equal, mul
 from dslnet.ir.types import DType, TensorType
+from dslnet.ops.channels import Channels, Placed
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
@@ -33,6 +34,52 @@ def _elements(shape: Sequence[Dim]) -> Dim:
     for d in shape:
         total = mul(total, d)
     return total
+
+
+_HEADS_ATTENTION = '''
+class HeadsAttention(nn.Module):
+    """nn.MultiheadAttention (batch first) whose heads are narrower than the model:
+    what is left after pruning heads. Same parameters, same call."""
+
+    def __init__(
+        self, embed_dim: int, heads: int, head_dim: int, dropout: float = 0.0, bias: bool = True
+    ) -> None:
+        super().__init__()
+        self.heads, self.head_dim, self.dropout = heads, head_dim, dropout
+        inner = heads * head_dim
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * inner, embed_dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * inner)) if bias else None
+        self.out_proj = nn.Linear(inner, embed_dim, bias=bias)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, None]:
+        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = (None,) * 3 if self.in_proj_bias is None else self.in_proj_bias.chunk(3)
+
+        def by_head(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+            y = F.linear(x, w, b)  # [N, L, heads * head_dim] -> [N, heads, L, head_dim]
+            return y.unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2)
+
+        q, k, v = by_head(query, w_q, b_q), by_head(key, w_k, b_k), by_head(value, w_v, b_v)
+        allowed = None  # true where a query may look
+        if attn_mask is not None:
+            allowed = ~attn_mask
+        if key_padding_mask is not None:
+            keep = ~key_padding_mask[:, None, None, :]
+            allowed = keep if allowed is None else allowed & keep
+        p = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
+        return self.out_proj(out.transpose(1, 2).flatten(2)), None
+'''
 
 
 def _attention_macs(queries: Sequence[Dim], keys: Dim, width: Dim, value_width: Dim) -> Dim:
@@ -169,6 +216,9 @@ class ScaledDotProductAttention(OpDef):
 
 class MHAAttrs(OpAttrs):
     heads: int = Field(gt=0, description="attention heads; must divide the width E")
+    head_dim: int | None = Field(
+        None, gt=0, description="width of each head; none: E / heads (pruned heads set it)"
+    )
     bias: bool = Field(True, description="learn biases of the input and output projections")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on attention weights")
     causal: bool = Field(False, description="each query position sees keys up to its own")
@@ -195,16 +245,35 @@ class MultiheadAttention(OpDef):
         "out y = multihead_attention(q, m, pad, heads=4)",
         "in x: float32[N, T, 4]\nin pad: bool[N, T]\n"
         "out y = multihead_attention(x, x, pad, heads=2, causal=true)",
+        "in q: float32[N, T, 6]\nin m: float32[N, 5, 6]\nin pad: bool[N, 5]\n"
+        "out y = multihead_attention(q, m, pad, heads=2, head_dim=2)",
     )
 
     def width(self, attrs: MHAAttrs, query: TensorType) -> int:
         width = need_static(query.shape[-1], "width E (last axis)", self.name, query)
-        if width % attrs.heads:
+        if attrs.head_dim is None and width % attrs.heads:
             raise ShapeError(
                 f"{self.name}: {attrs.heads} heads do not divide the width {width} of the "
                 f"query {query} ({width} % {attrs.heads} = {width % attrs.heads})"
             )
         return width
+
+    def head_width(self, attrs: MHAAttrs, query: TensorType) -> int:
+        return attrs.head_dim or self.width(attrs, query) // attrs.heads
+
+    def inner(self, attrs: MHAAttrs, query: TensorType) -> int:
+        """The width of the heads together: E, unless heads were pruned."""
+        return attrs.heads * self.head_width(attrs, query)
+
+    def channels(self, attrs: MHAAttrs, inputs: Sequence[TensorType]) -> Channels | None:
+        # A head is removed whole: its rows in each of q, k, v, its columns of out_proj.
+        head = self.head_width(attrs, inputs[0])
+        placed = [Placed("in_proj_weight", 0, 3, head), Placed("out_proj.weight", 1, 1, head)]
+        if attrs.bias:
+            placed.append(Placed("in_proj_bias", 0, 3, head))
+        return Channels(
+            "inner", out_attr="heads", unit_params=tuple(placed), set_attrs={"head_dim": head}
+        )
 
     def infer(self, attrs: MHAAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         query, *rest = inputs
@@ -236,11 +305,11 @@ class MultiheadAttention(OpDef):
         return (query,)
 
     def params(self, attrs: MHAAttrs, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
-        e = self.width(attrs, inputs[0])
-        shapes: dict[str, tuple[int, ...]] = {"in_proj_weight": (3 * e, e)}
+        e, inner = self.width(attrs, inputs[0]), self.inner(attrs, inputs[0])
+        shapes: dict[str, tuple[int, ...]] = {"in_proj_weight": (3 * inner, e)}
         if attrs.bias:
-            shapes["in_proj_bias"] = (3 * e,)
-        shapes["out_proj.weight"] = (e, e)
+            shapes["in_proj_bias"] = (3 * inner,)
+        shapes["out_proj.weight"] = (e, inner)
         if attrs.bias:
             shapes["out_proj.bias"] = (e,)
         return shapes
@@ -248,12 +317,12 @@ class MultiheadAttention(OpDef):
     def init_param(
         self, attrs: MHAAttrs, role: str, inputs: Sequence[TensorType], rng: np.random.Generator
     ) -> np.ndarray[Any, Any]:
-        e = self.width(attrs, inputs[0])
+        e, inner = self.width(attrs, inputs[0]), self.inner(attrs, inputs[0])
         shape = self.params(attrs, inputs)[role]
         if role == "in_proj_weight":  # torch: xavier_uniform over the packed [3E, E]
-            bound = np.sqrt(6.0 / (4 * e))
+            bound = np.sqrt(6.0 / (3 * inner + e))
         elif role == "out_proj.weight":  # torch: nn.Linear's default
-            bound = 1.0 / np.sqrt(e)
+            bound = 1.0 / np.sqrt(inner)
         else:
             return np.zeros(shape, dtype=np.float32)  # torch zeroes both biases
         return rng.uniform(-bound, bound, size=shape).astype(np.float32)
@@ -263,16 +332,23 @@ class MultiheadAttention(OpDef):
     ) -> Dim:
         query = inputs[0]
         memory = inputs[1] if len(inputs) > 1 else query
-        e = self.width(attrs, query)
+        e, inner = self.width(attrs, query), self.inner(attrs, query)
         queries, keys = _elements(query.shape[:-1]), _elements(memory.shape[:-1])
-        projections = mul(add(mul(queries, 2), mul(keys, 2)), e * e)  # q, out; k, v
-        return add(projections, _attention_macs(query.shape[:-1], memory.shape[1], e, e))
+        projections = mul(add(mul(queries, 2), mul(keys, 2)), e * inner)  # q, out; k, v
+        return add(projections, _attention_macs(query.shape[:-1], memory.shape[1], inner, inner))
 
     def torch_module(self, attrs: MHAAttrs, inputs: Sequence[TensorType]) -> str:
-        e = self.width(attrs, inputs[0])
+        e, head = self.width(attrs, inputs[0]), self.head_width(attrs, inputs[0])
         options = "" if attrs.dropout == 0.0 else f", dropout={attrs.dropout!r}"
         options += "" if attrs.bias else ", bias=False"
+        if attrs.heads * head != e:  # pruned heads: narrower than torch's module allows
+            return f"HeadsAttention({e}, {attrs.heads}, {head}{options})"
         return f"nn.MultiheadAttention({e}, {attrs.heads}{options}, batch_first=True)"
+
+    def torch_helpers_for(self, attrs: MHAAttrs, inputs: Sequence[TensorType]) -> str:
+        narrow = self.inner(attrs, inputs[0]) != self.width(attrs, inputs[0])
+        parts = [self.torch_helpers, _HEADS_ATTENTION] if narrow else [self.torch_helpers]
+        return "\n\n\n".join(part.strip() for part in parts)
 
     def torch_call(
         self, attrs: MHAAttrs, module: str, args: Sequence[str], inputs: Sequence[TensorType]
@@ -290,12 +366,13 @@ class MultiheadAttention(OpDef):
     def onnx(self, attrs: MHAAttrs, ctx: OnnxNodeContext) -> None:
         query, *rest = ctx.inputs
         memory = rest[0] if rest else query
-        e = self.width(attrs, ctx.input_types[0])
-        head = e // attrs.heads
+        e = self.inner(attrs, ctx.input_types[0])  # the heads' width, from here on
+        head = self.head_width(attrs, ctx.input_types[0])
 
         (w_t,) = ctx.add_node("Transpose", [ctx.param("in_proj_weight")], perm=(1, 0))
         bias = ctx.param("in_proj_bias") if attrs.bias else None
-        if ctx.ort_fused and memory == query:
+        narrow = e != self.width(attrs, ctx.input_types[0])
+        if ctx.ort_fused and memory == query and not narrow:
             self.ort_self_attention(attrs, ctx, w_t, bias, rest[1:])
             return
 

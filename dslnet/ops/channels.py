@@ -10,9 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
-Kind = Literal["make", "keep", "join"]
+Kind = Literal["make", "keep", "join", "inner"]
+
+
+class Placed(NamedTuple):
+    """A parameter axis indexed by an op's own units: `copies` runs of all the units
+    end to end (gate blocks, directions, q/k/v), each unit `repeat` consecutive entries
+    (the width of an attention head)."""
+
+    role: str
+    axis: int
+    copies: int = 1
+    repeat: int = 1
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,8 @@ class Channels:
             (activations, pooling, norms, elementwise arithmetic); `params` lie on the
             channel set, `count_attrs` hold its size.
         join: concatenation of the inputs' channels along `axis`.
+        inner: the op mixes its inputs' channels (they are pinned) but has units of its
+            own that never leave it (attention heads), `out_attr` of them.
     axis: the channel axis of the inputs (negative counts from the end); None for
         elementwise ops that keep any axis.
     out_axis: where the channels are in the output (None: where they were).
@@ -38,9 +51,10 @@ class Channels:
         by `affine(attrs, weights)`; it can fold into the layer that makes x.
     mixes: axes along which the op mixes entries (softmax's axis, layernorm's
         normalized axes): channels there are pinned.
-    unit_params: make: more parameter axes indexed by the new units, as (role, axis,
-        copies): the units laid `copies` times end to end (a recurrent layer's gate
-        blocks, a graph attention layer's heads, the input of its next layer).
+    unit_params: make, inner: more parameter axes indexed by the op's units (a recurrent
+        layer's gate blocks, a graph attention layer's heads, the input of its next
+        layer, the rows of each head in a q/k/v projection).
+    set_attrs: attributes to write when units are removed (a width they implied).
     out_copies: make: per output, how many times the units lie end to end on its
         channel axis (a bidirectional layer's two directions); 1 when not given.
     state_inputs: make: inputs whose channels are the new units themselves (a
@@ -59,7 +73,8 @@ class Channels:
     params: Mapping[str, int] = field(default_factory=dict)
     count_attrs: tuple[str, ...] = ()
     foldable_affine: bool = False
-    unit_params: tuple[tuple[str, int, int], ...] = ()
+    unit_params: tuple[Placed, ...] = ()
+    set_attrs: Mapping[str, Any] = field(default_factory=dict)
     out_copies: tuple[int, ...] = ()
     state_inputs: tuple[int, ...] = ()
 

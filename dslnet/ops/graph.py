@@ -19,7 +19,7 @@ from pydantic import Field
 
 from dslnet.ir.symbolic import Dim, add, dims_equal, mul
 from dslnet.ir.types import TensorType
-from dslnet.ops.channels import Channels, units
+from dslnet.ops.channels import Channels, Placed, units
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
@@ -201,9 +201,10 @@ class GATConv(_GraphLayer):
         # The features of every head are pruned together: feature f of head h is row
         # h*features + f of the projection.
         heads = attrs.heads if attrs.concat else 1
-        placed = [("linear.weight", 0, attrs.heads), ("att_src", 1, 1), ("att_dst", 1, 1)]
+        placed = [Placed("linear.weight", 0, attrs.heads), Placed("att_src", 1)]
+        placed.append(Placed("att_dst", 1))
         if attrs.bias:
-            placed.append(("bias", 0, heads))
+            placed.append(Placed("bias", 0, heads))
         return Channels(
             "make",
             axis=inputs[0].rank - 1,

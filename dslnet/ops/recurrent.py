@@ -16,7 +16,7 @@ from pydantic import Field
 
 from dslnet.ir.symbolic import Dim, dims_equal, mul
 from dslnet.ir.types import TensorType, shape_str
-from dslnet.ops.channels import Channels
+from dslnet.ops.channels import Channels, Placed
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
@@ -97,18 +97,19 @@ class _Recurrent(OpDef):
         # gate blocks lose the same rows, the recurrent weights the same columns too.
         directions = self.directions(attrs)
         reading: dict[str, int] = {}
-        placed: list[tuple[str, int, int]] = []
+        placed: list[Placed] = []
         for layer in range(attrs.num_layers):
             for reverse in (False, True)[:directions]:
                 s = _suffix(layer, reverse)
                 if layer == 0:
                     reading[f"weight_ih{s}"] = 1
                 else:  # reads the previous layer's output, one copy per direction
-                    placed.append((f"weight_ih{s}", 1, directions))
-                placed += [(f"weight_ih{s}", 0, self.gates), (f"weight_hh{s}", 0, self.gates)]
-                placed.append((f"weight_hh{s}", 1, 1))
+                    placed.append(Placed(f"weight_ih{s}", 1, directions))
+                placed += [Placed(f"weight_ih{s}", 0, self.gates)]
+                placed += [Placed(f"weight_hh{s}", 0, self.gates), Placed(f"weight_hh{s}", 1)]
                 if attrs.bias:
-                    placed += [(f"bias_ih{s}", 0, self.gates), (f"bias_hh{s}", 0, self.gates)]
+                    placed += [Placed(f"bias_ih{s}", 0, self.gates)]
+                    placed += [Placed(f"bias_hh{s}", 0, self.gates)]
         return Channels(
             "make",
             axis=-1,

@@ -69,6 +69,11 @@ class OpDef:
     # that behaves differently in training), written once at the top of the file.
     torch_helpers: ClassVar[str] = ""
 
+    def torch_helpers_for(self, attrs: Any, inputs: Sequence[TensorType]) -> str:
+        """The helper source one call needs (the class-wide helpers unless an op's
+        attributes call for more)."""
+        return self.torch_helpers
+
     def infer(self, attrs: Any, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         """Output types for these inputs; raise ShapeError with a clear reason."""
         raise NotImplementedError

@@ -163,6 +163,16 @@ def analyse(graph: Graph) -> Groups:
             for v, r, c in zip(node.outputs, out_ranks, copies):
                 layouts[v] = Layout(out_axis % max(r, 1), ((made, 1),) * c)
             continue
+        elif rule.kind == "inner":  # units of its own; its inputs' channels are mixed
+            for la in ins:
+                groups.pin(la)
+            made = groups.new(int(getattr(attrs, rule.out_attr or "")))
+            use = Use(node, rule, None, made)
+            first = by_module.setdefault(node.module, use)
+            if first is not use:
+                groups.union(first.made or made, made)
+            groups.uses.append(use)
+            out = None
         elif rule.kind == "join":
             out = _join(groups, carried, rule.axis)
         else:

@@ -17,8 +17,9 @@ from typing import Literal
 import numpy as np
 
 from dslnet.ir.graph import Graph, Node
+from dslnet.ops.channels import Placed
 from dslnet.passes.base import Array, Model, PassError, PassResult, with_nodes
-from dslnet.passes.groups import Groups, Use, analyse
+from dslnet.passes.groups import Groups, Layout, Use, analyse
 
 Criterion = Literal["l1", "l2", "bn"]
 Scorer = Callable[["GroupInfo", Mapping[str, Array]], Array]
@@ -107,12 +108,12 @@ class StructuredPrune:
         size = groups.size[root]
         total = np.zeros(size)
         for use in makers:
-            placed = [(role, axis, 1) for role, axis in use.rule.out_params.items()]
-            for role, axis, copies in [*placed, *use.rule.unit_params]:
+            placed = [Placed(role, axis) for role, axis in use.rule.out_params.items()]
+            for role, axis, copies, _ in [*placed, *use.rule.unit_params]:
                 name = use.node.param_name(role)
                 if name in weights and not role.startswith("bias"):
                     w = np.moveaxis(np.abs(weights[name].astype(np.float64)), axis, 0)
-                    # [copies * size, ...] -> one row of magnitudes per unit
+                    # [copies * size * repeat, ...] -> one row of magnitudes per unit
                     per_unit = np.swapaxes(w.reshape(copies, size, -1), 0, 1).reshape(size, -1)
                     total += (per_unit**power).mean(axis=1) ** (1 / power)
         return total
@@ -170,13 +171,13 @@ def _rewrite(
         node, rule = changed.get(use.node.name, use.node), use.rule
         attrs = dict(node.attrs)
         if use.made is not None and groups.find(use.made) in kept:
-            keep = kept[groups.find(use.made)]
-            attrs[rule.out_attr or ""] = len(keep)
-            _slice(new_weights, node, rule.out_params, keep, done)
-            size = groups.size[groups.find(use.made)]
-            for role, axis, copies in rule.unit_params:
-                laid = np.concatenate([keep + c * size for c in range(copies)])
-                _slice(new_weights, node, {role: axis}, laid, done)
+            root = groups.find(use.made)
+            attrs.update(rule.set_attrs)
+            attrs[rule.out_attr or ""] = len(kept[root])
+            _slice(new_weights, node, rule.out_params, kept[root], done)
+            for p in rule.unit_params:
+                laid = groups.indices(Layout(p.axis, ((root, p.repeat),) * p.copies), kept)
+                _slice(new_weights, node, {p.role: p.axis}, laid, done)
         if groups.touched(use.layout, kept):
             assert use.layout is not None
             index = groups.indices(use.layout, kept)
