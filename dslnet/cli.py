@@ -127,6 +127,51 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RATIO",
         help="zero this fraction of weights by magnitude (smaller files, not faster)",
     )
+    reduce.add_argument(
+        "--lowrank",
+        type=float,
+        metavar="ENERGY",
+        help="factorise dense and conv layers, keeping this share of each weight's "
+        "singular-value energy (e.g. 0.9)",
+    )
+    reduce.add_argument(
+        "--lowrank-rank",
+        type=_rank,
+        metavar="R",
+        help="factorise at this rank instead (an int, or a fraction of each full rank)",
+    )
+    reduce.add_argument(
+        "--lowrank-exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="modules (glob) that stay whole (repeatable)",
+    )
+    reduce.add_argument(
+        "--quantize",
+        choices=["fp16", "int8-dynamic", "int8-static"],
+        help="quantize the ONNX model (with --emit onnx); the drift and latency against "
+        "float32 are reported, with a warning when it is not faster",
+    )
+    reduce.add_argument(
+        "--calibrate",
+        metavar="FILE",
+        help="calibration inputs for int8-static: .npy (one input) or .npz (by input "
+        "name); default: generated inputs",
+    )
+    reduce.add_argument(
+        "--calibration-method",
+        choices=["minmax", "percentile", "entropy"],
+        default="minmax",
+        help="how int8-static chooses each activation's range",
+    )
+    reduce.add_argument(
+        "--calibration-samples",
+        type=int,
+        default=32,
+        metavar="N",
+        help="calibration batches to use (default 32)",
+    )
     reduce.add_argument("--report", action="store_true", help="print what each pass did")
     limits(comp)
     return parser
@@ -236,6 +281,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise UsageError("--weights goes with --emit onnx or a reduction flag")
     if args.weights and not Path(args.weights).is_file():
         raise UsageError(f"no such weights file: {args.weights}")
+    if args.quantize and args.emit != "onnx":
+        raise UsageError("--quantize makes an ONNX model: use it with --emit onnx -o FILE")
+    if args.quantize and args.onnx_functions:
+        raise UsageError("--quantize rewrites the inlined graph: leave out --onnx-functions")
+    if args.calibrate and args.quantize != "int8-static":
+        raise UsageError("--calibrate goes with --quantize int8-static")
+    if args.calibrate and not Path(args.calibrate).is_file():
+        raise UsageError(f"no such calibration file: {args.calibrate}")
     from dslnet.passes.pipeline import marked
 
     sidecar: bytes | None = None  # reduced weights beside a torch source
@@ -244,7 +297,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     else:
         network = pick_network(program, args.network)
         graph = program.ir(network, **parse_overrides(program, network, args.set))
-        weights = args.weights
+        weights, reduced = args.weights, None
         if _reducing(args) or args.emit == "ir-opt" or marked(graph, "prune"):
             reduced = _reduce(graph, args)
             graph, weights = reduced.graph, reduced.weights
@@ -252,7 +305,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                 from safetensors.numpy import save
 
                 sidecar = save(dict(weights))
-        data = _emit(graph, args, weights)
+        data = _quantized(reduced, args) if args.quantize else _emit(graph, args, weights)
     if args.output:
         if sidecar is not None:
             write_atomic(Path(args.output).with_suffix(".safetensors"), sidecar)
@@ -263,7 +316,19 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _reducing(args: argparse.Namespace) -> bool:
-    return bool(args.fold or args.prune is not None or args.sparsity is not None)
+    asked = (args.prune, args.sparsity, args.lowrank, args.lowrank_rank)
+    return bool(args.fold or args.quantize or any(a is not None for a in asked))
+
+
+def _rank(text: str) -> int | float:
+    """`--lowrank-rank`: 64 is a rank, 0.25 a fraction of each layer's full rank."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a rank: {text!r}") from None
 
 
 def _reduce(graph: Any, args: argparse.Namespace) -> Any:
@@ -279,6 +344,13 @@ def _reduce(graph: Any, args: argparse.Namespace) -> Any:
         prune_scope=args.prune_scope,
         exclude=args.prune_exclude,
         sparsity=args.sparsity,
+        lowrank=args.lowrank,
+        lowrank_rank=args.lowrank_rank,
+        lowrank_exclude=args.lowrank_exclude,
+        quantize=args.quantize,
+        calibrate=args.calibrate,
+        calibration_method=args.calibration_method,
+        calibration_samples=args.calibration_samples,
     )
     try:
         reduced = optimize(graph, options, args.weights)
@@ -289,6 +361,19 @@ def _reduce(graph: Any, args: argparse.Namespace) -> Any:
     if args.report:
         print(reduced.report.render(), end="", file=sys.stderr)
     return reduced
+
+
+def _quantized(reduced: Any, args: argparse.Namespace) -> bytes:
+    """The quantized ONNX model; its drift and latency report goes to stderr."""
+    from dslnet.passes.quantize import QuantizeError
+
+    try:
+        model, report = reduced.quantization(opset=args.opset, ort_fused=args.ort_fused)
+    except QuantizeError as err:
+        raise UsageError(str(err)) from None
+    print(f"quantized ({args.quantize}):\n{report.render()}", file=sys.stderr)
+    data: bytes = model.SerializeToString()
+    return data
 
 
 def _emit(graph: Any, args: argparse.Namespace, weights: Any) -> bytes:

@@ -80,3 +80,18 @@ def test_freeze_turns_off_gradients_of_the_frozen_layer_only() -> None:
     module = prog.torch("Net")
     frozen = {n for n, p in module.named_parameters() if not p.requires_grad}
     assert frozen == {"head1.fc.weight", "head1.fc.bias"}
+
+
+@pytest.mark.parametrize("mode", ["int8-dynamic", "int8-static", "fp16"])
+def test_quantize_skip_keeps_the_marked_layer_in_float32(mode: str) -> None:
+    model = _program().optimize("Net", quantize=mode, calibration_samples=2).onnx()
+    float32 = 1  # onnx.TensorProto.FLOAT
+
+    def quantized(layer: str) -> bool:
+        """Whether the layer's weights left float32 or it feeds quantize ops."""
+        mine = [t for t in model.graph.initializer if t.name.startswith(layer)]
+        ops = [n.op_type for n in model.graph.node if n.name.startswith(layer + "/")]
+        return any(t.data_type != float32 for t in mine) or any("Quant" in o for o in ops)
+
+    assert not quantized("head1.fc")
+    assert quantized("body1.linear1")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -275,6 +276,31 @@ def test_cli_reduces_and_writes_weights_beside_the_source(
     assert "network MNISTNet" in capsys.readouterr().out
     assert main(["compile", spec, "--prune", "1.5"]) == 2
     assert "ratio" in capsys.readouterr().err
+
+
+def test_cli_quantizes_with_calibration_data_and_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = str(ROOT / "specs" / "mnist.net")
+    data = tmp_path / "calib.npz"
+    np.savez(data, x=np.random.default_rng(0).normal(size=(8, 1, 28, 28)).astype(np.float32))
+    out = tmp_path / "q.onnx"
+    args = ["compile", spec, "--emit", "onnx", "-o", str(out), "--fold"]
+    assert main([*args, "--quantize", "int8-static", "--calibrate", str(data)]) == 0
+    report = capsys.readouterr().err
+    assert "top-1 agreement" in report and "latency" in report
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # Wrong data, wrong combinations: usage errors, and the old output stays.
+    before = out.read_bytes()
+    np.savez(data, y=np.zeros((2, 3), dtype=np.float32))
+    assert main([*args, "--quantize", "int8-static", "--calibrate", str(data)]) == 2
+    assert "calib.npz" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main(["compile", spec, "--quantize", "fp16"]) == 2
+    assert "--emit onnx" in capsys.readouterr().err
+    assert main([*args, "--quantize", "fp16", "--calibrate", str(data)]) == 2
+    assert "int8-static" in capsys.readouterr().err
 
 
 def test_sparsity_zeroes_weights_and_says_it_is_not_faster() -> None:

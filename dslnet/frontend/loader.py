@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from dslnet.diagnostics import CompileError, Diagnostic, Diagnostics, Note, SourceMap, Span
 from dslnet.frontend import ast
@@ -19,6 +19,9 @@ from dslnet.frontend.resolve import check_block, check_recursion
 from dslnet.frontend.values import Callee, is_poison
 from dslnet.ir.graph import Graph
 from dslnet.ops import registry
+
+if TYPE_CHECKING:  # the passes load numpy and the backends: only when optimizing
+    from dslnet.passes.pipeline import Method, Quantization
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -202,6 +205,12 @@ class Program:
         prune_ratios: Mapping[str, float] | None = None,
         exclude: Sequence[str] = (),
         sparsity: float | None = None,
+        lowrank: float | None = None,
+        lowrank_rank: int | float | None = None,
+        quantize: Quantization | None = None,
+        calibrate: str | Path | None = None,
+        calibration_method: Method = "minmax",
+        calibration_samples: int = 32,
         seed: int = 0,
         **params: Any,
     ) -> Any:
@@ -216,6 +225,15 @@ class Program:
             `layer4.*`), over `prune` and over `@prune(r)` annotations in the spec;
             exclude: module patterns whose output units stay.
         sparsity: the fraction of weights to zero by magnitude (shapes unchanged).
+        lowrank: factorise dense and conv layers keeping this share of each weight's
+            singular-value energy; lowrank_rank: or at this rank (an int, or a fraction
+            of each layer's full rank).
+        quantize: "fp16", "int8-dynamic" or "int8-static": what `.onnx()` gives;
+            `.quantization()` also reports drift and latency against float32.
+            int8-static calibrates on `calibrate` (.npy / .npz; generated inputs when
+            None), `calibration_samples` batches, ranges by `calibration_method`
+            ("minmax", "percentile", "entropy").
+        Layers marked `@prune(r)` / `@quantize(skip)` in the spec get what they ask.
         """
         from dslnet.passes.pipeline import Options, optimize
 
@@ -227,6 +245,12 @@ class Program:
             prune_ratios=dict(prune_ratios or {}),
             exclude=exclude,
             sparsity=sparsity,
+            lowrank=lowrank,
+            lowrank_rank=lowrank_rank,
+            quantize=quantize,
+            calibrate=calibrate,
+            calibration_method=calibration_method,
+            calibration_samples=calibration_samples,
         )
         return optimize(self.ir(network, **params), options, weights, seed)
 

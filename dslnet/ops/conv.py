@@ -16,6 +16,7 @@ from pydantic import Field
 from dslnet.ir.symbolic import Dim, add, mul, sub
 from dslnet.ir.types import TensorType
 from dslnet.ops.channels import Channels, units
+from dslnet.ops.factoring import Factoring
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
 from dslnet.ops.registry import OpDef, ShapeError, need_static, register
 from dslnet.ops.window import (
@@ -171,6 +172,9 @@ def _keywords(attrs: Any, spatial: int, *names: str) -> list[str]:
 
 
 class _Conv(_ConvBase):
+    def factoring(self, attrs: ConvAttrs, rank: int) -> Factoring | None:
+        return _factoring(self.name, self.spatial, attrs, rank, out_axis=0)
+
     def weight_shape(self, attrs: ConvAttrs, in_channels: int) -> tuple[int, ...]:
         return (attrs.out_channels, in_channels // attrs.groups, *self.kernel(attrs))
 
@@ -239,6 +243,9 @@ class _Conv(_ConvBase):
 
 
 class _ConvTranspose(_ConvBase):
+    def factoring(self, attrs: ConvTransposeAttrs, rank: int) -> Factoring | None:
+        return _factoring(self.name, self.spatial, attrs, rank, out_axis=1)
+
     def weight_shape(self, attrs: ConvTransposeAttrs, in_channels: int) -> tuple[int, ...]:
         return (in_channels, attrs.out_channels // attrs.groups, *self.kernel(attrs))
 
@@ -303,6 +310,17 @@ class _ConvTranspose(_ConvBase):
             group=attrs.groups,
             **optional,
         )
+
+
+def _factoring(
+    op: str, spatial: int, attrs: ConvAttrs | ConvTransposeAttrs, rank: int, out_axis: int
+) -> Factoring | None:
+    """The same window making `rank` channels, then a 1x1 convolution to the outputs."""
+    if attrs.groups != 1:  # the blocks of a grouped weight do not form one matrix
+        return None
+    first = {**attrs.model_dump(), "out_channels": rank, "bias": False}
+    second = {"out_channels": attrs.out_channels, "kernel_size": 1, "bias": attrs.bias}
+    return Factoring((op, first), (f"conv{spatial}d", second), out_axis)
 
 
 @register

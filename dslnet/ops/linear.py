@@ -11,6 +11,7 @@ from pydantic import Field
 from dslnet.ir.symbolic import Dim, mul
 from dslnet.ir.types import TensorType
 from dslnet.ops.channels import Channels, units
+from dslnet.ops.factoring import Factoring
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
@@ -34,6 +35,10 @@ class Linear(OpDef):
     def channels(self, attrs: LinearAttrs, inputs: Sequence[TensorType]) -> Channels | None:
         rank = inputs[0].rank
         return units(rank - 1, "features")
+
+    def factoring(self, attrs: LinearAttrs, rank: int) -> Factoring | None:
+        first = {**attrs.model_dump(), "features": rank, "bias": False}
+        return Factoring(("linear", first), ("linear", attrs.model_dump()))
 
     def infer(self, attrs: LinearAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = inputs

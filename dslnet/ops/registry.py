@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from dslnet.ir.symbolic import Dim, SymExpr
 from dslnet.ir.types import DType, TensorType
 from dslnet.ops.channels import Channels
+from dslnet.ops.factoring import Factoring
 from dslnet.ops.lowering import OnnxNodeContext
 
 
@@ -68,6 +69,11 @@ class OpDef:
     # Source of small nn.Module classes the generated code needs for this op (e.g. one
     # that behaves differently in training), written once at the top of the file.
     torch_helpers: ClassVar[str] = ""
+
+    def factoring(self, attrs: Any, rank: int) -> Factoring | None:
+        """The two thinner layers this call becomes at `rank` (dslnet.ops.factoring),
+        or None when it cannot be factorised."""
+        return None
 
     def torch_helpers_for(self, attrs: Any, inputs: Sequence[TensorType]) -> str:
         """The helper source one call needs (the class-wide helpers unless an op's

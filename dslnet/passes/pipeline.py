@@ -1,23 +1,36 @@
-"""Reduction requests (CLI flags, `prog.optimize` arguments) as a list of passes.
+"""Reduction requests (CLI flags, `prog.optimize` arguments, spec annotations) as a
+list of passes.
 
 The order is fixed because it is the order that works: fold first (pruning
 then sees the folded scales), then structured pruning, low-rank factorisation,
-and unstructured sparsity last (it only zeroes what is left).
+and unstructured sparsity last (it only zeroes what is left). Quantization comes
+after all of them, on the emitted ONNX model (`Optimized.onnx`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from dslnet.backends.weights import WeightsSource, init_weights, load_weights
 from dslnet.ir.graph import Graph
 from dslnet.passes.base import Array, Model, Pass, PassError
 from dslnet.passes.canonicalize import Canonicalize
+from dslnet.passes.lowrank import LowRank
 from dslnet.passes.manager import PassManager, Report
 from dslnet.passes.prune import Criterion, Scorer, StructuredPrune
 from dslnet.passes.sparsity import MagnitudeSparsity
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
+
+    from dslnet.passes.quantize import QuantReport
+
+Quantization = Literal["fp16", "int8-dynamic", "int8-static"]
+Method = Literal["minmax", "percentile", "entropy"]
+QUANTIZATIONS: tuple[Quantization, ...] = ("fp16", "int8-dynamic", "int8-static")
 
 
 @dataclass(frozen=True)
@@ -30,8 +43,15 @@ class Options:
     prune_scope: str = "layer"
     prune_ratios: Mapping[str, float] = field(default_factory=dict)
     exclude: Sequence[str] = ()
+    lowrank: float | None = None  # kept energy of the singular values, in (0, 1]
+    lowrank_rank: int | float | None = None  # or a rank (a fraction of the full rank)
+    lowrank_exclude: Sequence[str] = ()
     sparsity: float | None = None
     sparsity_scope: str = "layer"
+    quantize: Quantization | None = None
+    calibrate: str | Path | None = None  # .npy / .npz; None: generated inputs
+    calibration_method: Method = "minmax"
+    calibration_samples: int = 32
 
     def passes(self, graph: Graph | None = None) -> list[Pass]:
         """The passes, in order; `graph`'s `@prune` annotations ask for pruning too."""
@@ -49,6 +69,10 @@ class Options:
                     dict(self.prune_ratios),
                     tuple(self.exclude),
                 )
+            )
+        if self.lowrank is not None or self.lowrank_rank is not None:
+            found.append(
+                LowRank(self.lowrank_rank, self.lowrank, exclude=tuple(self.lowrank_exclude))
             )
         if self.sparsity is not None:
             found.append(
@@ -71,6 +95,7 @@ class Optimized:
     graph: Graph
     weights: Mapping[str, Array]
     report: Report
+    options: Options = field(default_factory=Options)
 
     def state_dict(self) -> dict[str, Any]:
         """The weights as torch tensors, keyed as the generated module's state_dict."""
@@ -91,11 +116,58 @@ class Optimized:
         module.load_state_dict(self.state_dict())
         return module
 
-    def onnx(self, **options: Any) -> Any:
-        """The reduced ONNX model (options as for `Program.onnx`)."""
+    def onnx(self, **options: Any) -> ModelProto:
+        """The reduced ONNX model (options as for `Program.onnx`), quantized when asked."""
+        return self.quantized(self.float_onnx(**options))
+
+    def float_onnx(self, **options: Any) -> ModelProto:
+        """The reduced ONNX model in float32, before any quantization."""
         from dslnet.backends.onnx_emit import emit_onnx
 
+        if self.options.quantize and options.get("functions"):
+            raise PassError("quantization rewrites the inlined graph: leave out ONNX functions")
         return emit_onnx(self.graph, self.weights, **options)
+
+    def quantized(
+        self, model: ModelProto, calibration: list[dict[str, Array]] | None = None
+    ) -> ModelProto:
+        """`model` (this network's float32 ONNX) quantized as the options ask; layers
+        marked `@quantize(skip)` stay float32. int8-static calibrates on `calibration`
+        (default: the options' file, else generated inputs)."""
+        from dslnet.passes import quantize as q
+
+        mode = self.options.quantize
+        skip = {node.name for node in self.graph.nodes if node.marks.get("quantize") == "skip"}
+        if mode is None:
+            return model
+        if mode == "fp16":
+            return q.to_fp16(model, skip=skip)
+        if mode == "int8-dynamic":
+            return q.quantize_dynamic_int8(model, skip=skip)
+        feeds = self.calibration(model) if calibration is None else calibration
+        method = self.options.calibration_method
+        return q.quantize_static_int8(model, feeds, method=method, skip=skip)
+
+    def calibration(self, model: ModelProto) -> list[dict[str, Array]]:
+        """The calibration inputs: the options' file, else generated ones."""
+        from dslnet.passes.quantize import load_calibration
+
+        return load_calibration(
+            self.options.calibrate, model, count=self.options.calibration_samples
+        )
+
+    def quantization(
+        self, threads: int | None = None, **options: Any
+    ) -> tuple[ModelProto, QuantReport]:
+        """The quantized ONNX model and its report: output drift on the calibration
+        inputs and the ORT CPU latency against float32 (`.render()` warns when it is
+        not faster)."""
+        from dslnet.passes.quantize import measure
+
+        fp32 = self.float_onnx(**options)
+        feeds = self.calibration(fp32)
+        model = self.quantized(fp32, feeds)
+        return model, measure(fp32, model, feeds, threads=threads)
 
 
 def optimize(
@@ -103,5 +175,9 @@ def optimize(
 ) -> Optimized:
     """Run the requested passes over `graph` with `weights` (fresh ones when None)."""
     values = init_weights(graph, seed) if weights is None else load_weights(weights, graph)
+    if options.quantize is not None and options.quantize not in QUANTIZATIONS:
+        raise PassError(
+            f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {options.quantize}"
+        )
     model, report = PassManager(options.passes(graph)).run(Model(graph, values))
-    return Optimized(model.graph, dict(model.weights), report)
+    return Optimized(model.graph, dict(model.weights), report, options)
