@@ -52,3 +52,28 @@ def random_inputs(
     """One array per network input, in input order."""
     rng = np.random.default_rng(seed)
     return {v: random_input(graph.type_of(v), sizes, rng) for v in graph.inputs}
+
+
+def torch_outputs(
+    graph: Graph, weights: Mapping[str, np.ndarray[Any, Any]], feeds: Mapping[str, Any]
+) -> list[np.ndarray[Any, Any]]:
+    """The generated module's outputs (eval mode) with these weights, as arrays."""
+    import torch
+
+    from dslnet.backends.torch_codegen import build_module
+
+    module = build_module(graph)
+    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+    module.eval()
+    with torch.no_grad():
+        out = module(*(torch.from_numpy(feeds[v]) for v in graph.inputs))
+    return [t.numpy() for t in ([out] if isinstance(out, torch.Tensor) else out)]
+
+
+def assert_close(
+    got: list[np.ndarray[Any, Any]], want: list[np.ndarray[Any, Any]], tol: float = 1e-4
+) -> None:
+    """Each output within `tol`, relative to its largest magnitude when that is over 1."""
+    for g, w in zip(got, want, strict=True):
+        scale = max(1.0, float(np.abs(w).max()))
+        np.testing.assert_allclose(g, w, atol=tol * scale, rtol=0)

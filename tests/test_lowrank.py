@@ -13,7 +13,7 @@ import torch
 
 import dslnet
 from dslnet.backends.onnx_emit import run_onnx
-from dslnet.backends.torch_codegen import build_module, generate_torch
+from dslnet.backends.torch_codegen import generate_torch
 from dslnet.backends.weights import init_weights
 from dslnet.ir.graph import Graph
 from dslnet.ir.verifier import verify
@@ -21,7 +21,7 @@ from dslnet.passes.base import Model, PassError, check_weights
 from dslnet.passes.lowrank import LowRank
 from dslnet.passes.manager import PassManager
 from dslnet.passes.pipeline import Optimized
-from dslnet.testing import input_symbols, random_inputs
+from dslnet.testing import assert_close, input_symbols, random_inputs, torch_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 Array = np.ndarray[Any, Any]
@@ -71,23 +71,9 @@ CASES = [
 # The layers whose ops say how to factorise them (OpDef.factoring).
 FACTORISABLE = {"linear", *(f"conv{t}{n}d" for t in ("", "_transpose") for n in (1, 2, 3))}
 
+
 def _feeds(graph: Graph, size: int = 2) -> dict[str, Array]:
     return random_inputs(graph, dict.fromkeys(input_symbols(graph), size))
-
-
-def _torch_outputs(graph: Graph, weights: Mapping[str, Array], feeds: dict[str, Array]) -> Any:
-    module = build_module(graph)
-    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
-    module.eval()
-    with torch.no_grad():
-        out = module(*(torch.from_numpy(feeds[v]) for v in graph.inputs))
-    return [t.numpy() for t in ([out] if isinstance(out, torch.Tensor) else out)]
-
-
-def _close(got: list[Array], want: list[Array], tol: float = 1e-4) -> None:
-    for g, w in zip(got, want, strict=True):
-        scale = max(1.0, float(np.abs(w).max()))
-        np.testing.assert_allclose(g, w, atol=tol * scale, rtol=0)
 
 
 def _run(graph: Graph, weights: Mapping[str, Array], lowrank: LowRank) -> Optimized:
@@ -102,7 +88,7 @@ def _torch_and_ort_agree(small: Optimized, feeds: dict[str, Array]) -> list[Arra
         out = module(*(torch.from_numpy(feeds[v]) for v in small.graph.inputs))
     want = [t.numpy() for t in ([out] if isinstance(out, torch.Tensor) else out)]
     got = run_onnx(small.onnx(), feeds)
-    _close([got[name] for name, _ in small.graph.outputs], want)
+    assert_close([got[name] for name, _ in small.graph.outputs], want)
     return want
 
 
@@ -154,9 +140,9 @@ def test_every_spec(spec: Path, network: str) -> None:
     # At the weights' own rank the factorisation is exact.
     feeds = _feeds(graph)
     low = _of_rank(graph, weights, 4)
-    before = _torch_outputs(graph, low, feeds)
+    before = torch_outputs(graph, low, feeds)
     exact = _run(graph, low, LowRank(energy=1.0, exclude=exclude))
-    _close(_torch_and_ort_agree(exact, feeds), before)
+    assert_close(_torch_and_ort_agree(exact, feeds), before)
     factorised = any(n.module.endswith("_up") for n in exact.graph.nodes)
     assert exact.graph.num_parameters < graph.num_parameters or not factorised
     # A truncation changes the function, but both backends still agree.
@@ -202,11 +188,11 @@ def test_factorising_at_the_weights_rank_keeps_the_function(source: str, network
     graph = dslnet.loads(source, filename="net.net").ir(network)
     weights = _of_rank(graph, init_weights(graph), 3)
     feeds = _feeds(graph, 3)
-    before = _torch_outputs(graph, weights, feeds)
+    before = torch_outputs(graph, weights, feeds)
     for lowrank in (LowRank(energy=1.0), LowRank(rank=3)):
         small = _run(graph, weights, lowrank)
         assert small.graph.num_parameters < graph.num_parameters
-        _close(_torch_and_ort_agree(small, feeds), before)
+        assert_close(_torch_and_ort_agree(small, feeds), before)
     # Truncated (fresh weights have no low rank): another function, in both backends.
     for lowrank in (LowRank(rank=0.5), LowRank(energy=0.9, keep_heads=False)):
         _torch_and_ort_agree(_run(graph, init_weights(graph), lowrank), feeds)

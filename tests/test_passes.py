@@ -9,11 +9,9 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-import torch
 
 import dslnet
 from dslnet.backends.onnx_emit import emit_onnx, run_onnx
-from dslnet.backends.torch_codegen import build_module
 from dslnet.backends.weights import init_weights
 from dslnet.cli import main
 from dslnet.ir.graph import Graph
@@ -22,7 +20,7 @@ from dslnet.passes.base import Model, PassError, check_weights
 from dslnet.passes.canonicalize import Canonicalize
 from dslnet.passes.groups import analyse
 from dslnet.passes.prune import StructuredPrune
-from dslnet.testing import input_symbols, random_inputs
+from dslnet.testing import assert_close, input_symbols, random_inputs, torch_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [
@@ -38,23 +36,6 @@ Array = np.ndarray[Any, Any]
 
 def _feeds(graph: Graph, size: int, seed: int = 0) -> dict[str, Array]:
     return random_inputs(graph, dict.fromkeys(input_symbols(graph), size), seed)
-
-
-def _torch_outputs(
-    graph: Graph, weights: Mapping[str, Array], feeds: dict[str, Array]
-) -> list[Array]:
-    module = build_module(graph)
-    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
-    module.eval()
-    with torch.no_grad():
-        out = module(*(torch.from_numpy(feeds[v]) for v in graph.inputs))
-    return [t.numpy() for t in ([out] if isinstance(out, torch.Tensor) else out)]
-
-
-def _close(got: list[Array], want: list[Array], tol: float = 1e-4) -> None:
-    for g, w in zip(got, want, strict=True):
-        scale = max(1.0, float(np.abs(w).max()))
-        np.testing.assert_allclose(g, w, atol=tol * scale, rtol=0)
 
 
 def _with_live_norms(graph: Graph, seed: int = 1) -> dict[str, Array]:
@@ -79,8 +60,8 @@ def test_folding_keeps_the_function(spec: Path, network: str) -> None:
     verify(folded.graph)
     check_weights(folded.graph, folded.weights)
     feeds = _feeds(graph, 2)
-    _close(
-        _torch_outputs(folded.graph, folded.weights, feeds), _torch_outputs(graph, weights, feeds)
+    assert_close(
+        torch_outputs(folded.graph, folded.weights, feeds), torch_outputs(graph, weights, feeds)
     )
 
 
@@ -96,9 +77,9 @@ def test_structured_pruning_shrinks_and_keeps_parity(spec: Path, network: str) -
             assert pruned.graph.num_parameters < graph.num_parameters
         if ratio == 0.5:
             feeds = _feeds(pruned.graph, 2)
-            expected = _torch_outputs(pruned.graph, pruned.weights, feeds)
+            expected = torch_outputs(pruned.graph, pruned.weights, feeds)
             got = run_onnx(emit_onnx(pruned.graph, pruned.weights), feeds)
-            _close([got[name] for name, _ in pruned.graph.outputs], expected)
+            assert_close([got[name] for name, _ in pruned.graph.outputs], expected)
 
 
 def test_pruning_nothing_is_the_identity() -> None:
@@ -145,7 +126,7 @@ def test_removing_dead_channels_keeps_the_function_exactly() -> None:
                 for role in ("weight", "bias"):
                     weights[f"{module}.{role}"][dead[index]] = 0.0
     feeds = _feeds(graph, 2)
-    before = _torch_outputs(graph, weights, feeds)
+    before = torch_outputs(graph, weights, feeds)
 
     def zero_first(info: Any, w: Mapping[str, Array]) -> Array:
         scores = np.zeros(info.size)
@@ -162,9 +143,9 @@ def test_removing_dead_channels_keeps_the_function_exactly() -> None:
     result = StructuredPrune(0.0, criterion=zero_first, ratios=kept).run(Model(graph, weights))
     small = result.model
     assert small.graph.num_parameters < graph.num_parameters
-    _close(_torch_outputs(small.graph, small.weights, feeds), before, tol=1e-6)
+    assert_close(torch_outputs(small.graph, small.weights, feeds), before, tol=1e-6)
     got = run_onnx(emit_onnx(small.graph, small.weights), feeds)
-    _close([got["y"]], before, tol=1e-5)
+    assert_close([got["y"]], before, tol=1e-5)
 
 
 RECURRENT = """
@@ -205,7 +186,7 @@ def test_removing_dead_hidden_units_and_head_features_keeps_the_function() -> No
     weights["attn1.out_proj.weight"][:, [2, 3]] = 0.0
     feeds = _feeds(graph, 3)
     feeds["adj"] = (feeds["adj"] > 0).astype(np.float32) + np.eye(3, dtype=np.float32)
-    before = _torch_outputs(graph, weights, feeds)
+    before = torch_outputs(graph, weights, feeds)
 
     ratios = {"lstm*": 0.4, "gat1": 0.25, "attn1": 1 / 3}
     result = StructuredPrune(0.0, ratios=ratios).run(Model(graph, weights))
@@ -214,9 +195,9 @@ def test_removing_dead_hidden_units_and_head_features_keeps_the_function() -> No
     assert attrs["lstm1"]["hidden_size"] == attrs["lstm2"]["hidden_size"] == 3
     assert attrs["gat1"]["features"] == 3
     assert (attrs["attn1"]["heads"], attrs["attn1"]["head_dim"]) == (2, 2)
-    _close(_torch_outputs(small.graph, small.weights, feeds), before, tol=1e-6)
+    assert_close(torch_outputs(small.graph, small.weights, feeds), before, tol=1e-6)
     got = run_onnx(emit_onnx(small.graph, small.weights), feeds)
-    _close([got["z"], got["g"], got["a"]], before, tol=1e-5)
+    assert_close([got["z"], got["g"], got["a"]], before, tol=1e-5)
 
 
 def test_residual_branches_share_one_channel_set() -> None:
