@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/backends.py --spec specs/resnet.net --network ResNet18 --batches 1 16 --number 10
 	$(BIN)/python bench/gpt.py
 	$(BIN)/python bench/prune.py
+	$(BIN)/python bench/quantize.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -137,7 +137,7 @@ class Optimized:
         from dslnet.passes import quantize as q
 
         mode = self.options.quantize
-        skip = {node.name for node in self.graph.nodes if node.marks.get("quantize") == "skip"}
+        skip = q.marked_skip(self.graph)
         if mode is None:
             return model
         if mode == "fp16":

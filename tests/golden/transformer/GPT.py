@@ -77,6 +77,7 @@ class GPT(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.tok = nn.Embedding(1000, 256)
+        nn.init.normal_(self.tok.weight, 0.0, 0.02)
         self.positions1 = LearnedPositions(256, 256)
         self.dropout1 = nn.Dropout(0.1)
         self.gptblock1 = GPTBlock()
