@@ -33,15 +33,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-WIDE_MLP = """
-network WideMLP(width: int = 1024, depth: int = 6, classes: int = 10) {
-    in x: float32[N, width]
-    h = x
-    repeat depth { h = h -> linear(width) -> relu }
-    out logits = linear(h, classes)
-}
-"""
-
 Feed = dict[str, np.ndarray[Any, Any]]
 
 
@@ -183,7 +174,7 @@ def dynamic_section(args: Any, tmp: Path) -> None:
     from dslnet.passes.quantize import load_calibration, quantize_dynamic_int8
 
     print("\n## 2. dynamic int8, MLP 6 x 1024 (+ 10 classes), batch 64")
-    gemm = dslnet.loads(WIDE_MLP).onnx("WideMLP")
+    gemm = dslnet.load(ROOT / "specs/mlp.net").onnx("MLP", hidden=1024, depth=6)
     mm = matmul_form(gemm)
     models = {
         "fp32 (Gemm form)": gemm,

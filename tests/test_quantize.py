@@ -33,15 +33,6 @@ from dslnet.passes.quantize.report import OutputDrift
 
 ROOT = Path(__file__).resolve().parents[1]
 
-WIDE_MLP = """
-network WideMLP(width: int = 1024, depth: int = 6, classes: int = 10) {
-    in x: float32[N, width]
-    h = x
-    repeat depth { h = h -> linear(width) -> relu }
-    out logits = linear(h, classes)
-}
-"""
-
 SMALL_CNN = """
 network SmallCNN(classes: int = 10) {
     in x: float32[N, 3, 32, 32]
@@ -199,7 +190,7 @@ def test_unknown_skip_name_is_an_error(resnet: onnx.ModelProto) -> None:
 
 
 def test_dynamic_int8_wide_mlp() -> None:
-    model = dslnet.loads(WIDE_MLP).onnx("WideMLP")
+    model = dslnet.load(ROOT / "specs/mlp.net").onnx("MLP", hidden=1024, depth=6)
     quantized = quantize_dynamic_int8(model)
     onnx.checker.check_model(quantized, full_check=True)
     ops = Counter(n.op_type for n in quantized.graph.node)
