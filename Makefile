@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit golden-accept bench clean
+.PHONY: demo test lint typecheck unit golden-accept docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
+
+docs: $(STAMP)
+	$(BIN)/dslnet ops --markdown > docs/ops.md.tmp && mv docs/ops.md.tmp docs/ops.md
 
 golden-accept: $(STAMP)
 	$(BIN)/python -m pytest tests/test_golden.py tests/test_error_corpus.py --accept

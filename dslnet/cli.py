@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     summ.add_argument("--json", action="store_true", help="one JSON object (a list for several)")
     limits(summ)
 
+    ops = sub.add_parser("ops", help="the registered ops, or the reference of one")
+    ops.add_argument("name", nargs="?", metavar="NAME", help="an op (default: list them all)")
+    ops.add_argument(
+        "--markdown", action="store_true", help="the whole reference as markdown (docs/ops.md)"
+    )
+
     comp = sub.add_parser("compile", help="print or write a compiled form of a network")
     comp.add_argument("file", metavar="FILE")
     comp.add_argument("-n", "--network", help="network to compile (default: the only one)")
@@ -269,6 +275,24 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ops(args: argparse.Namespace) -> int:
+    from dslnet import opdocs
+    from dslnet.diagnostics import did_you_mean
+    from dslnet.ops import registry
+
+    if args.markdown:
+        sys.stdout.write(opdocs.reference())
+    elif args.name is None:
+        sys.stdout.write(opdocs.op_list())
+    else:
+        op = registry.get(args.name)
+        if op is None:
+            hint = did_you_mean(args.name, opdocs.op_names())
+            raise UsageError(f"no op '{args.name}'{hint}; `dslnet ops` lists them")
+        sys.stdout.write(opdocs.op_text(op) + "\n")
+    return EXIT_OK
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     if not Path(args.file).is_file():
         raise UsageError(f"no such file: {args.file}")
@@ -420,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check(args)
         if args.command == "summary":
             return cmd_summary(args)
+        if args.command == "ops":
+            return cmd_ops(args)
         return cmd_compile(args)
     except CompileError as err:
         print(err.render(), file=sys.stderr)

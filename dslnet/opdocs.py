@@ -1,0 +1,101 @@
+"""The op reference, generated from the registry: `dslnet ops` and docs/ops.md.
+
+Everything here is read from each op's definition: its doc, inputs and outputs,
+attribute schema (types, defaults, descriptions, short names) and its examples.
+Each example is compiled, so the shapes shown are what the shape rule infers and
+the parameters what the op really creates; the text cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from dslnet.ir.printer import format_value
+from dslnet.ops import registry
+from dslnet.ops.registry import OpDef, type_words
+
+HEADER = """# Op reference
+
+Generated from the op registry by `dslnet ops --markdown`; do not edit by hand (a test
+fails when this file is not current). Each example is compiled: the types after `->`
+are what the shape rule infers, and the parameters are the ones the op creates.
+"""
+
+
+def op_names() -> list[str]:
+    return list(registry.all_ops())
+
+
+def op_list() -> str:
+    """One line per op, by family: what `dslnet ops` prints."""
+    lines = []
+    for family, ops in _by_family(registry.all_ops().values()):
+        lines.append(f"{family}:")
+        lines += [f"  {op.name:30s} {_first_sentence(op.doc)}" for op in ops]
+    return "\n".join(lines) + "\n"
+
+
+def op_text(op: OpDef, heading: str = "##") -> str:
+    """The reference of one op, as markdown (readable as plain text too)."""
+    lines = [f"{heading} {op.name}", "", op.doc or "(no description)", ""]
+    lines.append(f"- family: {op.family}")
+    lines.append(f"- inputs: {_inputs(op)}")
+    lines.append(f"- outputs: {', '.join(op.outputs)}")
+    if op.aliases:
+        short = ", ".join(f"`{k}` = {v}" for k, v in sorted(op.aliases.items()))
+        lines.append(f"- short names: {short}")
+    lines.append("")
+    fields = op.Attrs.model_fields
+    if fields:
+        lines += ["| attribute | type | default | meaning |", "| --- | --- | --- | --- |"]
+        for name, info in fields.items():
+            default = "required" if info.is_required() else f"`{format_value(info.default)}`"
+            meaning = (info.description or "").replace("|", "\\|")
+            lines.append(f"| `{name}` | {type_words(info.annotation)} | {default} | {meaning} |")
+        lines.append("")
+    for example in op.examples:
+        lines += ["```", *_example(example), "```", ""]
+    return "\n".join(lines)
+
+
+def reference() -> str:
+    """docs/ops.md: every op, by family."""
+    parts = [HEADER]
+    for family, ops in _by_family(registry.all_ops().values()):
+        parts.append(f"## {family}\n")
+        parts += [op_text(op, "###") for op in ops]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _by_family(ops: Iterable[OpDef]) -> list[tuple[str, list[OpDef]]]:
+    families: dict[str, list[OpDef]] = {}
+    for op in ops:
+        families.setdefault(op.family, []).append(op)
+    return [(f, sorted(members, key=lambda o: o.name)) for f, members in sorted(families.items())]
+
+
+def _first_sentence(doc: str) -> str:
+    text = " ".join(doc.split())
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
+
+
+def _inputs(op: OpDef) -> str:
+    names = list(op.inputs)
+    if op.variadic:
+        names.append("...")
+    names += [f"[{n}]" for n in op.optional_inputs]
+    return ", ".join(names) or "none"
+
+
+def _example(body: str) -> list[str]:
+    """The example's lines, then what compiling it gives: output types, parameters."""
+    import dslnet
+
+    graph = dslnet.loads(f"network Example() {{\n{body}\n}}", filename="example.net").ir("Example")
+    lines = body.splitlines()
+    lines += [f"# -> {name}: {graph.type_of(value)}" for name, value in graph.outputs]
+    for p in graph.parameters.values():
+        kind = "buffer" if p.buffer else "param"
+        lines.append(f"# {kind} {p.name}: [{', '.join(map(str, p.shape))}]")
+    return lines
