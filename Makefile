@@ -32,6 +32,8 @@ test: lint typecheck unit
 
 docs: $(STAMP)
 	$(BIN)/dslnet ops --markdown > docs/ops.md.tmp && mv docs/ops.md.tmp docs/ops.md
+	$(BIN)/python -m dslnet.editor > editors/grammar.tmp \
+		&& mv editors/grammar.tmp editors/vscode/syntaxes/dslnet.tmLanguage.json
 
 golden-accept: $(STAMP)
 	$(BIN)/python -m pytest tests/test_golden.py tests/test_error_corpus.py --accept

@@ -47,3 +47,24 @@ def test_unknown_op_is_a_usage_error_with_a_suggestion(
 ) -> None:
     assert main(["ops", "lineer"]) == 2
     assert "did you mean 'linear'" in capsys.readouterr().err
+
+
+def test_editor_grammar_is_current_and_covers_the_language() -> None:
+    import json
+    import re
+
+    from dslnet.editor import textmate_json
+
+    path = ROOT / "editors" / "vscode" / "syntaxes" / "dslnet.tmLanguage.json"
+    assert path.read_text(encoding="utf-8") == textmate_json(), "stale: run `make docs`"
+    patterns = {p["name"]: re.compile(p["match"]) for p in json.loads(textmate_json())["patterns"]}
+    ops = patterns["support.function.op.dslnet"]
+    assert all(ops.fullmatch(name) for name in registry.all_ops())
+    # Every word the grammar knows as a keyword is highlighted as one.
+    grammar = (ROOT / "grammar" / "dslnet.lark").read_text(encoding="utf-8")
+    words = set(re.findall(r'"([a-z]+)"', grammar))
+    keywords = [p for name, p in patterns.items() if name.startswith(("keyword", "constant.lang"))]
+    assert words and all(any(p.fullmatch(w) for p in keywords) for w in words)
+    line = "@freeze layer fc = linear(10)  # head"
+    assert patterns["storage.modifier.annotation.dslnet"].search(line)
+    assert patterns["comment.line.number-sign.dslnet"].search(line).group() == "# head"
