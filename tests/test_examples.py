@@ -17,6 +17,7 @@ CASES = {
     "transfer_learning": ([sys.executable], "task 2, epoch 3"),
     "serve_onnx": ([sys.executable], "agree on 100.0%"),
     "ddp": (TORCHRUN, "over 2 processes"),
+    "siamese": ([sys.executable], "epoch 4: contrastive loss"),
     "embed": ([sys.executable], "networks:"),
 }
 
