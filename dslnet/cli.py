@@ -307,8 +307,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise UsageError(f"no such weights file: {args.weights}")
     if args.quantize and args.emit != "onnx":
         raise UsageError("--quantize makes an ONNX model: use it with --emit onnx -o FILE")
-    if args.quantize and args.onnx_functions:
-        raise UsageError("--quantize rewrites the inlined graph: leave out --onnx-functions")
     if args.calibrate and args.quantize != "int8-static":
         raise UsageError("--calibrate goes with --quantize int8-static")
     if args.calibrate and not Path(args.calibrate).is_file():
@@ -389,11 +387,14 @@ def _reduce(graph: Any, args: argparse.Namespace) -> Any:
 
 def _quantized(reduced: Any, args: argparse.Namespace) -> bytes:
     """The quantized ONNX model; its drift and latency report goes to stderr."""
+    from dslnet.passes.base import PassError
     from dslnet.passes.quantize import QuantizeError
 
     try:
-        model, report = reduced.quantization(opset=args.opset, ort_fused=args.ort_fused)
-    except QuantizeError as err:
+        model, report = reduced.quantization(
+            opset=args.opset, functions=args.onnx_functions, ort_fused=args.ort_fused
+        )
+    except (QuantizeError, PassError) as err:
         raise UsageError(str(err)) from None
     print(f"quantized ({args.quantize}):\n{report.render()}", file=sys.stderr)
     data: bytes = model.SerializeToString()

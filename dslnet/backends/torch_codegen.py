@@ -101,7 +101,7 @@ class TorchCodegen:
             {
                 part.strip()
                 for node in self.graph.nodes
-                for part in self.helpers_of(node).split("\n\n\n")
+                for part in self.helpers_of(node)
                 if part.strip()
             }
         )
@@ -125,7 +125,7 @@ class TorchCodegen:
             text = pattern.sub(lambda m: renames[m.group(1)], text)
         return text
 
-    def helpers_of(self, node: Node) -> str:
+    def helpers_of(self, node: Node) -> tuple[str, ...]:
         op = registry.get(node.op)
         assert op is not None
         attrs = op.Attrs.model_validate(node.attrs, strict=False)

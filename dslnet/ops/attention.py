@@ -345,10 +345,9 @@ class MultiheadAttention(OpDef):
             return f"HeadsAttention({e}, {attrs.heads}, {head}{options})"
         return f"nn.MultiheadAttention({e}, {attrs.heads}{options}, batch_first=True)"
 
-    def torch_helpers_for(self, attrs: MHAAttrs, inputs: Sequence[TensorType]) -> str:
+    def torch_helpers_for(self, attrs: MHAAttrs, inputs: Sequence[TensorType]) -> tuple[str, ...]:
         narrow = self.inner(attrs, inputs[0]) != self.width(attrs, inputs[0])
-        parts = [self.torch_helpers, _HEADS_ATTENTION] if narrow else [self.torch_helpers]
-        return "\n\n\n".join(part.strip() for part in parts)
+        return (self.torch_helpers, _HEADS_ATTENTION) if narrow else (self.torch_helpers,)
 
     def torch_call(
         self, attrs: MHAAttrs, module: str, args: Sequence[str], inputs: Sequence[TensorType]

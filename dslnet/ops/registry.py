@@ -75,10 +75,10 @@ class OpDef:
         or None when it cannot be factorised."""
         return None
 
-    def torch_helpers_for(self, attrs: Any, inputs: Sequence[TensorType]) -> str:
-        """The helper source one call needs (the class-wide helpers unless an op's
+    def torch_helpers_for(self, attrs: Any, inputs: Sequence[TensorType]) -> tuple[str, ...]:
+        """The helper sources one call needs (the class-wide helpers unless an op's
         attributes call for more)."""
-        return self.torch_helpers
+        return (self.torch_helpers,)
 
     def infer(self, attrs: Any, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         """Output types for these inputs; raise ShapeError with a clear reason."""

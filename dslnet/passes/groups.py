@@ -148,11 +148,7 @@ def analyse(graph: Graph) -> Groups:
                 groups.pin(source)
                 source = None
             made = groups.new(int(getattr(attrs, rule.out_attr or "")))
-            use = Use(node, rule, source, made)
-            first = by_module.setdefault(node.module, use)
-            if first is not use:  # a shared layer: one weight, so one set of units
-                groups.union(first.made or made, made)
-                groups.tie([first.layout, source])
+            use = _maker(groups, by_module, Use(node, rule, source, made))
             out_axis = rule.out_axis if rule.out_axis is not None else (rule.axis or 0)
             copies = rule.out_copies or (1,) * len(node.outputs)
             for i in rule.state_inputs:  # an initial state holds the units themselves
@@ -166,12 +162,8 @@ def analyse(graph: Graph) -> Groups:
         elif rule.kind == "inner":  # units of its own; its inputs' channels are mixed
             for la in ins:
                 groups.pin(la)
-            made = groups.new(int(getattr(attrs, rule.out_attr or "")))
-            use = Use(node, rule, None, made)
-            first = by_module.setdefault(node.module, use)
-            if first is not use:
-                groups.union(first.made or made, made)
-            groups.uses.append(use)
+            heads = groups.new(int(getattr(attrs, rule.out_attr or "")))
+            groups.uses.append(_maker(groups, by_module, Use(node, rule, None, heads)))
             out = None
         elif rule.kind == "join":
             out = _join(groups, carried, rule.axis)
@@ -204,6 +196,17 @@ def analyse(graph: Graph) -> Groups:
             if use.made is not None:
                 groups.pinned.add(groups.find(use.made))
     return groups
+
+
+def _maker(groups: Groups, by_module: dict[str, Use], use: Use) -> Use:
+    """`use`, after tying it to the first use of its module: a shared layer has one
+    weight, so one set of units and one layout of the channels it reads."""
+    first = by_module.setdefault(use.node.module, use)
+    if first is not use:
+        assert first.made is not None and use.made is not None
+        groups.union(first.made, use.made)
+        groups.tie([first.layout, use.layout])
+    return use
 
 
 def _join(groups: Groups, layouts: list[Layout | None], axis: int | None) -> Layout | None:

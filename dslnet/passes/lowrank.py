@@ -93,13 +93,15 @@ class LowRank:
             node = nodes[0]
             if not _weighted(node):
                 continue
-            reason = self._skipped(node, heads)
+            probe = _factoring(node, 1)  # the layout of its weight
+            reason = self._skipped(node, heads, probe)
             if reason:
                 left.setdefault(reason, []).append(module)
                 continue
+            assert probe is not None
             if node.param_name("weight") not in weights:
                 raise PassError(f"lowrank: no weight for {node.param_name('weight')}")
-            w = _as_matrix(node, weights[node.param_name("weight")])
+            w = _as_matrix(weights[node.param_name("weight")], probe.out_axis)
             (m, n), full = w.shape, min(w.shape)
             r, spectrum = self._rank(w)
             if r * (m + n) >= m * n:  # always so at full rank: nothing changes
@@ -107,10 +109,13 @@ class LowRank:
                 continue  # with a rank given, known before the costly decomposition
             factors = _factors(w, *(spectrum or _spectrum(w)), r)
             down, up = _fresh(f"{module}_down", taken), _fresh(f"{module}_up", taken)
+            split = _factoring(node, r)
+            assert split is not None
             replaced.update(
-                (use.name, _split_node(use, r, down, up, node_names, value_names)) for use in nodes
+                (use.name, _split_node(use, split, down, up, node_names, value_names))
+                for use in nodes
             )
-            _move_weights(weights, node, factors, down, up)
+            _move_weights(weights, node, factors, down, up, probe.out_axis)
             done.append(f"{module} (r={r}/{full})")
         notes = [f"factorised {len(done)} layer(s): " + ", ".join(done)] if done else []
         notes += [f"left {', '.join(names)}: {reason}" for reason, names in left.items()]
@@ -119,13 +124,13 @@ class LowRank:
         nodes = [new for n in graph.nodes for new in replaced.get(n.name, [n])]
         return PassResult(Model(with_nodes(graph, nodes), weights), True, notes)
 
-    def _skipped(self, node: Node, heads: set[str]) -> str | None:
+    def _skipped(self, node: Node, heads: set[str], factoring: Factoring | None) -> str | None:
         """Why this layer is left alone (None: it is a candidate)."""
         if not _matches(node.module, self.include) or _matches(node.module, self.exclude):
             return "excluded"
         if node.module in heads:
             return "network head (keep_heads)"
-        if _factoring(node, 1) is None:
+        if factoring is None:
             return "cannot be factorised (a grouped convolution)"
         return None
 
@@ -185,11 +190,9 @@ def _weighted(node: Node) -> bool:
     return type(op).factoring is not registry.OpDef.factoring
 
 
-def _as_matrix(node: Node, weight: Array) -> Array:
+def _as_matrix(weight: Array, out_axis: int) -> Array:
     """The weight as [outputs, inputs]: a convolution's [out, in * prod(kernel)]."""
-    factoring = _factoring(node, 1)
-    assert factoring is not None
-    weight = np.moveaxis(weight, factoring.out_axis, 0)  # a transposed conv: [in, out, *k]
+    weight = np.moveaxis(weight, out_axis, 0)  # a transposed conv: [in, out, *k]
     return weight.reshape(weight.shape[0], -1)
 
 
@@ -220,7 +223,12 @@ def _factors(w: Array, s2: Array, vecs: Array, left: bool, r: int) -> tuple[Arra
 
 
 def _split_node(
-    node: Node, r: int, down: str, up: str, node_names: set[str], value_names: set[str]
+    node: Node,
+    factoring: Factoring,
+    down: str,
+    up: str,
+    node_names: set[str],
+    value_names: set[str],
 ) -> list[Node]:
     """The two nodes that replace one use of a factorised layer.
 
@@ -230,8 +238,6 @@ def _split_node(
     """
     suffix = node.name[len(node.module) :] if node.name.startswith(node.module) else ""
     hidden = _fresh(node.outputs[0] + "_down", value_names)
-    factoring = _factoring(node, r)
-    assert factoring is not None
 
     def half(module: str, layer: tuple[str, dict[str, Any]], **wires: tuple[str, ...]) -> Node:
         op, attrs = layer
@@ -250,14 +256,16 @@ def _split_node(
 
 
 def _move_weights(
-    weights: dict[str, Array], node: Node, factors: tuple[Array, Array], down: str, up: str
+    weights: dict[str, Array],
+    node: Node,
+    factors: tuple[Array, Array],
+    down: str,
+    up: str,
+    out_axis: int,
 ) -> None:
     """Replace the layer's weight by the two factors, shaped for the new layers."""
     old = weights.pop(node.param_name("weight"))
     first, second = factors
-    factoring = _factoring(node, 1)
-    assert factoring is not None
-    out_axis = factoring.out_axis
     kernel = old.shape[2:]  # () for a dense layer
     first = first.reshape(first.shape[0], old.shape[1 - out_axis], *kernel)
     if out_axis:  # back to a transposed convolution's [in, out, *kernel]

@@ -137,9 +137,9 @@ class Optimized:
         from dslnet.passes import quantize as q
 
         mode = self.options.quantize
-        skip = q.marked_skip(self.graph)
         if mode is None:
             return model
+        skip = q.marked_skip(self.graph)
         if mode == "fp16":
             return q.to_fp16(model, skip=skip)
         if mode == "int8-dynamic":
