@@ -1,80 +1,32 @@
-"""The `dslnet` command: a thin layer over the Python API.
-
-Exit codes: 0 ok, 1 errors in a spec, 2 usage errors, 3 internal error.
-"""
+"""`dslnet compile FILE`: the syntax tree, IR, PyTorch source or ONNX model of a
+network, optionally through the reduction passes."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
-import traceback
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dslnet.diagnostics import CompileError, Diagnostic
+from dslnet.cli.common import (
+    EXIT_OK,
+    UsageError,
+    add_limits,
+    add_network_choice,
+    limits_from,
+    parse_overrides,
+    pick_network,
+    require_file,
+    write_atomic,
+)
 from dslnet.frontend import ast
-from dslnet.frontend.loader import Limits, Program, load
-
-EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+from dslnet.frontend.loader import load
 
 
-class UsageError(Exception):
-    pass
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dslnet", description="Compile .net network specs to PyTorch and ONNX."
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def limits(p: argparse.ArgumentParser) -> None:
-        d = Limits()
-        p.add_argument("--max-nodes", type=int, default=d.max_nodes, help="expansion bound")
-        p.add_argument(
-            "--max-iterations",
-            type=int,
-            default=d.max_iterations,
-            help="bound on compile-time loop iterations",
-        )
-        p.add_argument("--max-depth", type=int, default=d.max_depth, help="block nesting bound")
-
-    check = sub.add_parser("check", help="report every error and warning of spec files")
-    check.add_argument("files", nargs="+", metavar="FILE")
-    limits(check)
-
-    summ = sub.add_parser("summary", help="layers, shapes, parameters and FLOPs of a network")
-    summ.add_argument("file", metavar="FILE")
-    summ.add_argument("-n", "--network", help="network (default: every network of the file)")
-    summ.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a network parameter (repeatable)",
-    )
-    summ.add_argument("--json", action="store_true", help="one JSON object (a list for several)")
-    limits(summ)
-
-    ops = sub.add_parser("ops", help="the registered ops, or the reference of one")
-    ops.add_argument("name", nargs="?", metavar="NAME", help="an op (default: list them all)")
-    ops.add_argument(
-        "--markdown", action="store_true", help="the whole reference as markdown (docs/ops.md)"
-    )
-
+def register(sub: Any) -> None:
     comp = sub.add_parser("compile", help="print or write a compiled form of a network")
     comp.add_argument("file", metavar="FILE")
-    comp.add_argument("-n", "--network", help="network to compile (default: the only one)")
-    comp.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a network parameter (repeatable)",
-    )
+    add_network_choice(comp, "network to compile (default: the only one)")
     comp.add_argument(
         "--emit",
         choices=["ast", "ir", "ir-opt", "torch", "onnx"],
@@ -179,138 +131,27 @@ def _parser() -> argparse.ArgumentParser:
         help="calibration batches to use (default 32)",
     )
     reduce.add_argument("--report", action="store_true", help="print what each pass did")
-    limits(comp)
-    return parser
+    add_limits(comp)
+    comp.set_defaults(run=run)
 
 
-def _limits(args: argparse.Namespace) -> Limits:
-    return Limits(
-        max_nodes=args.max_nodes, max_iterations=args.max_iterations, max_depth=args.max_depth
-    )
-
-
-def _print_diagnostics(diags: Sequence[Diagnostic], program_or_error: Any) -> None:
-    sources = program_or_error.sources
-    for d in diags:
-        print(d.render(sources), file=sys.stderr)
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    failed = False
-    for file in args.files:
-        if not Path(file).is_file():
-            raise UsageError(f"no such file: {file}")
-        program = load(file, _limits(args), strict=False)
-        diags = program.check()
-        _print_diagnostics(diags, program)
-        errors = sum(d.is_error for d in diags)
-        warnings = len(diags) - errors
-        failed |= errors > 0
-        status = "ok" if not errors else f"{errors} error{'s' * (errors != 1)}"
-        extra = f", {warnings} warning{'s' * (warnings != 1)}" if warnings else ""
-        print(f"{file}: {status}{extra}", file=sys.stderr)
-    return EXIT_SPEC if failed else EXIT_OK
-
-
-def parse_overrides(program: Program, network: str, pairs: Sequence[str]) -> dict[str, Any]:
-    """`--set name=value` pairs, converted to the declared parameter types."""
-    decl = program.block(network)
-    types = {p.name: p.type_name for p in decl.params} if decl else {}
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or not name:
-            raise UsageError(f"--set expects NAME=VALUE, got '{pair}'")
-        out[name.strip()] = _convert(name.strip(), text.strip(), types.get(name.strip()))
-    return out
-
-
-def _convert(name: str, text: str, kind: str | None) -> Any:
-    try:
-        if kind == "int":
-            return int(text)
-        if kind == "float":
-            return float(text)
-        if kind == "bool":
-            if text.lower() not in ("true", "false"):
-                raise ValueError
-            return text.lower() == "true"
-        if kind == "str":
-            return text
-    except ValueError:
-        raise UsageError(f"--set {name}: expected {kind}, got '{text}'") from None
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
-def pick_network(program: Program, requested: str | None) -> str:
-    if requested:
-        return requested
-    if len(program.networks) == 1:
-        return program.networks[0]
-    have = ", ".join(program.networks) or "none"
-    raise UsageError(f"choose a network with -n (this spec has: {have})")
-
-
-def cmd_summary(args: argparse.Namespace) -> int:
-    import json
-
-    from dslnet.summary import render
-
-    if not Path(args.file).is_file():
-        raise UsageError(f"no such file: {args.file}")
-    program = load(args.file, _limits(args))
-    names = [args.network] if args.network else program.networks
-    results = []
-    for name in names:
-        results.append(program.summary(name, **parse_overrides(program, name, args.set)))
-    if args.json:
-        print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
-    else:
-        print("\n".join(render(s) for s in results), end="")
-    return EXIT_OK
-
-
-def cmd_ops(args: argparse.Namespace) -> int:
-    from dslnet import opdocs
-    from dslnet.diagnostics import did_you_mean
-    from dslnet.ops import registry
-
-    if args.markdown:
-        sys.stdout.write(opdocs.reference())
-    elif args.name is None:
-        sys.stdout.write(opdocs.op_list())
-    else:
-        op = registry.get(args.name)
-        if op is None:
-            hint = did_you_mean(args.name, opdocs.op_names())
-            raise UsageError(f"no op '{args.name}'{hint}; `dslnet ops` lists them")
-        sys.stdout.write(opdocs.op_text(op) + "\n")
-    return EXIT_OK
-
-
-def cmd_compile(args: argparse.Namespace) -> int:
-    if not Path(args.file).is_file():
-        raise UsageError(f"no such file: {args.file}")
-    program = load(args.file, _limits(args))
+def run(args: argparse.Namespace) -> int:
+    require_file(args.file)
+    program = load(args.file, limits_from(args))
     for w in program.warnings:
         print(w.render(program.sources), file=sys.stderr)
     if args.emit == "onnx" and not args.output:
         raise UsageError("--emit onnx writes a binary model: give -o FILE.onnx")
     if args.weights and args.emit != "onnx" and not _reducing(args):
         raise UsageError("--weights goes with --emit onnx or a reduction flag")
-    if args.weights and not Path(args.weights).is_file():
-        raise UsageError(f"no such weights file: {args.weights}")
+    if args.weights:
+        require_file(args.weights, "weights file")
     if args.quantize and args.emit != "onnx":
         raise UsageError("--quantize makes an ONNX model: use it with --emit onnx -o FILE")
     if args.calibrate and args.quantize != "int8-static":
         raise UsageError("--calibrate goes with --quantize int8-static")
-    if args.calibrate and not Path(args.calibrate).is_file():
-        raise UsageError(f"no such calibration file: {args.calibrate}")
+    if args.calibrate:
+        require_file(args.calibrate, "calibration file")
     from dslnet.passes.pipeline import marked
 
     sidecar: bytes | None = None  # reduced weights beside a torch source
@@ -423,49 +264,3 @@ def _emit(graph: Any, args: argparse.Namespace, weights: Any) -> bytes:
         )
     except WeightsError as err:
         raise UsageError(f"weights do not fit network '{graph.name}': {err}") from None
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write beside the target, then rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "check":
-            return cmd_check(args)
-        if args.command == "summary":
-            return cmd_summary(args)
-        if args.command == "ops":
-            return cmd_ops(args)
-        return cmd_compile(args)
-    except CompileError as err:
-        print(err.render(), file=sys.stderr)
-        return EXIT_SPEC
-    except UsageError as err:
-        print(f"dslnet: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("dslnet: interrupted", file=sys.stderr)
-        return 130
-    except Exception:  # a bug in dslnet, not in the spec
-        print(
-            "dslnet: internal error (this is a bug in dslnet; please report it with the spec "
-            "and this trace):",
-            file=sys.stderr,
-        )
-        print("".join(traceback.format_exc(limit=-8)), file=sys.stderr)
-        return EXIT_INTERNAL
-
-
-if __name__ == "__main__":
-    sys.exit(main())

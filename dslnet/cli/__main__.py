@@ -1,0 +1,5 @@
+import sys
+
+from dslnet.cli import main
+
+sys.exit(main())

@@ -1,0 +1,40 @@
+"""`dslnet summary FILE [-n NET]`: layers, shapes, parameters and FLOPs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from dslnet.cli.common import (
+    EXIT_OK,
+    add_limits,
+    add_network_choice,
+    limits_from,
+    parse_overrides,
+    require_file,
+)
+from dslnet.frontend.loader import load
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("summary", help="layers, shapes, parameters and FLOPs of a network")
+    p.add_argument("file", metavar="FILE")
+    add_network_choice(p, "network (default: every network of the file)")
+    p.add_argument("--json", action="store_true", help="one JSON object (a list for several)")
+    add_limits(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dslnet.summary import render
+
+    require_file(args.file)
+    program = load(args.file, limits_from(args))
+    names = [args.network] if args.network else program.networks
+    results = [program.summary(name, **parse_overrides(program, name, args.set)) for name in names]
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+    else:
+        print("\n".join(render(s) for s in results), end="")
+    return EXIT_OK
