@@ -19,6 +19,7 @@ CASES = {
     "ddp": (TORCHRUN, "over 2 processes"),
     "siamese": ([sys.executable], "epoch 4: contrastive loss"),
     "embed": ([sys.executable], "networks:"),
+    "dcgan": ([sys.executable], "steps in"),
 }
 
 
