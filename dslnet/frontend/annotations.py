@@ -16,10 +16,11 @@ from dslnet.diagnostics import did_you_mean
 from dslnet.frontend import ast
 from dslnet.frontend.values import EvalError, is_poison, kind_of
 
+# What each annotation takes, said first in its errors.
 USAGE = {
-    "prune": "@prune(ratio): remove this fraction of the units made here, ratio in [0, 1)",
-    "quantize": "@quantize(skip): keep these layers in float32 when quantizing",
-    "freeze": "@freeze: the parameters made here are not trained (requires_grad off)",
+    "prune": "@prune takes one ratio in [0, 1), the fraction of the units made here to remove",
+    "quantize": "@quantize takes one word, skip (keep these layers in float32 when quantizing)",
+    "freeze": "@freeze takes no arguments (the parameters made here are not trained)",
 }
 QUANTIZE_MODES = ("skip",)
 
@@ -34,7 +35,10 @@ def resolve(note: ast.Annotation, evaluate: Callable[[ast.Expr], Any]) -> tuple[
         raise EvalError(f"{USAGE[note.name]}; got a keyword argument", note.kwargs[0].span)
     if note.name == "freeze":
         if note.args:
-            raise EvalError(f"{USAGE['freeze']}; it takes no arguments", note.args[0].span)
+            count = len(note.args)
+            raise EvalError(
+                f"{USAGE['freeze']}; got {count} argument{'s' * (count != 1)}", note.args[0].span
+            )
         return "freeze", True
     if len(note.args) != 1:
         raise EvalError(f"{USAGE[note.name]}; got {len(note.args)} arguments", note.span)
