@@ -13,7 +13,25 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	@$(ENSURE_GRAPHVIZ)
 	touch $(STAMP)
+
+# Graphviz's `dot` renders `dslnet graph -o x.svg|x.png`. Installed with apt-get (as
+# root, or through sudo when it needs no password); when it cannot be, a note, never
+# a failure: .dot output works without it and the rendering tests skip.
+define ENSURE_GRAPHVIZ
+command -v dot >/dev/null 2>&1 || { \
+	if [ "$$(id -u)" = 0 ]; then as=""; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then as="sudo -n"; \
+	else as=none; fi; \
+	if [ "$$as" != none ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Graphviz (dot) with apt-get, for dslnet graph"; \
+		$$as apt-get update -qq >/dev/null 2>&1; \
+		$$as env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null 2>&1; \
+	fi; \
+	command -v dot >/dev/null 2>&1 || echo "note: Graphviz's dot is missing and could not be installed here (needs apt-get as root or with sudo): dslnet graph writes .dot only; install it with apt-get install graphviz or brew install graphviz"; \
+}
+endef
 
 demo: $(STAMP)
 	$(BIN)/dslnet compile specs/mlp.net -n ResidualMLP --emit ir

@@ -33,6 +33,7 @@ def main() -> None:
     import onnxruntime as ort
 
     import dslnet
+    from dslnet.console import progress
     from dslnet.passes.manager import flops_ratio, total_flops
     from dslnet.testing import random_inputs
 
@@ -54,7 +55,7 @@ def main() -> None:
         for name, model in (("folded", folded), ("pruned", pruned))
     }
     print("batch   folded ms   pruned ms   latency reduction   / FLOPs reduction")
-    for batch in args.batches:
+    for batch in progress(args.batches, "timing batch sizes"):
         feeds = random_inputs(folded.graph, {"N": batch}, seed=0)
         t = interleaved(
             {k: (lambda s=s, f=feeds: s.run(None, f)) for k, s in sessions.items()},

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from dslnet.console import progress
+
 ROOT = Path(__file__).resolve().parents[1]
 
 Feed = dict[str, np.ndarray[Any, Any]]
@@ -92,7 +94,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, number: int) -> 
     order = list(fns)
     samples: dict[str, list[float]] = {k: [] for k in fns}
     shuffle = random.Random(0).shuffle
-    for _ in range(rounds):
+    for _ in progress(range(rounds), "timing rounds"):
         shuffle(order)
         for key in order:
             start = time.perf_counter()

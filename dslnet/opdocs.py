@@ -8,7 +8,10 @@ the parameters what the op really creates; the text cannot drift from the code.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from enum import Enum
+from typing import Any
 
 from dslnet.ir.printer import format_value
 from dslnet.ops import registry
@@ -31,7 +34,7 @@ def op_list() -> str:
     lines = []
     for family, ops in _by_family(registry.all_ops().values()):
         lines.append(f"{family}:")
-        lines += [f"  {op.name:30s} {_first_sentence(op.doc)}" for op in ops]
+        lines += [f"  {op.name:30s} {_first_sentence(op.doc)}{_user_mark(op)}" for op in ops]
     return "\n".join(lines) + "\n"
 
 
@@ -39,6 +42,9 @@ def op_text(op: OpDef, heading: str = "##") -> str:
     """The reference of one op, as markdown (readable as plain text too)."""
     lines = [f"{heading} {op.name}", "", op.doc or "(no description)", ""]
     lines.append(f"- family: {op.family}")
+    defined_by = _defined_by(op)
+    if defined_by is not None:
+        lines.append(f"- user op: {defined_by}")
     lines.append(f"- inputs: {_inputs(op)}")
     lines.append(f"- outputs: {', '.join(op.outputs)}")
     if op.aliases:
@@ -58,13 +64,66 @@ def op_text(op: OpDef, heading: str = "##") -> str:
     return "\n".join(lines)
 
 
+def op_data(op: OpDef) -> dict[str, Any]:
+    """One op as data (`dslnet ops --json`): defaults as JSON values, types in words."""
+    return {
+        "name": op.name,
+        "family": op.family,
+        "summary": _first_sentence(op.doc),
+        "doc": op.doc,
+        "inputs": list(op.inputs),
+        "variadic": op.variadic,
+        "optional_inputs": list(op.optional_inputs),
+        "outputs": list(op.outputs),
+        "attributes": [
+            {
+                "name": name,
+                "type": type_words(info.annotation),
+                "required": info.is_required(),
+                "default": None if info.is_required() else _json_value(info.default),
+                "doc": info.description or "",
+            }
+            for name, info in op.Attrs.model_fields.items()
+        ],
+        "short_names": dict(sorted(op.aliases.items())),
+        "examples": list(op.examples),
+        "defined_by": _defined_by(op),  # None for a built-in op
+    }
+
+
+def _json_value(value: Any) -> Any:
+    """A default as JSON: tuples as lists, enums (a dtype) by their value."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return format_value(value)  # JSON has no inf or nan
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return format_value(value)
+
+
 def reference() -> str:
-    """docs/ops.md: every op, by family."""
+    """docs/ops.md: every built-in op, by family (users' ops would make it depend on
+    what is installed)."""
     parts = [HEADER]
-    for family, ops in _by_family(registry.all_ops().values()):
+    for family, ops in _by_family(registry.builtin_ops().values()):
         parts.append(f"## {family}\n")
         parts += [op_text(op, "###") for op in ops]
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _defined_by(op: OpDef) -> str | None:
+    """Where a user's op comes from (its class, and plugin); None for a built-in."""
+    origin = registry.origin(op.name)
+    return None if origin is None or origin.builtin else str(origin)
+
+
+def _user_mark(op: OpDef) -> str:
+    """` [user op: mypkg 1.0]` after a user's op in the listing; nothing for a built-in."""
+    origin = registry.origin(op.name)
+    return "" if origin is None or origin.builtin else f"  [user op: {origin.source}]"
 
 
 def _by_family(ops: Iterable[OpDef]) -> list[tuple[str, list[OpDef]]]:

@@ -7,8 +7,9 @@ published model tables; with symbolic input sizes they are a formula.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dslnet.ir import symbolic
 from dslnet.ir.graph import Graph, Node
@@ -16,6 +17,9 @@ from dslnet.ir.printer import format_value
 from dslnet.ir.symbolic import Dim, dim_str
 from dslnet.ir.types import TensorType, shape_str
 from dslnet.ops import registry
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def _dim_json(d: Dim) -> int | str:
@@ -93,7 +97,6 @@ def _num(value: int | str) -> str:
 
 def render(summary: dict[str, Any]) -> str:
     """A table grouped by block, with a total line per block and for the network."""
-    args = ", ".join(f"{k}={v}" for k, v in summary["args"].items())
     rows: list[tuple[str, str, str, str, str]] = []
     block_totals = {b["instance"]: b for b in summary["blocks"]}
     for block, layers in _grouped(summary["layers"]):
@@ -137,17 +140,90 @@ def render(summary: dict[str, Any]) -> str:
             ]
         ).rstrip()
 
-    ins = ", ".join(
-        f"{n}: {t['dtype']}{shape_str(tuple(t['shape']))}" for n, t in summary["inputs"].items()
-    )
-    out = [f"{summary['network']}({args})", line(header), line(tuple("-" * w for w in widths))]
+    out = [_title(summary), line(header), line(tuple("-" * w for w in widths))]
     out += [line(r) for r in rows]
     out.append(
         f"params: {_num(summary['params'])} (trainable {_num(summary['trainable_params'])}"
         f", buffers {_num(summary['buffers'])})"
     )
-    out.append(f"FLOPs (multiply-accumulates) for {ins}: {_num(summary['flops'])}")
+    out.append(f"FLOPs (multiply-accumulates) for {_inputs(summary)}: {_num(summary['flops'])}")
     return "\n".join(out) + "\n"
+
+
+def table(summary: dict[str, Any]) -> Table:
+    """The summary as a rich table (for a terminal): a row per block, its layers
+    indented under it, numbers with thousands separators, a totals row."""
+    from rich.table import Table
+
+    rows: list[tuple[tuple[str, ...], str | None]] = []  # cells, style; None: a rule
+    block_totals = {b["instance"]: b for b in summary["blocks"]}
+    for block, layers in _grouped(summary["layers"]):
+        if block is None:
+            rows += [(_layer_row(lay["name"], lay), "") for lay in layers]
+            continue
+        total = block_totals[block]
+        head = (f"{block} ({total['block']})", "", shape_text(layers[-1]), *_cells(total))
+        rows.append((head, "bold"))
+        for lay in layers:  # named within the block: the row above gives the prefix
+            rows.append((_layer_row("  " + lay["name"].removeprefix(f"{block}."), lay), ""))
+        rows.append(((), None))
+    rows += [((), None), (("total", "", "", *_cells(summary)), "bold")]  # rules merge
+
+    grid = Table(
+        title=_title(summary),
+        title_justify="left",
+        title_style="bold",
+        caption=_caption(summary),
+        caption_justify="left",
+    )
+    # On a narrow terminal the names give way (cut with …); shapes and numbers do not.
+    for i, header in enumerate(("layer", "op", "output shape", "params", "FLOPs")):
+        fixed = i >= 2
+        widest = max((len(cells[i]) for cells, _ in rows if cells), default=0)
+        grid.add_column(
+            header,
+            justify="right" if i >= 3 else "left",
+            no_wrap=fixed,
+            overflow="ellipsis",
+            min_width=widest if fixed else None,
+        )
+    for cells, style in rows:
+        if style is None:
+            grid.add_section()
+        else:
+            grid.add_row(*cells, style=style)
+    return grid
+
+
+def _title(summary: dict[str, Any]) -> str:
+    args = ", ".join(f"{k}={v}" for k, v in summary["args"].items())
+    return f"{summary['network']}({args})"
+
+
+def _layer_row(name: str, layer: dict[str, Any]) -> tuple[str, ...]:
+    return (name, layer["op"], shape_text(layer), *_cells(layer))
+
+
+def _cells(entry: dict[str, Any]) -> tuple[str, str]:
+    return _digits_grouped(entry["params"]), _digits_grouped(entry["flops"])
+
+
+def _digits_grouped(value: int | str) -> str:
+    """Thousands separators, also inside a formula: `1,024*N`."""
+    return re.sub(r"\d{4,}", lambda m: f"{int(m.group()):,}", str(value))
+
+
+def _caption(summary: dict[str, Any]) -> str:
+    return (
+        f"trainable params {_num(summary['trainable_params'])}, buffers "
+        f"{_num(summary['buffers'])}; FLOPs are multiply-accumulates for {_inputs(summary)}"
+    )
+
+
+def _inputs(summary: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{n}: {t['dtype']}{shape_str(tuple(t['shape']))}" for n, t in summary["inputs"].items()
+    )
 
 
 def shape_text(layer: dict[str, Any]) -> str:

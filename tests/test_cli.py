@@ -86,3 +86,14 @@ def test_console_script_runs_as_a_process() -> None:
         env={**os.environ},
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_reader_that_stops_early_is_not_an_internal_error() -> None:
+    """`dslnet compile ... | head`: a closed pipe ends the command quietly, exit 0."""
+    command = [sys.executable, "-m", "dslnet.cli", "compile", MLP, "-n", "MLP", "--emit", "ir"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # gone before the IR is written: the write meets a closed pipe
+        err = proc.stderr.read().decode()
+        code = proc.wait(timeout=120)
+    assert (code, err) == (0, "")

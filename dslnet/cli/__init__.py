@@ -6,42 +6,74 @@ Exit codes: 0 ok, 1 errors in a spec, 2 usage errors, 3 internal error.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 
-from dslnet.cli import check, ops, summary
+from dslnet.cli import bench, check, fmt, graph, ops, summary
 from dslnet.cli import compile as compile_command
-from dslnet.cli.common import EXIT_INTERNAL, EXIT_SPEC, EXIT_USAGE, UsageError
+from dslnet.cli.common import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_SPEC,
+    EXIT_USAGE,
+    DiagnosticsReport,
+    UsageError,
+)
+from dslnet.console import COLOR_CHOICES, set_color
 from dslnet.diagnostics import CompileError
+from dslnet.ops.userops import PluginError
 
-COMMANDS = (check, summary, ops, compile_command)
+COMMANDS = (check, summary, ops, compile_command, graph, bench, fmt)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dslnet", description="Compile .net network specs to PyTorch and ONNX."
     )
+    add_color(parser, default="auto")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)
+    for command_parser in {id(p): p for p in sub.choices.values()}.values():
+        add_color(command_parser, default=argparse.SUPPRESS)  # after the command too
     return parser
+
+
+def add_color(parser: argparse.ArgumentParser, default: str) -> None:
+    """`--color`, accepted before the command and after it (where it keeps the value
+    given before unless repeated: SUPPRESS leaves the attribute alone)."""
+    parser.add_argument(
+        "--color",
+        choices=COLOR_CHOICES,
+        default=default,
+        help="colour and tables: auto (on a terminal, unless NO_COLOR; FORCE_COLOR or "
+        "CLICOLOR_FORCE force it), always, never",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    set_color(args.color)
+    report = args.report = DiagnosticsReport.for_args(args)
     try:
         code: int = args.run(args)
+        report.finish()
         return code
     except CompileError as err:
-        print(err.render(), file=sys.stderr)
+        report.add(err.diagnostics, err.sources)
+        report.finish()
         return EXIT_SPEC
-    except UsageError as err:
+    except (UsageError, PluginError) as err:  # a broken plugin: fix the environment
         print(f"dslnet: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("dslnet: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `dslnet ... | head`: the reader has what it wanted
+        _silence_stdout()
+        return EXIT_OK
     except Exception:  # a bug in dslnet, not in the spec
         print(
             "dslnet: internal error (this is a bug in dslnet; please report it with the spec "
@@ -50,3 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print("".join(traceback.format_exc(limit=-8)), file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit raises no second BrokenPipeError."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

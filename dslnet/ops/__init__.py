@@ -1,0 +1,55 @@
+"""The ops specs call: the registry, and what defining one takes.
+
+A user's own op is a class like the built-in ones (one module per family here), added
+with `@register`; an installed package can add ops with a `dslnet.ops` entry point.
+docs/embedding.md walks through one; `dslnet.testing.check_op` checks it.
+"""
+
+from dslnet.ir.types import DType, TensorType
+from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
+from dslnet.ops.registry import (
+    AttrError,
+    NoAttrs,
+    OpAttrs,
+    OpDef,
+    OpDefinitionError,
+    Origin,
+    ShapeError,
+    all_ops,
+    builtin_ops,
+    get,
+    need_static,
+    normalize_axis,
+    origin,
+    register,
+    scoped,
+    unregister,
+)
+from dslnet.ops.userops import NO_PLUGINS_ENV, PLUGIN_GROUP, PluginError, load_plugins
+
+__all__ = [
+    "NO_PLUGINS_ENV",
+    "PLUGIN_GROUP",
+    "AttrError",
+    "DType",
+    "NoAttrs",
+    "OnnxNodeContext",
+    "OpAttrs",
+    "OpDef",
+    "OpDefinitionError",
+    "Origin",
+    "PluginError",
+    "ShapeError",
+    "TensorType",
+    "all_ops",
+    "builtin_ops",
+    "get",
+    "load_plugins",
+    "need_static",
+    "normalize_axis",
+    "origin",
+    "register",
+    "scoped",
+    "torch_bound_uniform",
+    "unregister",
+]

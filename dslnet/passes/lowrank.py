@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from dslnet.backends.weights import resolve_op
+from dslnet.console import progress
 from dslnet.ir.graph import Graph, Node
 from dslnet.ops import registry
 from dslnet.ops.factoring import Factoring
@@ -89,7 +90,7 @@ class LowRank:
         replaced: dict[str, list[Node]] = {}
         done: list[str] = []
         left: dict[str, list[str]] = {}
-        for module, nodes in uses.items():
+        for module, nodes in progress(uses.items(), "low-rank factoring"):
             node = nodes[0]
             if not _weighted(node):
                 continue

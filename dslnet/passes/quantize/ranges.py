@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from dslnet.console import progress
 from dslnet.passes.quantize._onnx import FLOAT, QuantizeError
 
 __all__ = ["Method", "Stats", "clip_range", "collect", "uint8_params"]
@@ -95,7 +96,7 @@ def collect(
     )
     stats = {name: Stats() for name in names}
     wanted = list(names)
-    for k, feed in enumerate(feeds):
+    for k, feed in enumerate(progress(feeds, "calibrating")):
         try:
             values = session.run(wanted, dict(feed))
         except Exception as exc:  # ORT raises its own types for bad shapes and values

@@ -18,7 +18,7 @@ from onnx import helper
 
 from dslnet.passes.quantize._onnx import QuantizeError
 
-__all__ = ["OutputDrift", "QuantReport", "measure"]
+__all__ = ["OutputDrift", "QuantReport", "measure", "ort_session", "typed_feed"]
 
 Array = np.ndarray[Any, Any]
 
@@ -82,8 +82,8 @@ def measure(
     latency of both under ONNX Runtime's CPU provider."""
     if not feeds:
         raise QuantizeError("measure needs at least one feed")
-    sessions = [_session(m, threads) for m in (fp32, quantized)]
-    typed = [[_typed(feed, m) for feed in feeds] for m in (fp32, quantized)]
+    sessions = [ort_session(m, threads) for m in (fp32, quantized)]
+    typed = [[typed_feed(feed, m) for feed in feeds] for m in (fp32, quantized)]
     names = [o.name for o in sessions[0].get_outputs()]
     missing = sorted(set(names) - {o.name for o in sessions[1].get_outputs()})
     if missing:
@@ -127,19 +127,23 @@ def _drift(name: str, ref: list[Array], got: list[Array]) -> OutputDrift:
     )
 
 
-def _session(model: onnx.ModelProto, threads: int | None) -> Any:
+def ort_session(
+    model: onnx.ModelProto,
+    threads: int | None = None,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+) -> Any:
+    """An ONNX Runtime session for `model` on `providers` (in order of preference),
+    logging errors only, with `threads` intra-op threads (ORT's default when None)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads is not None:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    return ort.InferenceSession(model.SerializeToString(), options, providers=list(providers))
 
 
-def _typed(feed: Mapping[str, Array], model: onnx.ModelProto) -> dict[str, Array]:
+def typed_feed(feed: Mapping[str, Array], model: onnx.ModelProto) -> dict[str, Array]:
     """`feed` cast to the model's declared input types (fp16 inputs without
     keep_io_types)."""
     types = {v.name: v.type.tensor_type.elem_type for v in model.graph.input}

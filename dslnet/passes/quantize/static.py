@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from dslnet.console import progress
 from dslnet.passes.quantize._onnx import (
     FLOAT,
     Namer,
@@ -82,9 +83,10 @@ def quantize_static_int8(
     roots = sorted(set(plan.root.values()))
     stats = collect(work, calibration, roots, histogram=method != "minmax")
     plan.drop({r for r in roots if not stats[r].finite})
-    params = {
-        r: uint8_params(*clip_range(stats[r], method, percentile)) for r in roots if stats[r].finite
-    }
+    # The entropy search takes a while per tensor; the other methods are instant.
+    finite = [r for r in roots if stats[r].finite]
+    ranged = progress(finite, "entropy ranges") if method == "entropy" else finite
+    params = {r: uint8_params(*clip_range(stats[r], method, percentile)) for r in ranged}
     _Rewriter(work, plan, params, per_channel).run()
     return work
 
