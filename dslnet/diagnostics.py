@@ -11,6 +11,9 @@ import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
+
+from dslnet.console import style
 
 
 @dataclass(frozen=True, order=True)
@@ -25,6 +28,15 @@ class Span:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
+
+    def contains(self, other: Span) -> bool:
+        """Whether `other` lies within this span (same file)."""
+        start, end = (self.line, self.col), (self.end_line, self.end_col)
+        return (
+            self.file == other.file
+            and start <= (other.line, other.col)
+            and (other.end_line, other.end_col) <= end
+        )
 
     @staticmethod
     def unknown(file: str = "<unknown>") -> Span:
@@ -54,25 +66,53 @@ class Diagnostic:
     def is_error(self) -> bool:
         return self.severity is Severity.ERROR
 
-    def render(self, sources: SourceMap) -> str:
-        lines = [_header(self.span, self.severity.value, self.message)]
-        lines += _excerpt(self.span, sources)
+    def render(self, sources: SourceMap, color: bool = False) -> str:
+        """The text users read; `color` adds ANSI styles (the text is otherwise the same)."""
+        kind = self.severity.value
+        lines = [_header(self.span, kind, self.message, color)]
+        lines += _excerpt(self.span, sources, kind, color)
         for note in self.notes:
             if note.span is None:
-                lines.append(f"note: {note.message}")
+                lines.append(f"{style('note', 'note', color)}: {note.message}")
             else:
-                lines.append(_header(note.span, "note", note.message))
-                lines += _excerpt(note.span, sources)
+                lines.append(_header(note.span, "note", note.message, color))
+                lines += _excerpt(note.span, sources, "note", color)
         return "\n".join(lines)
 
+    def to_json(self) -> dict[str, Any]:
+        """As data for editors: lines and columns 1-based, `end` exclusive (as in `Span`);
+        `range` is null when the position is unknown, e.g. a file that cannot be read."""
+        return {
+            "file": self.span.file,
+            "severity": self.severity.value,
+            "message": self.message,
+            "range": _range(self.span),
+            "notes": [
+                {
+                    "message": n.message,
+                    "file": n.span.file if n.span else None,
+                    "range": _range(n.span) if n.span else None,
+                }
+                for n in self.notes
+            ],
+        }
 
-def _header(span: Span, kind: str, message: str) -> str:
+
+def _range(span: Span) -> dict[str, dict[str, int]] | None:
     if span.line <= 0:
-        return f"{span.file}: {kind}: {message}"
-    return f"{span}: {kind}: {message}"
+        return None
+    return {
+        "start": {"line": span.line, "col": span.col},
+        "end": {"line": span.end_line, "col": span.end_col},
+    }
 
 
-def _excerpt(span: Span, sources: SourceMap) -> list[str]:
+def _header(span: Span, kind: str, message: str, color: bool) -> str:
+    where = f"{span.file}:" if span.line <= 0 else f"{span}:"
+    return f"{style(where, 'bold', color)} {style(kind, kind, color)}: {message}"
+
+
+def _excerpt(span: Span, sources: SourceMap, kind: str, color: bool) -> list[str]:
     text = sources.line(span.file, span.line)
     if text is None:
         return []
@@ -80,7 +120,10 @@ def _excerpt(span: Span, sources: SourceMap) -> list[str]:
     width = span.end_col - span.col if span.end_line == span.line else len(text) - span.col + 1
     width = max(1, width)
     gutter = f"{span.line:>4} | "
-    return [gutter + text, " " * (len(gutter) + span.col - 1) + "^" * width]
+    return [
+        style(gutter, "gutter", color) + text,
+        " " * (len(gutter) + span.col - 1) + style("^" * width, kind, color),
+    ]
 
 
 @dataclass
@@ -90,7 +133,12 @@ class SourceMap:
     texts: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, file: str, text: str) -> None:
-        self.texts[file] = text.splitlines()
+        # Lines as the parser counts them: only '\n' ends one (str.splitlines would also
+        # split at form feeds, '\x85', '\u2028'..., and show the wrong line after them).
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()  # the text's last newline ends a line; it starts none
+        self.texts[file] = [line.removesuffix("\r") for line in lines]
 
     def line(self, file: str, line: int) -> str | None:
         lines = self.texts.get(file)
@@ -107,8 +155,8 @@ class CompileError(Exception):
         self.sources = sources or SourceMap()
         super().__init__(self.render())
 
-    def render(self) -> str:
-        return "\n".join(d.render(self.sources) for d in self.diagnostics)
+    def render(self, color: bool = False) -> str:
+        return "\n".join(d.render(self.sources, color) for d in self.diagnostics)
 
 
 class Diagnostics:

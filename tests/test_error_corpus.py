@@ -35,6 +35,7 @@ KINDS: dict[str, list[str]] = {
     "unknown op with did-you-mean": ["unknown_op", "several_errors"],
     "unknown block with did-you-mean": ["unknown_block"],
     "unknown name": ["unknown_name"],
+    "constant used before its declaration, or in its own": ["const_order"],
     "duplicate block": ["duplicate_block"],
     "duplicate in": ["duplicate_input"],
     "duplicate layer": ["duplicate_layer"],
@@ -64,6 +65,23 @@ KINDS: dict[str, list[str]] = {
     "error inside a block: chain of call sites": ["block_nested_chain", "import_error_inside"],
     "unknown annotation with did-you-mean, ratio out of range": ["annotation_unknown"],
     "annotation with wrong arguments": ["annotation_arguments"],
+    "limit: nodes, refused before expanding a fan-out": ["limit_nodes"],
+    "limit: compile-time loop iterations": ["limit_iterations"],
+    "limit: elements of one tensor": ["limit_tensor_elements"],
+    "limit: parameters of a network": ["limit_parameters"],
+    "syntax: nested too deep (found by fuzzing)": ["syntax_too_deep"],
+    "integer literal over 64 bits (found by fuzzing)": ["int_too_large"],
+    "range() with step 0, or too long to count (found by fuzzing)": ["range_invalid"],
+    "compile-time int overflow, string or list too long (found by fuzzing)": [
+        "compile_time_overflow"
+    ],
+    "network output with an input's name (found by fuzzing)": ["output_named_as_input"],
+    "a form feed does not shift the lines shown (found by fuzzing)": ["form_feed_line"],
+    "recurrent stack over 1000 layers (found by fuzzing)": ["recurrent_too_deep"],
+    "attention's default scale on a symbolic width (found by fuzzing)": [
+        "attention_symbolic_width"
+    ],
+    "a float attribute that reads as infinity (found by fuzzing)": ["attr_infinite"],
 }
 
 HEADER = re.compile(r"^(?P<path>\S+?):(?P<line>\d+):(?P<col>\d+): (?P<kind>error|warning|note): ")

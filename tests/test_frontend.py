@@ -267,7 +267,7 @@ def test_huge_repeat_fails_fast_with_a_located_error() -> None:
     )
     assert time.perf_counter() - start < 1.0
     assert found == [
-        "3:9: expansion runs 1000000000 loop iterations, over the limit of 1000000 "
+        "3:9: expansion runs 1000000000 loop iterations, over the limit of 100000 "
         "(raise it with --max-iterations)"
     ]
 
@@ -280,3 +280,16 @@ def test_node_limit_is_enforced() -> None:
     )
     with pytest.raises(dslnet.CompileError, match="more than 10 nodes"):
         prog.ir("Net")
+
+
+def test_a_byte_order_mark_is_not_part_of_the_spec(tmp_path: Path) -> None:
+    """Some editors start UTF-8 files with a BOM; positions are still the text's own."""
+    spec = tmp_path / "bom.net"
+    bom = b"\xef\xbb\xbf"
+    spec.write_bytes(bom + b"network B() {\n    in x: float32[N, 4]\n    out y = x -> relu\n}\n")
+    assert dslnet.load(spec).networks == ["B"]
+    spec.write_bytes(bom + b"network B() {\n    in x: float32[N, 4]\n    out y = q\n}\n")
+    with pytest.raises(dslnet.CompileError) as err:
+        dslnet.load(spec)
+    assert err.value.diagnostics[0].span.line == 3
+    assert err.value.diagnostics[0].span.col == 13

@@ -17,6 +17,7 @@ from typing import Any
 
 from dslnet.ir import init as init_schemes
 from dslnet.ir.graph import CallInfo, Graph, Node
+from dslnet.ir.names import attribute_variant, is_attribute_name
 from dslnet.ir.printer import format_value
 from dslnet.ir.types import shape_str
 from dslnet.ops import registry
@@ -26,10 +27,9 @@ _RESERVED = {"self", "torch", "nn", "F", "super"} | set(dir(builtins))
 
 def identifier(name: str) -> str:
     """A safe Python identifier for a spec name (never a keyword, builtin or dunder)."""
-    text = re.sub(r"\W+", "_", name)
-    if not text or text[0].isdigit():
+    text = re.sub(r"^_+", "", re.sub(r"\W+", "_", name, flags=re.ASCII)) or "v"
+    if text[0].isdigit():
         text = "v_" + text
-    text = re.sub(r"^_+", "", text) or "v"
     if keyword.iskeyword(text) or keyword.issoftkeyword(text) or text in _RESERVED:
         text += "_"
     return text
@@ -64,11 +64,12 @@ def _call_tree(graph: Graph) -> _Call:
 
 
 class _Scope:
-    """Local names of one forward method: unique, readable identifiers."""
+    """Local names of one forward method: unique, readable identifiers that hide none
+    of the module's globals (`reserved`: the ops' helper classes and functions)."""
 
-    def __init__(self) -> None:
+    def __init__(self, reserved: set[str]) -> None:
         self.names: dict[str, str] = {}
-        self.used: set[str] = set()
+        self.used: set[str] = set(reserved)
 
     def bind(self, value: str, wanted: str) -> str:
         base = identifier(wanted)
@@ -105,14 +106,14 @@ class TorchCodegen:
                 if part.strip()
             }
         )
-        # Block classes must not take the names of the ops' helper classes.
-        self.reserved = {m for h in helpers for m in re.findall(r"^class (\w+)", h, re.M)}
+        # Block classes and locals must not take the names of the ops' helpers.
+        self.reserved = {m for h in helpers for m in re.findall(r"^(?:class|def) (\w+)", h, re.M)}
         root = _call_tree(self.graph)
         self.emit_class(root, class_identifier(self.graph.name), is_network=True)
         uses_f = any("F." in src for _, src in self.class_order) or any("F." in h for h in helpers)
         lines = []
         if header:
-            lines += [f'"""{header}"""', ""]
+            lines += [docstring(header), ""]
         lines += ["import torch", "from torch import nn"]
         if uses_f:
             lines.append("import torch.nn.functional as F")
@@ -147,7 +148,7 @@ class TorchCodegen:
             k += 1
             name = f"{wanted}{k}"
         doc = self.class_doc(call)
-        source = f"class {name}(nn.Module):\n" + (f'    """{doc}"""\n\n' if doc else "") + body
+        source = f"class {name}(nn.Module):\n" + (f"    {docstring(doc)}\n\n" if doc else "") + body
         self.classes[key] = name
         self.class_order.append((name, source))
         if call.info is not None and call.info.instance in self.graph.modules:
@@ -191,9 +192,9 @@ class TorchCodegen:
         graph = self.graph
         prefix = call.info.prefix if call.info else ""
         owner = call.info.instance + "." if call.info else ""
-        scope = _Scope()
+        scope = _Scope(self.reserved)
         init = ["    def __init__(self) -> None:", "        super().__init__()"]
-        made: set[str] = set()
+        made: dict[str, str] = {}  # module path below this class's -> its attribute
         if call.info is None:
             params = [(v, v) for v in graph.inputs]
         else:
@@ -207,9 +208,8 @@ class TorchCodegen:
         for item in call.items:
             if isinstance(item, _Call):
                 assert item.info is not None
-                attr = identifier(item.info.instance[len(owner) :])
-                if attr not in made:
-                    made.add(attr)
+                attr, new = _attribute(made, item.info.instance[len(owner) :])
+                if new:
                     cls = self.emit_class(item, class_identifier(item.info.block))
                     init.append(f"        self.{attr} = {cls}()")
                 named = item.info.result_name
@@ -244,7 +244,13 @@ class TorchCodegen:
         return [v for _, v in call.info.outputs]
 
     def node_line(
-        self, node: Node, scope: _Scope, owner: str, prefix: str, made: set[str], init: list[str]
+        self,
+        node: Node,
+        scope: _Scope,
+        owner: str,
+        prefix: str,
+        made: dict[str, str],
+        init: list[str],
     ) -> str:
         graph = self.graph
         op = registry.get(node.op)
@@ -254,9 +260,8 @@ class TorchCodegen:
         args = [self.ref(scope, v) for v in node.inputs]
         ctor = op.torch_module(attrs, in_types)
         if ctor is not None:
-            attr = identifier(node.module[len(owner) :])
-            if attr not in made:
-                made.add(attr)
+            attr, new = _attribute(made, node.module[len(owner) :])
+            if new:
                 init.append(f"        self.{attr} = {ctor}")
                 if node.init:
                     roles = list(op.params(attrs, in_types))
@@ -287,6 +292,38 @@ class TorchCodegen:
             assert op is not None
             return op.torch_expr(op.Attrs.model_validate(node.attrs, strict=False), [], [])
         return scope.names[value]
+
+
+def _attribute(made: dict[str, str], path: str) -> tuple[str, bool]:
+    """The attribute holding the module at `path` (below the class's own), and whether
+    it is new. A path segment from the IR is an attribute name already, so the module's
+    state_dict keys are the IR's parameter names (dslnet.ir.names); anything else is
+    made one, distinct from the class's other attributes."""
+    if path in made:
+        return made[path], False
+    taken = set(made.values())
+    name = path if is_attribute_name(path) else identifier(path)
+    if name in taken or not is_attribute_name(name):
+        name = attribute_variant(name, taken)
+    made[path] = name
+    return name, True
+
+
+def docstring(text: str) -> str:
+    """`text` as a one-line triple-quoted docstring that reads back as `text`, whatever
+    it holds: backslashes, control characters (NUL, newlines) and quotes are escaped
+    where they could end the string early or change what it says."""
+    out: list[str] = []
+    for i, char in enumerate(text):
+        if char == "\\":
+            out.append("\\\\")
+        elif char == '"' and (i + 1 == len(text) or text[i + 1] == '"'):
+            out.append('\\"')  # no run of three, nor one against the closing quotes
+        elif not char.isprintable():
+            out.append(char.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(char)
+    return '"""' + "".join(out) + '"""'
 
 
 def wrap_statement(head: str, expr: str, comment: str, width: int = 100) -> str:

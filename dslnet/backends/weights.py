@@ -12,6 +12,7 @@ Loaded values come from a `state_dict`-like mapping, a `.safetensors` file or a
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,15 @@ def _read_file(path: Path) -> Mapping[str, Any]:
             )
     except WeightsError:
         raise
-    except Exception as err:  # a corrupt file or a pickle weights_only refuses
+    except pickle.UnpicklingError:  # not a torch file, or one holding Python objects
+        raise WeightsError(
+            [
+                f"cannot read weights from {path}: not a file of plain tensors; .pt and "
+                f".pth files are read with torch.load(weights_only=True), which runs no "
+                f"pickled code (save a state_dict of tensors, or use .safetensors)"
+            ]
+        ) from None
+    except Exception as err:  # a corrupt file
         raise WeightsError([f"cannot read weights from {path}: {err}"]) from None
     return _state_dict_of(loaded, path)
 

@@ -11,13 +11,14 @@ from typing import Any
 from dslnet.cli.common import (
     EXIT_OK,
     UsageError,
+    add_diagnostics_format,
     add_limits,
     add_network_choice,
     limits_from,
     parse_overrides,
     pick_network,
     require_file,
-    write_atomic,
+    write_files,
 )
 from dslnet.frontend import ast
 from dslnet.frontend.loader import load
@@ -131,15 +132,16 @@ def register(sub: Any) -> None:
         help="calibration batches to use (default 32)",
     )
     reduce.add_argument("--report", action="store_true", help="print what each pass did")
+    add_diagnostics_format(comp)
     add_limits(comp)
     comp.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     require_file(args.file)
+    args.report.start(args.file)
     program = load(args.file, limits_from(args))
-    for w in program.warnings:
-        print(w.render(program.sources), file=sys.stderr)
+    args.report.add(program.warnings, program.sources)
     if args.emit == "onnx" and not args.output:
         raise UsageError("--emit onnx writes a binary model: give -o FILE.onnx")
     if args.weights and args.emit != "onnx" and not _reducing(args):
@@ -170,9 +172,17 @@ def run(args: argparse.Namespace) -> int:
                 sidecar = save(dict(weights))
         data = _quantized(reduced, args) if args.quantize else _emit(graph, args, weights)
     if args.output:
-        if sidecar is not None:
-            write_atomic(Path(args.output).with_suffix(".safetensors"), sidecar)
-        write_atomic(Path(args.output), data)
+        output = Path(args.output)
+        files = {output: data}
+        if sidecar is not None:  # both or neither: a source without its weights misleads
+            beside = output.with_suffix(".safetensors")
+            if beside == output:
+                raise UsageError(
+                    f"-o {output}: the reduced weights are written beside the source as "
+                    f"{beside}; name the source FILE.py"
+                )
+            files[beside] = sidecar
+        write_files(files)
     else:
         sys.stdout.write(data.decode("utf-8"))
     return EXIT_OK

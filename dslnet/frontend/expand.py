@@ -8,6 +8,7 @@ and the failed names are poisoned, so one mistake gives one error.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 from dslnet.diagnostics import Diagnostics, Note, Span, closest, did_you_mean
 from dslnet.frontend import ast
 from dslnet.frontend.annotations import resolve as resolve_annotation
-from dslnet.frontend.resolve import walk_exprs
+from dslnet.frontend.bound import ExpansionBound
+from dslnet.frontend.limits import elements, parameters_problem, tensor_problem, value_problem
+from dslnet.frontend.resolve import walk_exprs, walk_stmts
 from dslnet.frontend.values import (
     POISON,
     Callee,
@@ -34,13 +37,15 @@ from dslnet.ir import init as init_schemes
 from dslnet.ir import symbolic
 from dslnet.ir.builder import GraphBuilder
 from dslnet.ir.graph import CallFrame, CallInfo, Graph
+from dslnet.ir.names import attribute_variant, is_attribute_name
 from dslnet.ir.symbolic import SymExpr
 from dslnet.ir.types import DType, TensorType, shape_str
 from dslnet.ops import registry
 from dslnet.ops.registry import AttrError, ShapeError
 
 if TYPE_CHECKING:
-    from dslnet.frontend.loader import Limits, Program
+    from dslnet.frontend.limits import Limits
+    from dslnet.frontend.loader import Program
 
 _BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 BUILTINS = ("range", "len", "min", "max")
@@ -60,11 +65,30 @@ class Frame:
     outputs: list[tuple[str | None, Any, Span]] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     init: str | None = None  # `init=` given to this block call, inherited by its layers
+    layers: frozenset[str] = frozenset()  # the block's layer names: taken module names
+    segments: dict[str, str] = field(default_factory=dict)  # layer name -> module segment
 
     def local_name(self, base: str) -> str:
-        k = self.counters.get(base, 0) + 1
+        """`linear3`: the next automatic name for `base`, never a layer's name."""
+        base = base.lstrip("_") or "v"  # a leading `__` would be mangled in a class body
+        k = self.counters.get(base, 0)
+        while True:
+            k += 1
+            if f"{base}{k}" not in self.layers:
+                break
         self.counters[base] = k
         return f"{base}{k}"
+
+    def layer_segment(self, name: str) -> str:
+        """The module path segment of layer `name`: the name itself when the generated
+        PyTorch module can have it as an attribute, else a variant (`class_`)."""
+        segment = self.segments.get(name)
+        if segment is None:
+            segment = name
+            if not is_attribute_name(name):
+                segment = attribute_variant(name, self.layers | set(self.segments.values()))
+            self.segments[name] = segment
+        return segment
 
 
 def snake(name: str) -> str:
@@ -80,7 +104,21 @@ class Expander:
         self.frame: Frame | None = None
         self.active: list[str] = []
         self.iterations = 0
+        self.bound = ExpansionBound(program, limits)  # asked before block calls and loops
+        self.parameters = 0  # learned values so far, for max_parameters
+        self.parameters_seen = 0  # entries of graph.parameters already counted
+        self.node_limit_reported = False
         self.marks: dict[str, Any] = {}  # what the annotations around us ask of new nodes
+        self._layer_names: dict[int, frozenset[str]] = {}  # per block declaration
+
+    def layer_names(self, decl: ast.BlockDecl) -> frozenset[str]:
+        """The names of every `layer` statement of `decl` (nested ones too)."""
+        found = self._layer_names.get(id(decl))
+        if found is None:
+            stmts = walk_stmts(decl.body)
+            found = frozenset(s.name for s, _ in stmts if isinstance(s, ast.LayerStmt))
+            self._layer_names[id(decl)] = found
+        return found
 
     # --- entry points --------------------------------------------------------------
 
@@ -90,18 +128,34 @@ class Expander:
             return None
         args = {p.name: env[p.name] for p in decl.params}
         self.builder = GraphBuilder(decl.name, args, decl.span)
-        frame = Frame(decl, env, "", "", ())
+        frame = Frame(decl, env, "", "", (), layers=self.layer_names(decl))
         self.active.append(decl.name)
         self.run_body(frame)
         self.active.pop()
         self.check_outputs(frame)
         for name, value, out_span in frame.outputs:
+            if isinstance(value, TensorVal) and self.output_named_as_input(name, value, out_span):
+                continue
             if isinstance(value, TensorVal):
                 self.builder.add_output(name or "output", value.name)
             elif not is_poison(value):
                 what = f"output '{name}'" if name else "the output"
                 self.error(f"{what} must be a tensor, got {kind_of(value)}", out_span)
         return self.builder.graph
+
+    def output_named_as_input(self, name: str | None, value: TensorVal, span: Span) -> bool:
+        """Report a network output that takes an input's name for another value: the
+        model's interface could not tell them apart (ONNX refuses it)."""
+        assert self.builder is not None
+        shown = name or "output"
+        if shown not in self.builder.graph.inputs or value.name == shown:
+            return False
+        what = f"output '{name}'" if name else "the output, named 'output' by default,"
+        self.error(
+            f"{what} has the name of an input; a network's inputs and outputs need distinct names",
+            span,
+        )
+        return True
 
     def constant(self, expr: ast.Expr, env: dict[str, Any]) -> Any:
         """Evaluate a compile-time expression (a `const`, a default) outside any graph."""
@@ -272,6 +326,9 @@ class Expander:
                         f"repeat needs a non-negative int, got {kind_of(value)}", stmt.count.span
                     )
                 self.count_iterations(value, stmt.count.span)
+                variables = (stmt.var,) if stmt.var else ()
+                nodes = self.bound.loop(stmt.body, variables, value, frame.env)
+                self.check_growth(nodes, "this loop", stmt.count.span)
                 count = value  # only once every check passed
             if not isinstance(count, int):
                 return
@@ -299,6 +356,8 @@ class Expander:
                 )
             if isinstance(value, tuple):
                 self.count_iterations(len(value), stmt.iterable.span)
+                nodes = self.bound.loop(stmt.body, stmt.targets, len(value), frame.env)
+                self.check_growth(nodes, "this loop", stmt.iterable.span)
                 items = value  # only once every check passed
         if not isinstance(items, tuple):
             for t in stmt.targets:
@@ -310,11 +369,28 @@ class Expander:
             self.run(stmt.body)
 
     def count_iterations(self, n: int, span: Span) -> None:
+        reported = self.iterations > self.limits.max_iterations
         self.iterations += n
+        if reported:
+            raise EvalError("", span)  # one error for the network, not one per loop run
         if self.iterations > self.limits.max_iterations:
             raise EvalError(
                 f"expansion runs {self.iterations} loop iterations, over the limit of "
                 f"{self.limits.max_iterations} (raise it with --max-iterations)",
+                span,
+            )
+
+    def check_growth(self, nodes: int, what: str, span: Span) -> None:
+        """Stop before expanding what is sure to take the network past the node limit
+        (`nodes` is a lower bound from dslnet.frontend.bound)."""
+        assert self.builder is not None
+        made = len(self.builder.graph.nodes)
+        if made + nodes > self.limits.max_nodes:
+            self.over_node_limit(span)
+            so_far = f" to the {made} made so far" if made else ""
+            raise EvalError(
+                f"{what} adds at least {nodes} nodes{so_far}: the network would have more "
+                f"than {self.limits.max_nodes} nodes (raise the limit with --max-nodes)",
                 span,
             )
 
@@ -397,6 +473,9 @@ class Expander:
                 raise EvalError(f"a dimension must be positive, got {value}", d.span)
             dims.append(value)
         ttype = TensorType(dtype=dtype, shape=tuple(dims))
+        problem = tensor_problem(f"input '{stmt.name}' {ttype}", dims, self.limits)
+        if problem:
+            raise EvalError(problem, stmt.type.span)
         name = self.builder.add_input(stmt.name, ttype)
         return TensorVal(name, ttype)
 
@@ -474,6 +553,15 @@ class Expander:
             return callee
         if expr.span in self.program.unresolved or expr.id in self.program.broken:
             raise EvalError("", expr.span)  # reported before expansion
+        later = self.program.const_decl(expr.id)
+        if later is not None and later.span.contains(expr.span):
+            raise EvalError(f"constant '{expr.id}' is defined in terms of itself", expr.span)
+        if later is not None:  # constants are evaluated in order, each once
+            raise EvalError(
+                f"constant '{expr.id}' is declared below, on line {later.span.line}: a "
+                "constant can use only the constants declared above it",
+                expr.span,
+            )
         candidates = [*frame.env, *self.program.visible_names()]
         raise EvalError(f"unknown name '{expr.id}'{did_you_mean(expr.id, candidates)}", expr.span)
 
@@ -520,7 +608,11 @@ class Expander:
         if not tensors:
             if expr.op in ("==", "!=", "<", "<=", ">", ">="):
                 return compare(expr.op, left, right, expr.span)
-            return arith(expr.op, left, right, expr.span)
+            result = arith(expr.op, left, right, expr.span)
+            problem = value_problem(result)
+            if problem:
+                raise EvalError(f"'{expr.op}' here makes {problem}", expr.span)
+            return result
         if expr.op not in _BINARY_OPS:
             raise EvalError(
                 f"'{expr.op}' is not defined on tensors (conditions are compile-time;"
@@ -663,10 +755,14 @@ class Expander:
         if name == "range":
             if not 1 <= len(args) <= 3 or not all(type(a) is int for a in args):
                 raise EvalError("range() takes 1 to 3 ints", span)
+            if len(args) == 3 and args[2] == 0:
+                raise EvalError("range() step must not be zero", span)
             r = range(*args)
-            if len(r) > self.limits.max_iterations:
+            # len() of a range over 2**63 items overflows: count it as Python ints.
+            size = max(0, (r.stop - r.start + r.step - (1 if r.step > 0 else -1)) // r.step)
+            if size > self.limits.max_iterations:
                 raise EvalError(
-                    f"range of {len(r)} is over the limit of "
+                    f"range of {size} is over the limit of "
                     f"{self.limits.max_iterations} (raise it with --max-iterations)",
                     span,
                 )
@@ -741,6 +837,7 @@ class Expander:
             )
         except ShapeError as err:
             raise EvalError(str(err), span) from None
+        self.check_sizes(op_name, outs, span)
         vals = [TensorVal(o, builder.graph.values[o].type) for o in outs]
         if len(vals) == 1:
             return vals[0]
@@ -761,9 +858,40 @@ class Expander:
             )
         return scheme
 
+    def check_sizes(self, op_name: str, outputs: Sequence[str], span: Span) -> None:
+        """The tensors a node made and the network's parameter count against the
+        limits: types and shapes only, before any weight exists."""
+        assert self.builder is not None
+        graph, limits = self.builder.graph, self.limits
+        new = len(graph.parameters) - self.parameters_seen
+        self.parameters_seen = len(graph.parameters)
+        before = self.parameters
+        added = list(itertools.islice(reversed(graph.parameters.values()), new))
+        for param in reversed(added):  # in the op's order: weight, then bias
+            if elements(param.shape) > limits.max_tensor_elements:
+                what = f"{op_name}'s {param.role} {shape_str(param.shape)}"
+                raise EvalError(tensor_problem(what, param.shape, limits) or "", span)
+            self.parameters += 0 if param.buffer else param.numel
+        # Reported where the count crosses the limit, not again at every later layer.
+        if before <= limits.max_parameters < self.parameters:
+            raise EvalError(parameters_problem(self.parameters, limits) or "", span)
+        for name in outputs:
+            ttype = graph.values[name].type
+            if elements(ttype.shape) > limits.max_tensor_elements:
+                what = f"{op_name}'s output {ttype}"
+                raise EvalError(tensor_problem(what, ttype.shape, limits) or "", span)
+
+    def over_node_limit(self, span: Span) -> None:
+        """Say the node limit is passed once: after that, every statement that would add
+        nodes fails silently (one error for the network, not one per loop run)."""
+        if self.node_limit_reported:
+            raise EvalError("", span)
+        self.node_limit_reported = True
+
     def count_node(self, span: Span) -> None:
         assert self.builder is not None
         if len(self.builder.graph.nodes) >= self.limits.max_nodes:
+            self.over_node_limit(span)
             raise EvalError(
                 f"the network has more than {self.limits.max_nodes} nodes "
                 f"(raise the limit with --max-nodes)",
@@ -793,7 +921,7 @@ class Expander:
                 f"{func.name}(...)); apply it afterwards: {stmt.name}(x)",
                 expr.span,
             )
-        module = frame.module_prefix + stmt.name
+        module = frame.module_prefix + frame.layer_segment(stmt.name)
         return LayerVal(func, args, kwargs, module, stmt.span, marks=dict(self.marks))
 
     def apply_layer(
@@ -864,6 +992,7 @@ class Expander:
         env = self.bind_params(decl, rest, param_kwargs, span)
         if env is None:
             raise EvalError("", span)
+        self.check_growth(self.bound.block_call(decl, env), f"block '{name}'", span)
         if layer is not None:
             module = layer.module
             value_path = module if layer.uses == 1 else f"{module}@{layer.uses}"
@@ -874,7 +1003,16 @@ class Expander:
         builder.add_module(module, name, {k: env[k] for k in (p.name for p in decl.params)}, span)
         call_id = builder.new_call_id()
         chain = (*frame.chain, CallFrame(block=name, instance=module, span=span, call_id=call_id))
-        callee = Frame(decl, env, value_path + ".", module + ".", chain, inputs=given, init=init)
+        callee = Frame(
+            decl,
+            env,
+            value_path + ".",
+            module + ".",
+            chain,
+            inputs=given,
+            init=init,
+            layers=self.layer_names(decl),
+        )
         self.active.append(name)
         try:
             self.run_body(callee)

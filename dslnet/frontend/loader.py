@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import codecs
 import functools
 import gc
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from dslnet.diagnostics import CompileError, Diagnostic, Diagnostics, Note, SourceMap, Span
 from dslnet.frontend import ast
 from dslnet.frontend.expand import BUILTINS, Expander
+from dslnet.frontend.limits import Limits as Limits  # re-exported: dslnet.Limits
 from dslnet.frontend.parser import parse
 from dslnet.frontend.resolve import check_block, check_recursion
 from dslnet.frontend.values import Callee, is_poison
@@ -47,17 +48,6 @@ def _without_gc(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
 
     return wrapper
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on expansion; no real network comes near the defaults."""
-
-    max_nodes: int = 1_000_000
-    max_iterations: int = 1_000_000
-    max_depth: int = 64
-    max_imports: int = 256
-    max_file_bytes: int = 16 * 1024 * 1024
 
 
 class Program:
@@ -98,6 +88,10 @@ class Program:
     def const(self, name: str) -> Any:
         return self._consts[name]
 
+    def const_decl(self, name: str) -> ast.ConstDecl | None:
+        """The declaration of constant `name`, evaluated or not yet."""
+        return self._const_decls.get(name)
+
     def callee(self, name: str) -> Callee | None:
         if name in self.decls:
             return Callee("block", name)
@@ -126,6 +120,27 @@ class Program:
         from dslnet.summary import summarize
 
         return summarize(self.ir(network, **params))
+
+    def dot(
+        self,
+        network: str,
+        *,
+        block_depth: int | None = None,
+        expand: Sequence[str] = (),
+        direction: Literal["TB", "LR"] = "TB",
+        **params: Any,
+    ) -> str:
+        """Graphviz DOT text picturing `network` (what `dslnet graph` writes; render
+        it with `dot -Tsvg`). Blocks nested deeper than `block_depth` are folded into
+        boxes, or all but the block types or instances in `expand`; neither: small
+        networks whole, bigger ones with one instance of each repeated block open.
+        `params` override the network's parameters (named `block_depth` so that a
+        network parameter `depth` stays reachable)."""
+        from dslnet.graphrender import to_dot
+        from dslnet.graphview import ViewOptions
+
+        options = ViewOptions(block_depth, tuple(expand), direction)
+        return to_dot([self.ir(network, **params)], options)
 
     def torch_source(self, network: str, **params: Any) -> str:
         """The generated PyTorch source for `network` (what `--emit torch` writes)."""
@@ -305,6 +320,7 @@ class _Loader:
         self.program = program
         self.root = root
         self.loaded: set[Path] = set()
+        self.imports = 0  # files read for import statements
         self.modules: list[ast.Module] = []
         self.broken: dict[str, set[str]] = {}
         self.syntax_error_lines: dict[str, set[int]] = {}
@@ -328,15 +344,18 @@ class _Loader:
         self, decl: ast.ImportDecl, importer: Path | None, stack: tuple[Path, ...]
     ) -> None:
         diags = self.program.diags
+        limits = self.program.limits
         base = importer.parent if importer is not None else Path.cwd()
-        target = (base / decl.path).resolve()
-        root = self.root or base.resolve()
-        if not target.is_relative_to(root):
-            diags.error(
-                f"import '{decl.path}' leaves the spec's directory ({_shown(root)}); only files "
-                f"below it can be imported",
-                decl.span,
-            )
+        try:
+            written = Path(os.path.normpath(base / decl.path))
+            target = written.resolve()  # symbolic links followed: where it really is
+            roots = limits.allowed_roots(self.root or base.resolve())
+        except (OSError, ValueError, RuntimeError) as err:  # a NUL byte, a link loop
+            shown = decl.path.encode("unicode_escape").decode("ascii")  # a NUL made visible
+            diags.error(f"import '{shown}' is not a usable file path ({err})", decl.span)
+            return
+        if not any(target.is_relative_to(root) for root in roots):
+            diags.error(_outside_message(decl.path, written, target, roots), decl.span)
             return
         if target in stack:
             cycle = " -> ".join(p.name for p in (*stack[stack.index(target) :], target))
@@ -344,14 +363,19 @@ class _Loader:
             return
         if target in self.loaded:
             return
-        if not target.is_file():
+        if not _is_file(target):
             diags.error(f"import '{decl.path}' not found (looked for {_shown(target)})", decl.span)
             return
-        if len(self.loaded) >= self.program.limits.max_imports:
-            diags.error(f"more than {self.program.limits.max_imports} imported files", decl.span)
+        if self.imports >= limits.max_imports:
+            diags.error(
+                f"more than {limits.max_imports} imported files (raise the limit with "
+                f"--max-imports)",
+                decl.span,
+            )
             return
+        self.imports += 1
         self.loaded.add(target)
-        text = _read(target, diags, decl.span)
+        text = _read(target, diags, decl.span, limits.max_file_bytes)
         if text is not None:
             self.load_text(text, _shown(target), target, (*stack, target))
 
@@ -380,6 +404,7 @@ class _Loader:
                 else:
                     const_decls.append(decl)
         expander = Expander(program, diags, program.limits)
+        program._const_decls = {c.name: c for c in const_decls}
         for c in const_decls:
             try:
                 value = expander.constant(c.value, {})
@@ -410,18 +435,50 @@ class _Loader:
         check_recursion(program.decls, diags)
 
 
-def _read(path: Path, diags: Diagnostics, span: Span | None) -> str | None:
+def _read(path: Path, diags: Diagnostics, span: Span | None, max_bytes: int) -> str | None:
+    """The text of a spec file; a located error when it is unreadable, too big or not UTF-8.
+    Never more than `max_bytes` + 1 bytes are read, whatever the file claims to hold."""
     where = span or Span.unknown(_shown(path))
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(max_bytes + 1)  # bounded whatever the file (or pipe) holds
     except OSError as err:
-        diags.error(f"cannot read {_shown(path)}: {err.strerror}", where)
+        diags.error(f"cannot read {_shown(path)}: {err.strerror or err}", where)
+        return None
+    if len(data) > max_bytes:
+        diags.error(
+            f"{_shown(path)} is over the limit of {max_bytes} bytes for a spec file "
+            f"(raise it with --max-file-bytes)",
+            where,
+        )
         return None
     try:
-        return data.decode("utf-8")
+        # A byte-order mark, as some editors save, is dropped.
+        return data.removeprefix(codecs.BOM_UTF8).decode("utf-8")
     except UnicodeDecodeError as err:
         diags.error(f"{_shown(path)} is not UTF-8 text (byte {err.start})", where)
         return None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long, say: not a file that can be imported
+        return False
+
+
+def _outside_message(written: str, lexical: Path, target: Path, roots: Sequence[Path]) -> str:
+    """Why an import was refused: it leaves the allowed directories, or a symbolic link
+    inside them leads out."""
+    where = ", ".join(_shown(r) for r in roots)
+    several = len(roots) > 1
+    allowed = f"the allowed directories ({where})" if several else f"the spec's directory ({where})"
+    if any(lexical.is_relative_to(root) for root in roots):
+        return (
+            f"import '{written}' is a symbolic link to {_shown(target)}, outside {allowed}; "
+            f"links out of it are not followed (--import-root DIR allows another directory)"
+        )
+    return f"import '{written}' leaves {allowed}; only files below it can be imported"
 
 
 def _shown(path: Path) -> str:
@@ -441,7 +498,7 @@ def load(
     real = Path(path).resolve()
     loader = _Loader(program, real.parent)
     loader.loaded.add(real)
-    text = _read(real, program.diags, None)
+    text = _read(real, program.diags, None, program.limits.max_file_bytes)
     if text is not None:
         loader.load_text(text, str(path), real, (real,))
         loader.finish()
@@ -458,8 +515,16 @@ def loads(
     program = Program(limits or Limits())
     real = Path(filename).resolve()
     loader = _Loader(program, real.parent)
-    loader.load_text(text, filename, real, (real,))
-    loader.finish()
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > program.limits.max_file_bytes:
+        program.diags.error(
+            f"the spec text is {size} bytes, over the limit of {program.limits.max_file_bytes} "
+            f"(raise it with --max-file-bytes)",
+            Span.unknown(filename),
+        )
+    else:
+        loader.load_text(text, filename, real, (real,))
+        loader.finish()
     if strict and program.diags.has_errors:
         raise CompileError(program.diags.errors(), program.sources)
     return program

@@ -24,6 +24,7 @@ from dslnet.frontend import ast
 
 Tree = _LarkTree[Any]
 MAX_SYNTAX_ERRORS = 50
+RECOVERY_BUDGET = 100_000  # characters parsed again after errors, at least
 _OPENERS = {"LPAR": "(", "LSQB": "[", "LBRACE": "{"}
 _CLOSERS = {"RPAR": "LPAR", "RSQB": "LSQB", "RBRACE": "LBRACE"}
 _CLOSE_WORD = {"LPAR": "'('", "LSQB": "'['", "LBRACE": "'{'"}
@@ -110,22 +111,95 @@ def parse(text: str, file: str, diags: Diagnostics) -> tuple[ast.Module, set[str
     unknown: one mistake, one error).
     """
     parser = _parser()
-    work = text
+    work = _without_surrogates(text, file, diags)
     broken_names: set[str] = set()
+    # Each error costs a parse of the whole text again: a big file full of errors
+    # stops being re-parsed (its first errors are reported) before that takes long.
+    budget, parsed = max(RECOVERY_BUDGET, 2 * len(text)), 0
     for _ in range(MAX_SYNTAX_ERRORS):
+        if parsed > budget:
+            break
+        parsed += len(work)
         try:
             tree = parser.lark.parse(work)
         except UnexpectedInput as err:
             diags.error(*_describe(err, work, file, parser))
             region = _recovery_region(work, err, parser.postlex.state)
-            if region is None:
-                break
-            start, end = region
-            broken_names |= _declared_names(work[start:end])
-            work = work[:start] + re.sub(r"[^\n]", " ", work[start:end]) + work[end:]
-            continue
-        return _ToAst(file).module(tree), broken_names
+        else:
+            problem = _unbuildable(tree)
+            if problem is None:
+                return _ToAst(file).module(tree), broken_names
+            message, where, statement = problem
+            diags.error(message, _ToAst(file).span(where))
+            region = (statement.meta.start_pos, statement.meta.end_pos)
+        if region is None:
+            break
+        start, end = region
+        broken_names |= _declared_names(work[start:end])
+        work = work[:start] + re.sub(r"[^\n]", " ", work[start:end]) + work[end:]
     return ast.Module(file, ()), broken_names
+
+
+def _without_surrogates(text: str, file: str, diags: Diagnostics) -> str:
+    """`text` with each lone surrogate (what decoding non-UTF-8 bytes with
+    surrogateescape leaves) reported and blanked: no output could encode it."""
+    for found in _SURROGATE.finditer(text):
+        pos = found.start()
+        line = text.count("\n", 0, pos) + 1
+        col = pos - text.rfind("\n", 0, pos)
+        diags.error(
+            f"character U+{ord(found.group()):04X} is not text: a lone surrogate "
+            f"(bytes that were not UTF-8?)",
+            Span(file, line, col, line, col + 1),
+        )
+    return _SURROGATE.sub(" ", text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_NESTING = 100  # levels of syntax tree: deeper would exhaust Python's stack later
+MAX_INT = 2**63 - 1  # sizes and counts are int64 in every backend
+
+
+def _unbuildable(tree: Tree) -> tuple[str, Tree | Token, Tree] | None:
+    """The first part of a parsed file the compiler cannot take, if any: (message,
+    where, the statement or declaration to blank). Nesting deeper than MAX_NESTING
+    levels, or an integer over MAX_INT. Iterative: the tree may be thousands deep."""
+    stack: list[tuple[Tree, int, Tree | None]] = [(tree, 0, None)]
+    while stack:
+        node, depth, statement = stack.pop()
+        if depth > MAX_NESTING and statement is not None:
+            message = (
+                f"nested more than {MAX_NESTING} levels deep (brackets, calls, operators, "
+                f"pipeline stages and bodies count); split it into several statements"
+            )
+            return message, node, statement
+        for child in reversed(node.children):
+            if isinstance(child, _LarkTree):
+                # The declaration, or the statement directly in a declaration's body.
+                top = statement is None or (node.data == "body" and depth <= 2)
+                stack.append((child, depth + 1, child if top else statement))
+            elif isinstance(child, Token) and child.type == "INT" and statement is not None:
+                message = _int_too_large(str(child))
+                if message:
+                    return message, child, statement
+    return None
+
+
+def _int_too_large(literal: str) -> str:
+    digits = literal.replace("_", "")
+    if len(digits) <= len(str(MAX_INT)) and int(digits) <= MAX_INT:
+        return ""
+    shown = digits if len(digits) <= 30 else f"{digits[:12]}... ({len(digits)} digits)"
+    return f"integer {shown} is too large: the largest is {MAX_INT}"
+
+
+def concrete_syntax(text: str) -> tuple[Tree, list[Token]]:
+    """The Lark tree of `text` with every position, and its tokens without the
+    statement separators: what a tool that prints the source back needs (`dslnet fmt`).
+    Raises lark's UnexpectedInput on a syntax error (`parse` reports those)."""
+    parser = _parser()
+    tokens = [t for t in parser.lark.lex(text) if t.type != "_NL"]
+    return parser.lark.parse(text), tokens
 
 
 # --- error messages --------------------------------------------------------------

@@ -130,11 +130,19 @@ def _is_num(v: Any) -> bool:
     return _is_int(v) or isinstance(v, float)
 
 
+# Compile-time values stay small: ints fit the int64 every backend stores sizes in, and
+# strings and lists cannot double in a loop until they exhaust time and memory.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+MAX_SEQUENCE = 10_000  # characters of a string, items of a list
+
+
 def arith(op: str, a: Any, b: Any, span: Span) -> Any:
     """Compile-time `+ - * / // %` on numbers, symbolic dims, strings and lists."""
     if op == "+" and isinstance(a, str) and isinstance(b, str):
+        _check_length(len(a) + len(b), "string", "characters", span)
         return a + b
     if op == "+" and isinstance(a, tuple) and isinstance(b, tuple):
+        _check_length(len(a) + len(b), "list", "items", span)
         return a + b
     if not (_is_num(a) and _is_num(b)):
         raise EvalError(f"cannot apply '{op}' to {kind_of(a)} and {kind_of(b)}", span)
@@ -154,23 +162,41 @@ def arith(op: str, a: Any, b: Any, span: Span) -> Any:
             raise EvalError("division by zero", span) from None
         raise EvalError(f"'{op}' is not defined on symbolic dimensions", span)
     try:
-        if op == "+":
-            return a + b
-        if op == "-":
-            return a - b
-        if op == "*":
-            return a * b
-        if op == "/":
-            if isinstance(a, int) and isinstance(b, int) and b != 0 and a % b == 0:
-                return a // b
-            return a / b
-        if op == "//":
-            return a // b
-        if op == "%":
-            return a % b
+        result = _numeric(op, a, b)
     except ZeroDivisionError:
         raise EvalError("division by zero", span) from None
-    raise EvalError(f"unknown operator '{op}'", span)
+    if isinstance(result, int) and not INT_MIN <= result <= INT_MAX:
+        raise EvalError(
+            f"integer overflow: {a} {op} {b} is outside the 64-bit range of sizes", span
+        )
+    return result
+
+
+def _check_length(length: int, what: str, unit: str, span: Span) -> None:
+    if length > MAX_SEQUENCE:
+        raise EvalError(
+            f"'+' would make a {what} of {length} {unit}; compile-time strings and lists "
+            f"hold at most {MAX_SEQUENCE}",
+            span,
+        )
+
+
+def _numeric(op: str, a: int | float, b: int | float) -> int | float:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if op == "/":
+        if isinstance(a, int) and isinstance(b, int) and b != 0 and a % b == 0:
+            return a // b
+        return a / b
+    if op == "//":
+        return a // b
+    if op == "%":
+        return a % b
+    raise AssertionError(f"unknown operator '{op}'")
 
 
 def _symbols(d: Any) -> frozenset[str]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import numpy as np
 from pydantic import Field
 
 from dslnet.ir.symbolic import dims_equal, floordiv, mul
@@ -143,18 +144,36 @@ class _AdaptiveAvgPool(OpDef):
         if size == 1:
             return ctx.add_node("ReduceMean", [x, int64(ctx, "axes", [axis])], out, keepdims=1)[0]
         if isinstance(length, int) and length % size:
-            cells = []
-            for i in range(size):
-                start, end = i * length // size, -(-(i + 1) * length // size)
-                bounds = [int64(ctx, f"start{start}", [start]), int64(ctx, f"end{end}", [end])]
-                (cell,) = ctx.add_node("Slice", [x, *bounds, int64(ctx, "axes", [axis])])
-                cells += ctx.add_node("ReduceMean", [cell, int64(ctx, "axes", [axis])], keepdims=1)
-            return ctx.add_node("Concat", cells, out, axis=axis)[0]
+            # Windows of unequal lengths: gather each window's elements into a row, padded
+            # to the longest, and sum the row with weights 1/length (0 on the padding).
+            # A few nodes whatever the sizes; a Slice per window could be thousands.
+            index, weight = _window_table(length, size)
+            rest = (1,) * (x_type.rank - axis - 1)  # the weights broadcast over later axes
+            (rows,) = ctx.add_node("Gather", [x, ctx.add_initializer("windows", index)], axis=axis)
+            weights = ctx.add_initializer("window_weights", weight.reshape(weight.shape + rest))
+            (typed,) = ctx.add_node("CastLike", [weights, x])
+            (weighted,) = ctx.add_node("Mul", [rows, typed])
+            axes = int64(ctx, "axes", [axis + 1])
+            return ctx.add_node("ReduceSum", [weighted, axes], out, keepdims=0)[0]
         # Equal windows: split the axis into [size, length/size] and average the second.
         target = [0] * axis + [size, -1] + list(sizes[axis - 1 :])
         (split,) = ctx.add_node("Reshape", [x, int64(ctx, "split_shape", target)])
         axes = int64(ctx, "axes", [axis + 1])
         return ctx.add_node("ReduceMean", [split, axes], out, keepdims=0)[0]
+
+
+def _window_table(length: int, size: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """For pooling `length` elements to `size` windows: the indices [size, widest] of each
+    window's elements (the padding repeats its last one) and their weights (1/its length,
+    0 on the padding)."""
+    starts = np.arange(size) * length // size
+    ends = -(-(np.arange(size) + 1) * length // size)
+    widest = int((ends - starts).max())
+    offsets = np.arange(widest)
+    inside = offsets[None, :] < (ends - starts)[:, None]
+    index = np.minimum(starts[:, None] + offsets[None, :], ends[:, None] - 1).astype(np.int64)
+    weight = np.where(inside, 1.0 / (ends - starts)[:, None], 0.0).astype(np.float32)
+    return index, weight
 
 
 @register

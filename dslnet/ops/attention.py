@@ -162,6 +162,12 @@ class ScaledDotProductAttention(OpDef):
             raise ShapeError(f"{self.name}: q and k need the same width E, got q {q}, k {k}")
         if not dims_equal(k.shape[-2], v.shape[-2]):
             raise ShapeError(f"{self.name}: k and v need the same length S, got k {k}, v {v}")
+        if attrs.scale is None and not isinstance(q.shape[-1], int):
+            # The ONNX lowering writes the default scale 1/sqrt(E) as a constant.
+            raise ShapeError(
+                f"{self.name} needs a known width E for its default scale 1/sqrt(E), but q is "
+                f"{q}; give q a fixed last axis, or scale="
+            )
         if mask:
             (m,) = mask
             expected = (q.shape[-2], k.shape[-2])
@@ -193,8 +199,9 @@ class ScaledDotProductAttention(OpDef):
     def onnx(self, attrs: SDPAAttrs, ctx: OnnxNodeContext) -> None:
         q, k, v, *mask = ctx.inputs
         q_type = ctx.input_types[0]
-        width = need_static(q_type.shape[-1], "width E", self.name, q_type)
-        scale = attrs.scale if attrs.scale is not None else 1.0 / np.sqrt(width)
+        scale = attrs.scale
+        if scale is None:
+            scale = 1.0 / np.sqrt(need_static(q_type.shape[-1], "width E", self.name, q_type))
         rank = q_type.rank
         perm = (*range(rank - 2), rank - 1, rank - 2)
         (k_t,) = ctx.add_node("Transpose", [k], perm=perm)

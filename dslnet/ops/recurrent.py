@@ -20,10 +20,15 @@ from dslnet.ops.channels import Channels, Placed
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
+# Each layer is four parameter tensors per direction, listed one by one: a stack far
+# deeper than any real one (a typo, or a hostile spec) would take seconds and memory to
+# list before any limit on parameters could be checked.
+MAX_LAYERS = 1000
+
 
 class RecurrentAttrs(OpAttrs):
     hidden_size: int = Field(gt=0, description="features of the hidden state")
-    num_layers: int = Field(1, gt=0, description="recurrent layers stacked")
+    num_layers: int = Field(1, gt=0, le=MAX_LAYERS, description="recurrent layers stacked")
     bidirectional: bool = Field(False, description="also run each layer backwards in time")
     dropout: float = Field(
         0.0, ge=0.0, lt=1.0, description="dropout on each layer's output but the last (training)"

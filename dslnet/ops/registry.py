@@ -7,9 +7,12 @@ look ops up by name and ask; they never test op names themselves.
 
 from __future__ import annotations
 
+import threading
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
@@ -268,38 +271,140 @@ def value_words(value: Any) -> str:
 
 
 # --- the registry ------------------------------------------------------------------------
+#
+# Built-in ops register when their family module is imported; users' ops register with the
+# same decorator, from their own code or from an installed package's `dslnet.ops` entry
+# point (loaded once, on the first lookup, after the built-ins).
 
 _REGISTRY: dict[str, OpDef] = {}
+_ORIGINS: dict[str, Origin] = {}
 
 OpClass = TypeVar("OpClass", bound=type[OpDef])
 
+_BUILTIN_PREFIX = "dslnet.ops."
+
+
+class OpDefinitionError(ValueError):
+    """An op class that cannot be registered; the message lists what to fix."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a registered op comes from: its class and, for a plugin, its entry point."""
+
+    module: str  # the class's module, e.g. `mypkg.ops`
+    qualname: str  # and its name there, e.g. `ChannelScale`
+    entry_point: str | None = None  # the `dslnet.ops` entry point that loaded it
+    distribution: str | None = None  # that entry point's distribution: "name version"
+
+    @property
+    def cls(self) -> str:
+        return f"{self.module}.{self.qualname}"
+
+    @property
+    def builtin(self) -> bool:
+        return self.module.startswith(_BUILTIN_PREFIX)
+
+    @property
+    def source(self) -> str:
+        """What a user recognises: a plugin's distribution, else the class's module."""
+        return self.distribution or self.module
+
+    def __str__(self) -> str:
+        if self.builtin:
+            return f"dslnet (built-in, {self.cls})"
+        if self.entry_point is None:
+            return self.cls
+        return f"{self.cls} (entry point '{self.entry_point}' of {self.distribution})"
+
 
 def register(cls: OpClass) -> OpClass:
-    """Class decorator: add an op to the registry (a user's own op too)."""
-    name = cls.name
-    if name in _REGISTRY and type(_REGISTRY[name]) is not cls:
-        raise ValueError(f"op '{name}' is already registered")
-    _REGISTRY[name] = cls()
+    """Class decorator: add an op to the registry, a built-in or a user's own.
+
+    The class is checked first; OpDefinitionError lists every problem (a name specs can
+    call and no other op has, a family, an OpAttrs schema, a shape rule, a torch and an
+    ONNX lowering, an init for its parameters). Registering the same class again does
+    nothing; a new class of the same module and name replaces the old one (a reloaded
+    module, a notebook cell run again).
+    """
+    from dslnet.ops.userops import definition_problems, describe
+
+    if not (isinstance(cls, type) and issubclass(cls, OpDef)):
+        raise OpDefinitionError(f"register takes a subclass of dslnet.ops.OpDef, got {cls!r}")
+    origin = Origin(cls.__module__, cls.__qualname__, *_loading_plugin)
+    if not origin.builtin:
+        _load_builtin_ops()  # a clash with a built-in shows now, not at the first lookup
+    name = getattr(cls, "name", None)
+    seen = _REGISTRY.get(name) if isinstance(name, str) else None
+    if seen is not None and type(seen) is cls:
+        return cls
+    problems = definition_problems(cls)
+    if seen is not None and _ORIGINS[seen.name].cls != origin.cls:
+        problems.insert(0, f"the name '{name}' is already registered by {_ORIGINS[seen.name]}")
+    if problems:
+        raise OpDefinitionError(
+            f"{describe(cls)} cannot be registered:\n  - " + "\n  - ".join(problems)
+        )
+    _REGISTRY[cls.name] = cls()
+    _ORIGINS[cls.name] = origin
     return cls
 
 
+def unregister(name: str) -> None:
+    """Remove the user op `name` (built-ins stay). For tests; `scoped()` is simpler."""
+    _ensure_loaded()
+    origin = _ORIGINS.get(name)
+    if origin is None:
+        raise ValueError(f"no op '{name}' is registered")
+    if origin.builtin:
+        raise ValueError(f"op '{name}' is built in; only users' ops can be unregistered")
+    del _REGISTRY[name], _ORIGINS[name]
+
+
+@contextmanager
+def scoped() -> Iterator[None]:
+    """Undo on exit every registration made inside, so that a user op defined in one
+    test does not leak into the next (for tests)."""
+    from dslnet.ops import userops
+
+    _ensure_loaded()
+    saved, loaded = snapshot(), userops.loaded_plugins()
+    try:
+        yield
+    finally:
+        restore(saved)
+        userops.set_loaded_plugins(loaded)
+
+
 def get(name: str) -> OpDef | None:
-    _load_builtin_ops()
+    _ensure_loaded()
     return _REGISTRY.get(name)
 
 
 def all_ops() -> dict[str, OpDef]:
-    _load_builtin_ops()
+    """Every registered op by name: the built-ins and users' ops."""
+    _ensure_loaded()
     return dict(sorted(_REGISTRY.items()))
 
 
-_loaded = False
+def builtin_ops() -> dict[str, OpDef]:
+    """The ops dslnet defines (what docs/ops.md documents), by name."""
+    return {name: op for name, op in all_ops().items() if _ORIGINS[name].builtin}
+
+
+def origin(name: str) -> Origin | None:
+    """Where op `name` was defined; None when there is no such op."""
+    _ensure_loaded()
+    return _ORIGINS.get(name)
+
+
+_builtins_loaded = False
 
 
 def _load_builtin_ops() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True
         # Every module of this package except the machinery is an op family.
         import importlib
         import pkgutil
@@ -307,8 +412,63 @@ def _load_builtin_ops() -> None:
         import dslnet.ops as package
 
         for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-            if info.name not in ("registry", "lowering", "channels"):
+            if info.name not in ("registry", "userops", "lowering", "channels"):
                 importlib.import_module(f"dslnet.ops.{info.name}")
+
+
+def _ensure_loaded() -> None:
+    """The built-ins, then the plugins (dslnet.ops.userops). A plugin that failed fails
+    every lookup again: an op missing because of it must not read as a typo in a spec.
+    Threads that look ops up first at the same time wait for the one that loads them."""
+    global _ready, _complete
+    if _complete:
+        return
+    with _loading_lock:
+        if _ready:  # loaded while this thread waited, or a plugin's own lookups
+            return
+        _load_builtin_ops()
+        from dslnet.ops.userops import load_plugins
+
+        _ready = True  # a plugin's own lookups while it loads do not recurse
+        try:
+            load_plugins()
+        except BaseException:
+            _ready = False
+            raise
+        _complete = True
+
+
+_ready = False  # built-ins and plugins loaded, or being loaded by the thread holding the lock
+_complete = False  # built-ins and plugins loaded
+_loading_lock = threading.RLock()
+_loading_plugin: tuple[str | None, str | None] = (None, None)  # (entry point, distribution)
+
+
+@contextmanager
+def attributed_to(entry_point: str, distribution: str) -> Iterator[None]:
+    """Ops registered inside are recorded as coming from this plugin."""
+    global _loading_plugin
+    _loading_plugin = (entry_point, distribution)
+    try:
+        yield
+    finally:
+        _loading_plugin = (None, None)
+
+
+Registrations = tuple[dict[str, OpDef], dict[str, Origin]]
+
+
+def snapshot() -> Registrations:
+    """The registry as it is now, for `restore`."""
+    return dict(_REGISTRY), dict(_ORIGINS)
+
+
+def restore(saved: Registrations) -> None:
+    ops, origins = saved
+    _REGISTRY.clear()
+    _REGISTRY.update(ops)
+    _ORIGINS.clear()
+    _ORIGINS.update(origins)
 
 
 def need_static(dim: Dim, what: str, op: str, ttype: TensorType) -> int:

@@ -41,6 +41,8 @@ class UpsampleAttrs(OpAttrs):
         items = value if isinstance(value, tuple) else (value,)
         if value is not None and not all(v > 0 for v in items):
             raise ValueError("must be positive")
+        if value is not None and not all(math.isfinite(v) for v in items):
+            raise ValueError("must be finite")  # 1e309 reads as infinity
         return value
 
 

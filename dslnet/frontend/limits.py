@@ -1,0 +1,93 @@
+"""What loading and expanding a spec may do: sizes it may reach, files it may read.
+
+A spec is data, possibly from someone else: compiling it must end quickly with a
+located error however it is written, never exhaust memory, never read files other
+than its own imports. Every bound is far above what a real network needs, and
+each has a command-line flag to raise it (named in the error that hits it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dslnet.ir.symbolic import SymExpr
+
+# A symbolic size written longer than this is a runaway product, not a shape. (Ints,
+# strings and lists are bounded where they are computed: dslnet.frontend.values.arith.)
+MAX_SYMBOLIC_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on loading and expansion; no real network comes near the defaults.
+
+    max_nodes: IR nodes in one network.
+    max_iterations: compile-time loop iterations in one network (and list length).
+    max_depth: blocks nested inside one another.
+    max_imports: files imported, directly or not.
+    max_file_bytes: the size of one spec file (and of a string built from others).
+    max_tensor_elements: elements of one tensor (a weight, a buffer or an activation;
+        an activation's size names such as `N` count as 1).
+    max_parameters: learned parameters of one network, checked before any is allocated.
+    import_roots: directories, besides the compiled file's own, whose files may be
+        imported.
+    """
+
+    # Each bound keeps the worst spec under it to about a second of compiling: a loop
+    # iteration costs up to ~15 µs, parsing ~100 KB/s in error recovery.
+    max_nodes: int = 1_000_000
+    max_iterations: int = 100_000
+    max_depth: int = 64
+    max_imports: int = 256
+    max_file_bytes: int = 4 * 1024 * 1024
+    max_tensor_elements: int = 2**31
+    max_parameters: int = 10**10
+    import_roots: tuple[str, ...] = ()
+
+    def allowed_roots(self, own: Path) -> list[Path]:
+        """The directories imports may read below: `own`, then each import root."""
+        return [own, *(Path(r).resolve() for r in self.import_roots)]
+
+
+def value_problem(value: Any) -> str | None:
+    """What is too big about a compile-time value built by arithmetic, or None.
+
+    Checked after every operation, so a size that squares at each step of a loop is
+    stopped at the first step past the bound, long before it fills memory.
+    """
+    if isinstance(value, SymExpr) and len(str(value)) > MAX_SYMBOLIC_CHARS:
+        return f"a symbolic size over {MAX_SYMBOLIC_CHARS} characters long"
+    return None
+
+
+def elements(shape: Iterable[Any]) -> int:
+    """Elements of a tensor of `shape`; size names (symbolic dims) count as 1."""
+    n = 1
+    for d in shape:
+        if isinstance(d, int):
+            n *= d
+    return n
+
+
+def tensor_problem(what: str, shape: Iterable[Any], limits: Limits) -> str | None:
+    """An error message when a tensor of `shape` is over `max_tensor_elements`, else None."""
+    n = elements(shape)
+    if n <= limits.max_tensor_elements:
+        return None
+    return (
+        f"{what} has {n} elements, over the limit of {limits.max_tensor_elements} "
+        f"(raise it with --max-tensor-elements)"
+    )
+
+
+def parameters_problem(total: int, limits: Limits) -> str | None:
+    """An error message when a network's `total` parameters pass `max_parameters`."""
+    if total <= limits.max_parameters:
+        return None
+    return (
+        f"the network has {total} parameters, over the limit of {limits.max_parameters} "
+        f"(raise it with --max-parameters)"
+    )
