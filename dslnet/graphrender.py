@@ -38,6 +38,7 @@ FAMILY_COLOURS: dict[str, tuple[str, str]] = {
     "shape": ("#f4f4f4", "#9a9a9a"),
     "regularization": ("#f4f4f4", "#9a9a9a"),
     "vae": ("#efe4d6", "#8f7456"),
+    "loss": ("#f3dcd4", "#9c5a48"),
 }
 # Families of users' ops get one of these, picked by the family's name (stable).
 _SPARE_COLOURS = (
