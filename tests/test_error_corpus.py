@@ -46,6 +46,7 @@ KINDS: dict[str, list[str]] = {
     "too many positional arguments": ["arg_too_many"],
     "shape mismatch in '+'": ["shape_add_mismatch", "block_error_two_sites"],
     "dtype mismatch": ["dtype_mismatch"],
+    "a constant or an op the tensor's dtype cannot take": ["constant_dtype"],
     "block input rank mismatch": ["block_input_rank"],
     "block input dim mismatch": ["block_input_dim"],
     "concat mismatch": ["concat_mismatch"],

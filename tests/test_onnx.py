@@ -662,3 +662,19 @@ def test_fast_serialization_parses_to_the_same_model(spec: Path, network: str) -
     for functions in (False, True):
         data = emit_onnx_bytes(graph, functions=functions)
         assert onnx.load_from_string(data) == emit_onnx(graph, functions=functions)
+
+
+def test_integer_arithmetic_with_whole_constants_keeps_its_dtype_in_both_backends() -> None:
+    """`ids * 2 + 1` on int64 stays int64 in torch (an int scalar, not 2.0) and in ONNX."""
+    import torch
+
+    prog = dslnet.loads(
+        "network Ids() {\n    in ids: int64[N, 4]\n    out y = ids * 2 + 1 - ids\n}\n",
+        filename="ids.net",
+    )
+    ids = np.arange(8, dtype=np.int64).reshape(2, 4)
+    got = prog.torch("Ids")(torch.from_numpy(ids))
+    want = run_onnx(prog.onnx("Ids"), {"ids": ids})["y"]
+    assert got.dtype == torch.int64 and want.dtype == np.int64
+    np.testing.assert_array_equal(got.numpy(), ids + 1)
+    np.testing.assert_array_equal(want, ids + 1)

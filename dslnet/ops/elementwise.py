@@ -49,6 +49,8 @@ class _Binary(OpDef):
 
     def infer(self, attrs: object, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         a, b = inputs
+        if DType.bool in (a.dtype, b.dtype):  # torch would compute it, ONNX has no kernel
+            raise ShapeError(f"{self.name}: no arithmetic on bool tensors, got {a} and {b}")
         return (broadcast(self.name, a, b),)
 
     def torch_expr(self, attrs: object, args: Sequence[str], inputs: Sequence[TensorType]) -> str:
@@ -103,7 +105,16 @@ class Div(_Binary):
         "in a: float32[N, 4]\nin b: float32[N, 4]\nout y = div(a, b)",
         "in a: float32[N, 3, 4]\nin b: float32[4]\nout y = a / b",
     )
-    doc = "a / b, broadcasting (`/` in a spec)."
+    doc = "a / b, broadcasting (`/` in a spec); float tensors only."
+
+    def infer(self, attrs: object, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
+        (out,) = super().infer(attrs, inputs)
+        if not out.dtype.is_float:  # torch divides truly (a float result), ONNX rounds
+            raise ShapeError(
+                f"div: {out.dtype} tensors do not divide the same way in PyTorch (a float "
+                f"result) and ONNX (rounded to {out.dtype}); divide float tensors"
+            )
+        return (out,)
 
 
 class ConstantAttrs(OpAttrs):
@@ -121,17 +132,41 @@ class Constant(OpDef):
     inputs = ()
 
     def infer(self, attrs: ConstantAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
+        problem = _unrepresentable(attrs.value, attrs.dtype)
+        if problem:
+            raise ShapeError(f"the constant {attrs.value:g} {problem}")
         return (TensorType(dtype=attrs.dtype, shape=()),)
 
     def torch_expr(
         self, attrs: ConstantAttrs, args: Sequence[str], inputs: Sequence[TensorType]
     ) -> str:
         # A Python scalar: torch keeps the other operand's dtype, and `h * 0.5` reads well.
-        return repr(attrs.value)
+        # An int tensor takes an int (`x * 2.0` would make torch's result float).
+        return repr(attrs.value if attrs.dtype.is_float else int(attrs.value))
 
     def onnx(self, attrs: ConstantAttrs, ctx: OnnxNodeContext) -> None:
         value = np.array(attrs.value, dtype=attrs.dtype.value)
         ctx.add_node("Constant", [], ctx.outputs, value=value)
+
+
+def _unrepresentable(value: float, dtype: DType) -> str | None:
+    """Why `value` cannot be a `dtype` scalar exactly as written, or None when it can."""
+    if dtype is DType.bool:
+        return "cannot combine with a bool tensor (no arithmetic on bools)"
+    if dtype.is_float:
+        largest = 3.39e38 if dtype is DType.bfloat16 else float(np.finfo(dtype.value).max)
+        if abs(value) > largest:
+            return f"is out of {dtype}'s range (largest {largest:g})"
+        return None
+    if not float(value).is_integer():
+        return (
+            f"is not a whole number, and the other operand is {dtype}: PyTorch would "
+            f"make a float result, ONNX round the constant; use a float tensor"
+        )
+    info = np.iinfo(dtype.value)
+    if not info.min <= value <= info.max:
+        return f"is out of {dtype}'s range ({info.min} to {info.max})"
+    return None
 
 
 @register
