@@ -8,7 +8,8 @@ import subprocess
 import zlib
 from collections.abc import Sequence
 
-from dslnet.graphview import Box, Cluster, Edge, Label, Picture, ViewOptions, pictures
+from dslnet.graphfold import ViewOptions
+from dslnet.graphview import Box, Cluster, Edge, Label, Picture, pictures
 from dslnet.ir.graph import Graph
 
 # Output suffix -> `dot -T` format; None: the DOT text itself, no Graphviz needed.

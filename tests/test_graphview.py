@@ -13,17 +13,9 @@ import pytest
 
 import dslnet
 from dslnet.cli import main
+from dslnet.graphfold import BOX_BUDGET, ViewError, ViewOptions, box_count, open_instances
 from dslnet.graphrender import FAMILY_COLOURS, family_colours, to_dot
-from dslnet.graphview import (
-    BOX_BUDGET,
-    Cluster,
-    Picture,
-    ViewError,
-    ViewOptions,
-    box_count,
-    open_instances,
-    pictures,
-)
+from dslnet.graphview import Cluster, Picture, pictures
 from dslnet.ir.graph import Graph
 from dslnet.ops import registry
 

@@ -136,8 +136,8 @@ class Program:
         networks whole, bigger ones with one instance of each repeated block open.
         `params` override the network's parameters (named `block_depth` so that a
         network parameter `depth` stays reachable)."""
+        from dslnet.graphfold import ViewOptions
         from dslnet.graphrender import to_dot
-        from dslnet.graphview import ViewOptions
 
         options = ViewOptions(block_depth, tuple(expand), direction)
         return to_dot([self.ir(network, **params)], options)

@@ -7,19 +7,21 @@ docs/embedding.md walks through one; `dslnet.testing.check_op` checks it.
 
 from dslnet.ir.types import DType, TensorType
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
-from dslnet.ops.registry import (
+from dslnet.ops.opdef import (
     AttrError,
     NoAttrs,
     OpAttrs,
     OpDef,
+    ShapeError,
+    need_static,
+    normalize_axis,
+)
+from dslnet.ops.registry import (
     OpDefinitionError,
     Origin,
-    ShapeError,
     all_ops,
     builtin_ops,
     get,
-    need_static,
-    normalize_axis,
     origin,
     register,
     scoped,

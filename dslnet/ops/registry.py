@@ -1,280 +1,56 @@
-"""The op registry: every op is defined once, here and in its family module.
+"""The op registry: every op is registered once, by name, and looked up here.
 
-An op definition carries its attribute schema (a pydantic model), its inputs,
-its symbolic shape/dtype rule and its parameter shapes. Passes and backends
-look ops up by name and ask; they never test op names themselves.
+Built-in ops register when their family module is imported; users' ops register with the
+same decorator, from their own code or from an installed package's `dslnet.ops` entry
+point (loaded once, on the first lookup, after the built-ins). What an op is (OpDef,
+its attributes, the errors its rules raise) lives in dslnet.ops.opdef and is re-exported
+here, where op modules and passes have always imported it from.
 """
 
 from __future__ import annotations
 
 import threading
-import types
-import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TypeVar
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from dslnet.ops.opdef import (
+    AttrError,
+    NoAttrs,
+    OpAttrs,
+    OpDef,
+    ShapeError,
+    need_static,
+    normalize_axis,
+    type_words,
+    value_words,
+)
 
-from dslnet.ir.symbolic import Dim, SymExpr
-from dslnet.ir.types import DType, TensorType
-from dslnet.ops.channels import Channels
-from dslnet.ops.factoring import Factoring
-from dslnet.ops.lowering import OnnxNodeContext
-
-
-class ShapeError(Exception):
-    """An op's rule rejected its inputs; the message names what failed."""
-
-
-class AttrError(Exception):
-    """Attributes that do not fit an op's schema; one message per problem."""
-
-    def __init__(self, messages: list[str]):
-        self.messages = messages
-        super().__init__("; ".join(messages))
-
-
-class OpAttrs(BaseModel):
-    """Base of every op's attribute schema. Field order is positional order."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class NoAttrs(OpAttrs):
-    pass
-
-
-A = TypeVar("A", bound=OpAttrs)
-
-
-class OpDef:
-    """One op. Subclasses set the class attributes and override `infer`/`params`."""
-
-    name: ClassVar[str]
-    family: ClassVar[str]
-    doc: ClassVar[str] = ""
-    # What unnamed instances are called (`attn1` rather than `multihead_attention1`).
-    short_name: ClassVar[str | None] = None
-    Attrs: ClassVar[type[OpAttrs]] = NoAttrs
-    aliases: ClassVar[Mapping[str, str]] = {}  # short attribute names: {"k": "kernel_size"}
-    inputs: ClassVar[tuple[str, ...]] = ("x",)
-    variadic: ClassVar[bool] = False  # the last input may repeat (at least once)
-    # Trailing inputs a call may leave out (an RNN's initial state, an attention mask);
-    # `infer` and the lowerings see only the inputs given.
-    optional_inputs: ClassVar[tuple[str, ...]] = ()
-    outputs: ClassVar[tuple[str, ...]] = ("y",)
-    # Spec bodies using the op (inputs named, `out y = ...`); they document the op in
-    # `dslnet ops` and are what the conformance test runs through every backend.
-    examples: ClassVar[tuple[str, ...]] = ()
-    # Source of small nn.Module classes the generated code needs for this op (e.g. one
-    # that behaves differently in training), written once at the top of the file.
-    torch_helpers: ClassVar[str] = ""
-
-    def factoring(self, attrs: Any, rank: int) -> Factoring | None:
-        """The two thinner layers this call becomes at `rank` (dslnet.ops.factoring),
-        or None when it cannot be factorised."""
-        return None
-
-    def torch_helpers_for(self, attrs: Any, inputs: Sequence[TensorType]) -> tuple[str, ...]:
-        """The helper sources one call needs (the class-wide helpers unless an op's
-        attributes call for more)."""
-        return (self.torch_helpers,)
-
-    def infer(self, attrs: Any, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
-        """Output types for these inputs; raise ShapeError with a clear reason."""
-        raise NotImplementedError
-
-    def params(self, attrs: Any, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
-        """Learned parameter shapes by role (`weight`, `bias`); empty for stateless ops."""
-        return {}
-
-    def buffers(
-        self, attrs: Any, inputs: Sequence[TensorType]
-    ) -> dict[str, tuple[tuple[int, ...], DType]]:
-        """State that is saved but not learned (batchnorm's running statistics)."""
-        return {}
-
-    def flops(self, attrs: Any, inputs: Sequence[TensorType], outputs: Sequence[TensorType]) -> Dim:
-        """Multiply-accumulates of one forward call (the convention of published
-        model tables); symbolic when the sizes are. Zero for data movement."""
-        return 0
-
-    def channels(self, attrs: Any, inputs: Sequence[TensorType]) -> Channels | None:
-        """How channels flow through this call (dslnet.ops.channels), for pruning and
-        folding; None pins every channel it touches (never pruned)."""
-        return None
-
-    def identity_in_eval(self, attrs: Any) -> bool:
-        """True when the op returns its input unchanged at inference (dropout)."""
-        return False
-
-    def affine(
-        self, attrs: Any, weights: Mapping[str, np.ndarray[Any, Any]]
-    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-        """Per-channel (scale, shift) of an op whose `channels` says foldable_affine."""
-        raise NotImplementedError(f"{self.name} is not a per-channel affine")
-
-    def init_param(
-        self, attrs: Any, role: str, inputs: Sequence[TensorType], rng: np.random.Generator
-    ) -> np.ndarray[Any, Any]:
-        """A fresh value for parameter or buffer `role`, as PyTorch initialises the layer."""
-        raise NotImplementedError(f"{self.name} has no parameters")
-
-    # --- backends -------------------------------------------------------------------
-
-    def torch_module(self, attrs: Any, inputs: Sequence[TensorType]) -> str | None:
-        """Constructor source (`nn.Linear(784, 256)`) for an op that owns a submodule,
-        because it has weights or behaves differently in training; None otherwise."""
-        return None
-
-    def torch_call(
-        self, attrs: Any, module: str, args: Sequence[str], inputs: Sequence[TensorType]
-    ) -> str:
-        """The forward expression of an op that owns `module` (e.g. `self.fc`): calling
-        it, unless one use of a shared layer needs another form (a tied projection)."""
-        return f"{module}({', '.join(args)})"
-
-    def torch_targets(self, attrs: Any, targets: Sequence[str]) -> str:
-        """The left side binding the outputs: `y, idx`, or `y, (h, c)` where the torch
-        module returns nested tuples."""
-        return ", ".join(targets)
-
-    def torch_expr(self, attrs: Any, args: Sequence[str], inputs: Sequence[TensorType]) -> str:
-        """The forward expression of a functional op, e.g. `torch.relu(x)`."""
-        raise NotImplementedError(f"{self.name} has no functional torch form")
-
-    def onnx(self, attrs: Any, ctx: OnnxNodeContext) -> None:
-        """Emit the ONNX nodes computing this op (see dslnet.ops.lowering)."""
-        raise NotImplementedError(f"{self.name} has no ONNX lowering")
-
-    # --- attributes -------------------------------------------------------------
-
-    def bind_attrs(self, positional: Sequence[Any], named: Mapping[str, Any]) -> OpAttrs:
-        """Validate call arguments against the schema; AttrError lists every problem."""
-        fields = list(self.Attrs.model_fields)
-        problems: list[str] = []
-        values: dict[str, Any] = {}
-        if len(positional) > len(fields):
-            problems.append(
-                f"{self.name} takes at most {len(fields)} attribute argument(s)"
-                f" ({', '.join(fields) or 'none'}), got {len(positional)}"
-            )
-        for field_name, value in zip(fields, positional):
-            values[field_name] = value
-        for key, value in named.items():
-            field_name = self.aliases.get(key, key)
-            if field_name not in self.Attrs.model_fields:
-                from dslnet.diagnostics import did_you_mean
-
-                hint = did_you_mean(key, [*fields, *self.aliases])
-                problems.append(
-                    f"{self.name} has no argument '{key}'{hint}; it takes: {self.signature()}"
-                )
-                continue
-            if field_name in values:
-                problems.append(f"argument '{field_name}' of {self.name} is given twice")
-                continue
-            values[field_name] = value
-        if problems:
-            raise AttrError(problems)
-        try:
-            return self.Attrs.model_validate({k: _tuplify(v) for k, v in values.items()})
-        except ValidationError as err:
-            messages = [self._explain(e, values) for e in err.errors()]
-            # A union-typed field fails once per member: say each problem once.
-            raise AttrError(list(dict.fromkeys(messages))) from None
-
-    def _explain(self, error: Any, values: Mapping[str, Any]) -> str:
-        field_name = str(error["loc"][0]) if error["loc"] else "?"
-        info = self.Attrs.model_fields.get(field_name)
-        expected = type_words(info.annotation) if info is not None else "?"
-        if error["type"] == "missing":
-            return f"{self.name} needs argument '{field_name}' ({expected})"
-        got = values.get(field_name)
-        if error["type"].endswith("_type") or error["type"] in (
-            "literal_error",
-            "union_tag_invalid",
-        ):
-            return (
-                f"argument '{field_name}' of {self.name} expects {expected}, got {value_words(got)}"
-            )
-        msg = str(error["msg"]).replace("Input should be", "must be").replace("Value error, ", "")
-        return f"argument '{field_name}' of {self.name} {msg}, got {value_words(got)}"
-
-    def signature(self) -> str:
-        parts = []
-        for field_name, info in self.Attrs.model_fields.items():
-            text = f"{field_name}: {type_words(info.annotation)}"
-            if not info.is_required():
-                text += f" = {info.default!r}"
-            parts.append(text)
-        return ", ".join(parts) or "no arguments"
-
-    def arity_ok(self, count: int) -> bool:
-        fixed = len(self.inputs)
-        if self.variadic:
-            return count >= fixed
-        return fixed <= count <= fixed + len(self.optional_inputs)
-
-    def arity_words(self) -> tuple[str, str]:
-        """How many inputs the op takes and their names, for an error message."""
-        fixed = len(self.inputs)
-        if self.variadic:
-            return f"at least {fixed}", ", ".join(self.inputs) + ", ..."
-        names = ", ".join([*self.inputs, *(f"[{n}]" for n in self.optional_inputs)])
-        if self.optional_inputs:
-            return f"{fixed} to {fixed + len(self.optional_inputs)}", names
-        return str(fixed), names
-
-
-def _tuplify(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return tuple(_tuplify(v) for v in value)
-    return value
-
-
-def type_words(annotation: Any) -> str:
-    """How an attribute's type reads in an error: `int`, `one of 'a', 'b'`, `tuple of int`."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(type_words(a) for a in args if a is not type(None)) + (
-            " or none" if type(None) in args else ""
-        )
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"tuple of {type_words(args[0])}"
-        return "(" + ", ".join(type_words(a) for a in args) + ")"
-    return getattr(annotation, "__name__", str(annotation))
-
-
-def value_words(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"bool {str(value).lower()}"
-    if isinstance(value, SymExpr):
-        return f"symbolic dimension {value}"
-    if isinstance(value, (int, float)):
-        return f"{type(value).__name__} {value}"
-    if isinstance(value, str):
-        return f"str {value!r}"
-    if isinstance(value, (list, tuple)):
-        return "tuple (" + ", ".join(value_words(v) for v in value) + ")"
-    describe = getattr(value, "describe", None)
-    if callable(describe):
-        return str(describe())
-    return type(value).__name__
-
-
-# --- the registry ------------------------------------------------------------------------
-#
-# Built-in ops register when their family module is imported; users' ops register with the
-# same decorator, from their own code or from an installed package's `dslnet.ops` entry
-# point (loaded once, on the first lookup, after the built-ins).
+__all__ = [
+    "AttrError",
+    "NoAttrs",
+    "OpAttrs",
+    "OpDef",
+    "OpDefinitionError",
+    "Origin",
+    "Registrations",
+    "ShapeError",
+    "all_ops",
+    "attributed_to",
+    "builtin_ops",
+    "get",
+    "need_static",
+    "normalize_axis",
+    "origin",
+    "register",
+    "restore",
+    "scoped",
+    "snapshot",
+    "type_words",
+    "unregister",
+    "value_words",
+]
 
 _REGISTRY: dict[str, OpDef] = {}
 _ORIGINS: dict[str, Origin] = {}
@@ -412,7 +188,7 @@ def _load_builtin_ops() -> None:
         import dslnet.ops as package
 
         for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-            if info.name not in ("registry", "userops", "lowering", "channels"):
+            if info.name not in ("registry", "opdef", "userops", "lowering", "channels"):
                 importlib.import_module(f"dslnet.ops.{info.name}")
 
 
@@ -469,19 +245,3 @@ def restore(saved: Registrations) -> None:
     _REGISTRY.update(ops)
     _ORIGINS.clear()
     _ORIGINS.update(origins)
-
-
-def need_static(dim: Dim, what: str, op: str, ttype: TensorType) -> int:
-    """A dimension an op must know at compile time (weights depend on it)."""
-    if isinstance(dim, int):
-        return dim
-    raise ShapeError(f"{op} needs a known {what}, but the input is {ttype} ({what} is {dim})")
-
-
-def normalize_axis(axis: int, rank: int, op: str, ttype: TensorType) -> int:
-    if not -rank <= axis < rank:
-        raise ShapeError(f"{op}: axis {axis} is out of range for {ttype} (rank {rank})")
-    return axis % rank
-
-
-Rule = Callable[[Any, Sequence[TensorType]], tuple[TensorType, ...]]

@@ -27,7 +27,8 @@ import types
 from importlib.metadata import EntryPoint, entry_points
 
 from dslnet.ops import registry
-from dslnet.ops.registry import OpAttrs, OpDef, OpDefinitionError
+from dslnet.ops.opdef import OpAttrs, OpDef
+from dslnet.ops.registry import OpDefinitionError
 
 PLUGIN_GROUP = "dslnet.ops"
 NO_PLUGINS_ENV = "DSLNET_NO_PLUGINS"
