@@ -52,7 +52,7 @@ KINDS: dict[str, list[str]] = {
     "concat mismatch": ["concat_mismatch"],
     "import not found": ["import_not_found"],
     "import cycle": ["import_cycle"],
-    "import outside the spec's directory": ["import_outside"],
+    "import outside the importing file's directory": ["import_outside"],
     "recursive block, direct": ["recursive_direct"],
     "recursive block, mutual": ["recursive_mutual"],
     "'out' missing": ["out_missing"],

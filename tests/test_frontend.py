@@ -256,7 +256,7 @@ def test_imports_resolve_relative_and_stay_inside(tmp_path: Path) -> None:
     assert dslnet.load(main).ir("Net").num_parameters == 4 * 3 + 3 + 3 * 3 + 3
     outside = tmp_path / "lib" / "escape.net"
     outside.write_text('import "../main.net"\n')
-    with pytest.raises(dslnet.CompileError, match="leaves the spec's directory"):
+    with pytest.raises(dslnet.CompileError, match="leaves the importing file's directory"):
         dslnet.load(outside)
 
 

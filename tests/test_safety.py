@@ -64,7 +64,7 @@ def test_imports_outside_the_spec_directory_need_an_import_root(project: Path) -
         dslnet.load(spec)
     err = info.value.diagnostics[0]  # then 'Twice' is unknown
     assert (err.span.line, err.span.col) == (1, 1)
-    assert "leaves the spec's directory" in err.message
+    assert "leaves the importing file's directory" in err.message
 
     allowed = dslnet.Limits(import_roots=(str(project / "shared"),))
     assert dslnet.load(spec, allowed).ir("Net").nodes
@@ -72,6 +72,23 @@ def test_imports_outside_the_spec_directory_need_an_import_root(project: Path) -
     elsewhere = dslnet.Limits(import_roots=(str(project / "project"),))
     with pytest.raises(dslnet.CompileError, match="leaves the allowed directories"):
         dslnet.load(spec, elsewhere)
+
+
+def test_each_import_stays_in_its_own_importing_files_tree(project: Path) -> None:
+    """project/main.net may import lib/a.net, but lib/a.net not ../b.net beside main."""
+    (project / "project" / "lib").mkdir()
+    (project / "project" / "b.net").write_text(
+        "block Twice() {\n    in x: [N, D]\n    out y = x -> relu -> relu\n}\n"
+    )
+    (project / "project" / "lib" / "a.net").write_text('import "../b.net"\n')
+    spec = _importing(project / "project" / "main.net", "lib/a.net")
+    with pytest.raises(dslnet.CompileError) as info:
+        dslnet.load(spec)
+    err = info.value.diagnostics[0]
+    assert err.span.file.endswith("a.net") and (err.span.line, err.span.col) == (1, 1)
+    assert "import '../b.net' leaves the importing file's directory" in err.message
+    allowed = dslnet.Limits(import_roots=(str(project / "project"),))
+    assert dslnet.load(spec, allowed).ir("Net").nodes
 
 
 def test_the_import_root_flag(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -94,7 +111,7 @@ def test_a_symbolic_link_out_of_the_spec_directory_is_refused(project: Path) -> 
     err = info.value.diagnostics[0]
     assert (err.span.line, err.span.col) == (1, 1)
     assert "import 'lib.net' is a symbolic link to" in err.message
-    assert "outside the spec's directory" in err.message
+    assert "outside the importing file's directory" in err.message
 
     (inside / "lib.net").unlink()
     (inside / "real.net").write_text((project / "shared" / "lib.net").read_text())

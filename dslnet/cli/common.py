@@ -62,7 +62,7 @@ def add_limits(parser: argparse.ArgumentParser) -> None:
         type=_directory,
         metavar="DIR",
         help="also allow imports of files below DIR (repeatable); by default only files "
-        "below the compiled spec's directory can be imported",
+        "below the importing file's directory can be imported",
     )
 
 

@@ -32,7 +32,7 @@ class Limits:
     max_tensor_elements: elements of one tensor (a weight, a buffer or an activation;
         an activation's size names such as `N` count as 1).
     max_parameters: learned parameters of one network, checked before any is allocated.
-    import_roots: directories, besides the compiled file's own, whose files may be
+    import_roots: directories, besides the importing file's own, whose files may be
         imported.
     """
 

@@ -316,9 +316,8 @@ def _error() -> Any:
 
 
 class _Loader:
-    def __init__(self, program: Program, root: Path | None) -> None:
+    def __init__(self, program: Program) -> None:
         self.program = program
-        self.root = root
         self.loaded: set[Path] = set()
         self.imports = 0  # files read for import statements
         self.modules: list[ast.Module] = []
@@ -349,7 +348,7 @@ class _Loader:
         try:
             written = Path(os.path.normpath(base / decl.path))
             target = written.resolve()  # symbolic links followed: where it really is
-            roots = limits.allowed_roots(self.root or base.resolve())
+            roots = limits.allowed_roots(base.resolve())  # the importing file's own tree
         except (OSError, ValueError, RuntimeError) as err:  # a NUL byte, a link loop
             shown = decl.path.encode("unicode_escape").decode("ascii")  # a NUL made visible
             diags.error(f"import '{shown}' is not a usable file path ({err})", decl.span)
@@ -472,7 +471,11 @@ def _outside_message(written: str, lexical: Path, target: Path, roots: Sequence[
     inside them leads out."""
     where = ", ".join(_shown(r) for r in roots)
     several = len(roots) > 1
-    allowed = f"the allowed directories ({where})" if several else f"the spec's directory ({where})"
+    allowed = (
+        f"the allowed directories ({where})"
+        if several
+        else f"the importing file's directory ({where})"
+    )
     if any(lexical.is_relative_to(root) for root in roots):
         return (
             f"import '{written}' is a symbolic link to {_shown(target)}, outside {allowed}; "
@@ -496,7 +499,7 @@ def load(
     """Load a `.net` file and its imports. Raises CompileError when it has errors."""
     program = Program(limits or Limits())
     real = Path(path).resolve()
-    loader = _Loader(program, real.parent)
+    loader = _Loader(program)
     loader.loaded.add(real)
     text = _read(real, program.diags, None, program.limits.max_file_bytes)
     if text is not None:
@@ -514,7 +517,7 @@ def loads(
     """Load spec text; imports resolve relative to `filename`'s directory."""
     program = Program(limits or Limits())
     real = Path(filename).resolve()
-    loader = _Loader(program, real.parent)
+    loader = _Loader(program)
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > program.limits.max_file_bytes:
         program.diags.error(
