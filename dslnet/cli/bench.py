@@ -27,7 +27,6 @@ from dslnet.cli.common import (
     limits_from,
     parse_overrides,
     pick_network,
-    print_diagnostics,
     require_file,
 )
 from dslnet.frontend.loader import load
@@ -100,8 +99,9 @@ def run(args: argparse.Namespace) -> int:
     if args.weights:
         require_file(args.weights, "weights file")
     dims = _dims(args.dim)
+    args.report.start(args.file)
     program = load(args.file, limits_from(args))
-    print_diagnostics(program.warnings, program)
+    args.report.add(program.warnings, program.sources)
     network = _network(program, args.network)
     graph = program.ir(network, **parse_overrides(program, network, args.set))
     unbound = unbound_dims(graph, dims)

@@ -166,11 +166,6 @@ class DiagnosticsReport:
             print(json.dumps(document), file=self._stream)
 
 
-def print_diagnostics(diags: Sequence[Diagnostic], program_or_error: Any) -> None:
-    """Render `diags` on stderr (in colour on a terminal)."""
-    DiagnosticsReport(False, sys.stderr).add(diags, program_or_error.sources)
-
-
 def parse_overrides(program: Program, network: str, pairs: Sequence[str]) -> dict[str, Any]:
     """`--set name=value` pairs, converted to the declared parameter types."""
     decl = program.block(network)

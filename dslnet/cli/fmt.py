@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import codecs
 import difflib
-import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,11 +159,9 @@ def _read_stdin() -> str:
 
 
 def _rewrite(path: Path, text: str) -> None:
-    """Replace the file whole (never half written), keeping its permissions."""
+    """Replace the file whole (never half written); write_atomic keeps its permissions."""
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
         write_atomic(path, text.encode("utf-8"))
-        path.chmod(mode)
     except OSError as err:
         raise _FileError(f"cannot write: {err.strerror}") from None
 
