@@ -14,11 +14,14 @@ from dslnet.frontend.annotations import USAGE
 from dslnet.frontend.expand import BUILTINS
 from dslnet.ops import registry
 
-KEYWORDS = ("block", "network", "in", "out", "layer", "const", "import")
+KEYWORDS = ("block", "network", "train", "in", "out", "layer", "const", "import")
 CONTROL = ("for", "repeat", "as", "if", "elif", "else")
 OPERATORS = ("and", "or", "not")
 DTYPES = ("float16", "bfloat16", "float32", "float64", "int8", "uint8", "int16", "int32",
           "int64", "bool")  # fmt: skip
+# Annotations the training compiler reads (the others are the reduction passes' USAGE).
+TRAIN_ANNOTATIONS = ("noise",)
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
 def _words(words: Any) -> str:
@@ -35,7 +38,25 @@ def textmate_grammar() -> dict[str, Any]:
         "patterns": [
             {"name": "comment.line.number-sign.dslnet", "match": "#.*$"},
             {"name": "string.quoted.double.dslnet", "match": r'"([^"\\]|\\.)*"'},
-            {"name": "storage.modifier.annotation.dslnet", "match": r"@" + _words(USAGE)},
+            {
+                "name": "storage.modifier.annotation.dslnet",
+                "match": r"@" + _words({*USAGE, *TRAIN_ANNOTATIONS}),
+            },
+            # `step NAME {` opens a step of a train; elsewhere `step` is an ordinary name.
+            {
+                "name": "meta.step.dslnet",
+                "match": rf"\b(step)\s+({_NAME})(?=\s*\{{)",
+                "captures": {
+                    "1": {"name": "keyword.other.step.dslnet"},
+                    "2": {"name": "entity.name.function.step.dslnet"},
+                },
+            },
+            # `optimizer: adam(lr=1e-3)`: a setting of a train or step, alone on its line.
+            {
+                "name": "meta.setting.dslnet",
+                "match": rf"^\s*({_NAME})\s*(?=:)",
+                "captures": {"1": {"name": "support.type.property-name.setting.dslnet"}},
+            },
             {"name": "keyword.other.dslnet", "match": _words(KEYWORDS)},
             {"name": "keyword.control.dslnet", "match": _words(CONTROL)},
             {"name": "keyword.operator.word.dslnet", "match": _words(OPERATORS)},
@@ -45,7 +66,7 @@ def textmate_grammar() -> dict[str, Any]:
             {"name": "support.function.builtin.dslnet", "match": _words(BUILTINS)},
             {
                 "name": "entity.name.type.block.dslnet",
-                "match": r"(?:(?<=\bblock )|(?<=\bnetwork ))[A-Za-z_][A-Za-z0-9_]*",
+                "match": r"(?:(?<=\bblock )|(?<=\bnetwork )|(?<=\btrain ))" + _NAME,
             },
             {"name": "keyword.operator.arrow.dslnet", "match": "->"},
             {

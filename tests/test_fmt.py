@@ -313,6 +313,20 @@ network Everything(depth: int = 2, classes: int = 3) {
     @freeze out sequence = seq
 }
 """
+EVERY_CONSTRUCT += """
+train Fit(epochs: int = 2) {
+    layer model = Everything()
+    @noise in x: float32[N, 8]
+    in tokens: int64[N, T]
+    in labels: int64[N]
+    batch_size: 4
+    step first { out loss = cross_entropy(model(x, tokens).logits, labels); update: [model] }
+    step second {
+        out loss = cross_entropy(model(x, tokens).logits, labels)
+        times: 2
+    }
+}
+"""
 PARTS = "block Part(width: int) {\n    in x: [N, D]\n    out y = x -> linear(width)\n}\n"
 
 

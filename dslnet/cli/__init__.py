@@ -11,7 +11,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from dslnet.cli import bench, check, fmt, graph, ops, summary
+from dslnet.cli import bench, check, fmt, graph, ops, summary, train
 from dslnet.cli import compile as compile_command
 from dslnet.cli.common import (
     EXIT_INTERNAL,
@@ -25,7 +25,7 @@ from dslnet.console import COLOR_CHOICES, set_color
 from dslnet.diagnostics import CompileError
 from dslnet.ops.userops import PluginError
 
-COMMANDS = (check, summary, ops, compile_command, graph, bench, fmt)
+COMMANDS = (check, summary, ops, compile_command, graph, bench, fmt, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

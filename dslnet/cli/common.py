@@ -168,7 +168,7 @@ class DiagnosticsReport:
 
 def parse_overrides(program: Program, network: str, pairs: Sequence[str]) -> dict[str, Any]:
     """`--set name=value` pairs, converted to the declared parameter types."""
-    decl = program.block(network)
+    decl = program.block(network) or program.train_decls.get(network)
     types = {p.name: p.type_name for p in decl.params} if decl else {}
     out: dict[str, Any] = {}
     for pair in pairs:

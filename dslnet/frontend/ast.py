@@ -132,6 +132,7 @@ class InStmt:
     name: str
     type: TensorTypeExpr
     span: Span
+    annotations: tuple[Annotation, ...] = ()  # `@noise` in a train declaration
 
 
 @dataclass(frozen=True)
@@ -215,12 +216,51 @@ class BlockDecl:
 
 
 @dataclass(frozen=True)
+class SettingStmt:
+    """`name: value` in a train declaration or step: how to train, not what to compute."""
+
+    name: str
+    value: Expr
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class StepDecl:
+    """`step name { ... }`: one optimizer step of an iteration, with its own loss."""
+
+    name: str
+    body: tuple[Stmt, ...]
+    settings: tuple[SettingStmt, ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class TrainDecl:
+    """`train Name(params) { ... }`: the loss graph, its settings and steps.
+
+    `body` holds the statements every step shares (layers, inputs, values); the
+    steps add their own. Without steps, the body itself is the one step.
+    """
+
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Stmt, ...]
+    settings: tuple[SettingStmt, ...]
+    steps: tuple[StepDecl, ...]
+    span: Span
+    name_span: Span
+    annotations: tuple[Annotation, ...] = ()
+
+
+@dataclass(frozen=True)
 class ImportDecl:
     path: str
     span: Span
 
 
-Decl = ImportDecl | ConstDecl | BlockDecl
+Decl = ImportDecl | ConstDecl | BlockDecl | TrainDecl
 
 
 @dataclass(frozen=True)

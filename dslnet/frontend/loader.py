@@ -16,13 +16,14 @@ from dslnet.frontend import ast
 from dslnet.frontend.expand import BUILTINS, Expander
 from dslnet.frontend.limits import Limits as Limits  # re-exported: dslnet.Limits
 from dslnet.frontend.parser import parse
-from dslnet.frontend.resolve import check_block, check_recursion
+from dslnet.frontend.resolve import check_block, check_recursion, check_train
 from dslnet.frontend.values import Callee, is_poison
 from dslnet.ir.graph import Graph
 from dslnet.ops import registry
 
 if TYPE_CHECKING:  # the passes load numpy and the backends: only when optimizing
     from dslnet.passes.pipeline import Method, Quantization
+    from dslnet.training.plan import TrainPlan
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -58,6 +59,7 @@ class Program:
         self.sources = SourceMap()
         self.diags = Diagnostics()
         self.decls: dict[str, ast.BlockDecl] = {}
+        self.train_decls: dict[str, ast.TrainDecl] = {}
         self._consts: dict[str, Any] = {}
         self._const_decls: dict[str, ast.ConstDecl] = {}
         self._order: list[str] = []  # networks and blocks in file order
@@ -74,6 +76,11 @@ class Program:
     @property
     def blocks(self) -> list[str]:
         return [n for n in self._order if self.decls[n].kind == "block"]
+
+    @property
+    def trainings(self) -> list[str]:
+        """The `train` declarations, in file order."""
+        return list(self.train_decls)
 
     @property
     def warnings(self) -> list[Diagnostic]:
@@ -269,26 +276,36 @@ class Program:
         )
         return optimize(self.ir(network, **params), options, weights, seed)
 
+    @_without_gc
+    def training(self, name: str, **params: Any) -> TrainPlan:
+        """The `train` declaration `name` lowered (dslnet.training.plan.TrainPlan): a
+        graph per step and the checked settings; `params` override its parameters.
+        `dslnet.training.Trainer(plan)` runs it."""
+        from dslnet.training.plan import lower
+
+        decl = self.train_decls.get(name)
+        if decl is None:
+            raise self._not_found("train declaration", name, self.trainings)
+        if self.diags.has_errors:
+            raise CompileError(self.diags.errors(), self.sources)
+        return lower(self, decl, dict(params))
+
     def _expand(self, network: str, params: Mapping[str, Any], diags: Diagnostics) -> Graph | None:
         decl = self.decls.get(network)
         if decl is None or decl.kind != "network":
-            from dslnet.diagnostics import did_you_mean
-
-            hint = did_you_mean(network, self.networks)
-            have = ", ".join(self.networks) or "none"
-            raise CompileError(
-                [
-                    Diagnostic(
-                        _error(),
-                        f"no network '{network}'{hint}; this spec has: {have}",
-                        Span.unknown(self._main_file()),
-                    )
-                ],
-                self.sources,
-            )
+            raise self._not_found("network", network, self.networks)
         if network in self.broken:
             return None
         return Expander(self, diags, self.limits).network(decl, dict(params), decl.name_span)
+
+    def _not_found(self, what: str, name: str, have: list[str]) -> CompileError:
+        from dslnet.diagnostics import did_you_mean
+
+        hint = did_you_mean(name, have)
+        message = f"no {what} '{name}'{hint}; this spec has: {', '.join(have) or 'none'}"
+        return CompileError(
+            [Diagnostic(_error(), message, Span.unknown(self._main_file()))], self.sources
+        )
 
     @_without_gc
     def check(self) -> list[Diagnostic]:
@@ -303,6 +320,11 @@ class Program:
         for name in self.networks:
             if all(p.default is not None for p in self.decls[name].params):
                 self._expand(name, {}, diags)
+        for name, decl in self.train_decls.items():
+            if name not in self.broken and all(p.default is not None for p in decl.params):
+                from dslnet.training.plan import lower_into
+
+                lower_into(self, decl, {}, diags)
         return diags.sorted()
 
     def _main_file(self) -> str:
@@ -390,7 +412,7 @@ class _Loader:
                 if isinstance(decl, ast.ImportDecl):
                     continue
                 name = decl.name
-                span = decl.name_span if isinstance(decl, ast.BlockDecl) else decl.span
+                span = decl.span if isinstance(decl, ast.ConstDecl) else decl.name_span
                 if name in first or registry.get(name) is not None:
                     note = [Note("first defined here", first[name])] if name in first else []
                     what = "an op" if name not in first else "defined"
@@ -400,6 +422,8 @@ class _Loader:
                 if isinstance(decl, ast.BlockDecl):
                     program.decls[name] = decl
                     program._order.append(name)
+                elif isinstance(decl, ast.TrainDecl):
+                    program.train_decls[name] = decl
                 else:
                     const_decls.append(decl)
         expander = Expander(program, diags, program.limits)
@@ -429,6 +453,17 @@ class _Loader:
                 program.visible_names,
                 self.broken.get(decl.span.file, set()),
                 damaged=any(decl.span.line <= n <= decl.span.end_line for n in lines),
+                unresolved=program.unresolved,
+            )
+        for train in program.train_decls.values():
+            lines = self.syntax_error_lines.get(train.span.file, set())
+            check_train(
+                train,
+                diags,
+                global_names,
+                program.visible_names,
+                self.broken.get(train.span.file, set()),
+                damaged=any(train.span.line <= n <= train.span.end_line for n in lines),
                 unresolved=program.unresolved,
             )
         check_recursion(program.decls, diags)

@@ -160,6 +160,9 @@ MAX_NESTING = 100  # levels of syntax tree: deeper would exhaust Python's stack 
 MAX_INT = 2**63 - 1  # sizes and counts are int64 in every backend
 
 
+_BODIES = ("body", "train_body")
+
+
 def _unbuildable(tree: Tree) -> tuple[str, Tree | Token, Tree] | None:
     """The first part of a parsed file the compiler cannot take, if any: (message,
     where, the statement or declaration to blank). Nesting deeper than MAX_NESTING
@@ -173,10 +176,13 @@ def _unbuildable(tree: Tree) -> tuple[str, Tree | Token, Tree] | None:
                 f"pipeline stages and bodies count); split it into several statements"
             )
             return message, node, statement
+        if node.data == "step_decl" and str(node.children[0]) != "step":
+            word = node.children[0]
+            return f"expected 'step NAME {{...}}' here, not '{word}'", word, node
         for child in reversed(node.children):
             if isinstance(child, _LarkTree):
                 # The declaration, or the statement directly in a declaration's body.
-                top = statement is None or (node.data == "body" and depth <= 2)
+                top = statement is None or (node.data in _BODIES and depth <= 2)
                 stack.append((child, depth + 1, child if top else statement))
             elif isinstance(child, Token) and child.type == "INT" and statement is not None:
                 message = _int_too_large(str(child))
@@ -460,6 +466,18 @@ class _ToAst:
         if kind == "const_decl":
             return self.stmt(tree)  # type: ignore[return-value]
         annotations, (name, params, body) = self.annotations(tree)
+        if kind == "train_decl":
+            stmts, settings, steps = self.train_body(body)
+            return ast.TrainDecl(
+                str(name),
+                self.params(params),
+                stmts,
+                settings,
+                steps,
+                self.span(tree),
+                self.span(name),
+                annotations,
+            )
         return ast.BlockDecl(
             kind="block" if kind == "block_decl" else "network",
             name=str(name),
@@ -510,9 +528,36 @@ class _ToAst:
     def body(self, tree: Tree) -> tuple[ast.Stmt, ...]:
         return tuple(self.stmt(child) for child in tree.children)
 
+    def train_body(
+        self, tree: Tree
+    ) -> tuple[tuple[ast.Stmt, ...], tuple[ast.SettingStmt, ...], tuple[ast.StepDecl, ...]]:
+        """The statements, settings and steps of a train declaration (or, without
+        steps, of one step)."""
+        stmts: list[ast.Stmt] = []
+        settings: list[ast.SettingStmt] = []
+        steps: list[ast.StepDecl] = []
+        for child in tree.children:
+            if child.data == "setting_stmt":
+                name, value = child.children
+                span = self.span(child)
+                setting = ast.SettingStmt(str(name), self.expr(value), span, self.span(name))
+                settings.append(setting)
+            elif child.data == "step_decl":
+                _, name, body = child.children
+                inner, inner_settings, _ = self.train_body(body)
+                steps.append(
+                    ast.StepDecl(
+                        str(name), inner, inner_settings, self.span(child), self.span(name)
+                    )
+                )
+            else:
+                stmts.append(self.stmt(child))
+        return tuple(stmts), tuple(settings), tuple(steps)
+
     def stmt(self, tree: Tree) -> ast.Stmt:
         kind, ch, span = tree.data, tree.children, self.span(tree)
         if kind == "in_stmt":
+            notes, ch = self.annotations(tree)
             tt = ch[1]
             dtype, *dims = tt.children
             dims = [d for d in dims if d is not None]
@@ -521,7 +566,7 @@ class _ToAst:
                 tuple(self.expr(d) for d in dims),
                 self.span(tt),
             )
-            return ast.InStmt(str(ch[0]), ttype, span)
+            return ast.InStmt(str(ch[0]), ttype, span, notes)
         if kind in ("out_named", "out_anon", "assign_stmt", "layer_stmt"):
             notes, ch = self.annotations(tree)
             if kind == "out_named":

@@ -88,6 +88,7 @@ def check_block(
     *,
     damaged: bool = False,
     unresolved: set[Span] | None = None,
+    warn_unused: bool = True,
 ) -> None:
     """Resolve the names of one block or network and check its statements.
 
@@ -114,6 +115,12 @@ def check_block(
     outs: dict[str, ast.OutStmt] = {}
     has_out = False
     for stmt, depth in walk_stmts(decl.body):
+        if isinstance(stmt, ast.InStmt) and stmt.annotations and decl.kind != "train":
+            diags.error(
+                f"@{stmt.annotations[0].name} on an input is for train declarations "
+                f"(`@noise in z: ...`); a {decl.kind}'s inputs are given by its caller",
+                stmt.annotations[0].span,
+            )
         if isinstance(stmt, ast.InStmt):
             if depth:
                 diags.error(
@@ -176,7 +183,7 @@ def check_block(
                         unresolved.add(e.span)
                     diags.error(f"unknown name '{e.id}'{did_you_mean(e.id, global_names)}", e.span)
 
-    for stmt, _ in walk_stmts(() if damaged else decl.body):
+    for stmt, _ in walk_stmts(() if damaged or not warn_unused else decl.body):
         if isinstance(stmt, ast.InStmt) and stmt.name not in used and not stmt.name.startswith("_"):
             diags.warning(f"unused input '{stmt.name}' of {what}", stmt.span)
         elif isinstance(stmt, ast.LayerStmt) and stmt.name not in used:
@@ -185,6 +192,45 @@ def check_block(
             for t in stmt.targets:
                 if t not in used and not t.startswith("_"):
                     diags.warning(f"unused value '{t}' in {what}", stmt.span)
+
+
+def check_train(
+    decl: ast.TrainDecl,
+    diags: Diagnostics,
+    global_names: set[str],
+    callables: Callable[[], list[str]],
+    broken: set[str],
+    *,
+    damaged: bool = False,
+    unresolved: set[Span] | None = None,
+) -> None:
+    """Resolve a train declaration: each step is checked as the shared statements
+    followed by its own (a name reported twice is reported once), and unused names
+    over all steps together."""
+
+    def as_block(body: tuple[ast.Stmt, ...]) -> ast.BlockDecl:
+        return ast.BlockDecl("train", decl.name, decl.params, body, decl.span, decl.name_span)
+
+    bodies = [(*decl.body, *step.body) for step in decl.steps] or [decl.body]
+    for body in bodies:
+        check_block(
+            as_block(body),
+            diags,
+            global_names,
+            callables,
+            broken,
+            damaged=damaged,
+            unresolved=unresolved,
+            warn_unused=False,
+        )
+    if damaged:
+        return
+    union = as_block((*decl.body, *(s for step in decl.steps for s in step.body)))
+    scratch = Diagnostics()
+    check_block(union, scratch, global_names, callables, broken)
+    for d in scratch.sorted():
+        if not d.is_error:
+            diags.add(d)
 
 
 def check_recursion(blocks: dict[str, ast.BlockDecl], diags: Diagnostics) -> None:

@@ -1,8 +1,8 @@
 """`dslnet fmt`: the canonical text of a spec.
 
 source.py finds what the parse tree drops (tokens, comments, line breaks),
-printer.py turns the tree into a layout document, doc.py lays it out in
-`WIDTH` columns.
+printer.py turns the tree into a layout document (expressions.py the tokens,
+comments and expressions in it), doc.py lays it out in `WIDTH` columns.
 """
 
 from __future__ import annotations

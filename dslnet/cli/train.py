@@ -1,0 +1,204 @@
+"""`dslnet train FILE -t NAME`: run a spec's `train` declaration.
+
+Writes into --out: checkpoint.safetensors after every epoch, metrics.csv, and at
+the end each trained layer's weights (LAYER.safetensors) and, for the layers that
+are networks, LAYER.onnx. `--nproc N` runs N data-parallel processes via torchrun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from dslnet.cli.common import (
+    EXIT_OK,
+    UsageError,
+    add_limits,
+    limits_from,
+    parse_overrides,
+    require_file,
+    write_files,
+)
+from dslnet.frontend.loader import Program, load
+from dslnet.training.errors import TrainError
+
+CHECKPOINT = "checkpoint.safetensors"
+METRICS = "metrics.csv"  # a row an epoch
+LOSSES = "losses.csv"  # a row an optimizer step
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("train", help="train the networks of a spec's train declaration")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument(
+        "-t", "--train", metavar="NAME", help="the train declaration (default: the only one)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a parameter of the train declaration (repeatable)",
+    )
+    p.add_argument(
+        "--data",
+        metavar="FILE.npz",
+        help="arrays named like the declaration's inputs (over its `data:` setting)",
+    )
+    p.add_argument(
+        "--synthetic",
+        type=int,
+        metavar="SAMPLES",
+        help="train on a generated task of this many samples (a smoke run)",
+    )
+    p.add_argument("--epochs", type=int, help="over the declaration's `epochs:`")
+    p.add_argument(
+        "--out", default=None, metavar="DIR", help="where results go (default: runs/NAME)"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from DIR/checkpoint.safetensors where the last run stopped",
+    )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="data-parallel processes (torchrun; gloo on CPU, nccl on GPU)",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=("fp16", "int8-dynamic", "int8-static"),
+        help="also write LAYER.<quantization>.onnx (over `quantize:`)",
+    )
+    p.add_argument("--no-export", action="store_true", help="skip the ONNX models at the end")
+    add_limits(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    require_file(args.file)
+    if args.nproc < 1:
+        raise UsageError("--nproc must be at least 1")
+    program = load(args.file, limits_from(args))
+    name = _pick(program, args.train)
+    plan = program.training(name, **parse_overrides(program, name, args.set))
+    out = Path(args.out or Path("runs") / name)
+    if args.nproc > 1 and "RANK" not in os.environ:
+        return _launch(args)
+    try:
+        return _train(args, program, plan, out)
+    except TrainError as err:
+        raise UsageError(str(err)) from None
+
+
+def _pick(program: Program, requested: str | None) -> str:
+    if requested:
+        return requested
+    if len(program.trainings) == 1:
+        return program.trainings[0]
+    have = ", ".join(program.trainings) or "none"
+    raise UsageError(f"choose a train declaration with -t (this spec has: {have})")
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """Run this same command in `--nproc` processes under torchrun (without --nproc:
+    torchrun would take it for its own option)."""
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg.startswith("--nproc="):
+            skip = False
+            continue
+        skip = arg == "--nproc"
+        if not skip:
+            argv.append(arg)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={args.nproc}",
+        "-m",
+        "dslnet.cli",
+        *argv,
+    ]
+    return subprocess.call(command)
+
+
+def _train(args: argparse.Namespace, program: Program, plan: Any, out: Path) -> int:
+    from dslnet.training import data as datasets
+    from dslnet.training.distributed import session
+    from dslnet.training.export import exported_files
+    from dslnet.training.reduce import Reduction
+    from dslnet.training.trainer import Trainer, spec_relative
+
+    arrays = None
+    data_file = args.data or (str(spec_relative(plan, plan.data)) if plan.data else None)
+    if data_file and args.synthetic is None:
+        arrays = datasets.load_npz(Path(data_file), plan.data_inputs)
+    elif not data_file and args.synthetic is None:
+        raise UsageError(
+            f"no data: give --data FILE.npz (arrays named {', '.join(plan.data_inputs)}), "
+            f"a `data:` setting, or --synthetic SAMPLES for a generated task"
+        )
+    with session() as dist:
+        main = dist is None or dist.rank == 0
+        log = (lambda line: print(line, file=sys.stderr)) if main else None
+        trainer = Trainer(
+            plan,
+            arrays,
+            samples=args.synthetic or 1024,
+            epochs=args.epochs,
+            log=log,
+            progress=None if main else False,
+            distributed=dist,
+        )
+        checkpoint = out / CHECKPOINT
+        if args.resume:
+            if not checkpoint.exists():
+                raise UsageError(f"--resume: no checkpoint at {checkpoint}")
+            trainer.resume(checkpoint)
+            if main:
+                print(f"resumed from {checkpoint} after epoch {trainer.epoch}", file=sys.stderr)
+        reduction = Reduction(trainer)
+        history = trainer.fit(checkpoint_to=checkpoint)
+        reduction.prune()
+        history = trainer.history
+        if main and reduction.report is not None:
+            print(reduction.report.render(), file=sys.stderr)
+        if main:
+            steps = [
+                {"iteration": i + 1, "step": name, "loss": loss}
+                for i, (name, loss) in enumerate(trainer.losses)
+            ]
+            files = {out / METRICS: _csv(history), out / LOSSES: _csv(steps)}
+            if not args.no_export:
+                files.update(
+                    exported_files(
+                        trainer,
+                        out,
+                        quantize=args.quantize or plan.quantize,
+                        graphs=reduction.graphs,
+                        qat_export=reduction.int8_model if plan.qat else None,
+                    )
+                )
+            write_files(files)
+            for path in sorted(files):
+                print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _csv(history: list[dict[str, Any]]) -> bytes:
+    text = io.StringIO()
+    keys = list(dict.fromkeys(k for record in history for k in record))
+    writer = csv.DictWriter(text, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return text.getvalue().encode()

@@ -1,0 +1,176 @@
+"""Training data: arrays from a `.npz` file (by input name), or a generated task for
+a smoke run; and the batches of an epoch, a function of (seed, epoch) alone so that
+a resumed run sees the same ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dslnet.ir.graph import Graph
+from dslnet.ir.symbolic import SymExpr
+from dslnet.ir.types import DType, TensorType
+from dslnet.training.errors import TrainError
+
+Arrays = dict[str, torch.Tensor]
+
+TORCH_DTYPES = {
+    DType.float32: torch.float32,
+    DType.float16: torch.float16,
+    DType.float64: torch.float64,
+    DType.int64: torch.int64,
+    DType.int32: torch.int32,
+    DType.bool: torch.bool,
+}
+# Ops that read an int input as class labels, and which of their inputs holds the logits.
+LABEL_READERS = {"cross_entropy": 0, "nll_loss": 0, "accuracy": 0, "focal_loss": 0}
+# Ops whose second input is a probability target in [0, 1].
+PROBABILITY_TARGETS = ("bce_loss", "bce_with_logits", "dice_loss", "iou_loss")
+FREE_SIZE = 8  # a symbolic non-batch dimension in generated data
+
+
+def load_npz(path: Path, inputs: Mapping[str, TensorType]) -> Arrays:
+    """The arrays of `path` named like `inputs`, checked and converted."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            found = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError) as err:
+        raise TrainError(f"cannot read training data {path}: {err}") from None
+    missing = [n for n in inputs if n not in found]
+    if missing:
+        have = ", ".join(sorted(found)) or "no arrays"
+        raise TrainError(
+            f"{path} has no array named {', '.join(repr(m) for m in missing)} (the train "
+            f"declaration's inputs); it has {have}"
+        )
+    return checked({n: found[n] for n in inputs}, inputs, str(path))
+
+
+def checked(arrays: Mapping[str, Any], inputs: Mapping[str, TensorType], where: str) -> Arrays:
+    """`arrays` as tensors of the inputs' dtypes, their shapes checked."""
+    out: Arrays = {}
+    count: int | None = None
+    for name, ttype in inputs.items():
+        array = torch.as_tensor(np.asarray(arrays[name]))
+        want = TORCH_DTYPES.get(ttype.dtype)
+        if want is None:
+            raise TrainError(f"input '{name}' has dtype {ttype.dtype}, which cannot be trained on")
+        if array.is_floating_point() != want.is_floating_point or (
+            want == torch.bool and array.dtype != torch.bool
+        ):
+            raise TrainError(
+                f"array '{name}' in {where} holds {array.dtype}, but the input is {ttype}"
+            )
+        if array.dim() != len(ttype.shape):
+            raise TrainError(
+                f"array '{name}' in {where} has shape {list(array.shape)}, but the input is "
+                f"{ttype} (rank {len(ttype.shape)})"
+            )
+        for axis, (have, dim) in enumerate(zip(array.shape, ttype.shape)):
+            if isinstance(dim, int) and have != dim and axis > 0:
+                raise TrainError(
+                    f"array '{name}' in {where} has shape {list(array.shape)}, but the input "
+                    f"is {ttype} (axis {axis})"
+                )
+        if count is not None and array.shape[0] != count:
+            raise TrainError(
+                f"the arrays in {where} disagree on the number of samples: '{name}' has "
+                f"{array.shape[0]}, the ones before {count}"
+            )
+        count = array.shape[0]
+        out[name] = array.to(want)
+    if count == 0:
+        raise TrainError(f"{where} holds no samples")
+    return out
+
+
+def synthetic(
+    inputs: Mapping[str, TensorType], graphs: list[Graph], samples: int, seed: int
+) -> Arrays:
+    """A learnable generated task shaped like `inputs`: each int input read as labels
+    picks a class, and each float input is that class's fixed random pattern plus
+    noise; probability targets are 0/1; other ints are uniform below their bound."""
+    gen = torch.Generator().manual_seed(seed)
+    roles = _roles(inputs, graphs)
+    classes = max((k for role, k in roles.values() if role == "labels"), default=0)
+    labels = torch.randint(0, max(classes, 1), (samples,), generator=gen)
+    out: Arrays = {}
+    for name, ttype in inputs.items():
+        shape = [samples] + [d if isinstance(d, int) else FREE_SIZE for d in ttype.shape[1:]]
+        dtype = TORCH_DTYPES.get(ttype.dtype, torch.float32)
+        role, bound = roles.get(name, ("", 0))
+        if role == "labels":
+            out[name] = (labels % bound).view(samples, *[1] * (len(shape) - 1)).expand(shape)
+            out[name] = out[name].to(dtype).contiguous()
+        elif role == "probability":
+            out[name] = torch.randint(0, 2, shape, generator=gen).to(dtype)
+        elif not dtype.is_floating_point:
+            out[name] = torch.randint(0, max(bound, 2), shape, generator=gen).to(dtype)
+        elif classes:
+            patterns = torch.randn(classes, *shape[1:], generator=gen)
+            noise = torch.randn(shape, generator=gen)
+            out[name] = (patterns[labels] + 0.5 * noise).to(dtype)
+        else:
+            out[name] = torch.randn(shape, generator=gen).to(dtype)
+    return out
+
+
+def _roles(inputs: Mapping[str, TensorType], graphs: list[Graph]) -> dict[str, tuple[str, int]]:
+    """What generated data each input needs: ("labels", classes), ("probability", 0)
+    or ("index", bound), found from the ops that read it."""
+    roles: dict[str, tuple[str, int]] = {}
+    for graph in graphs:
+        for node in graph.nodes:
+            for position, value in enumerate(node.inputs):
+                if value not in inputs:
+                    continue
+                if node.op in LABEL_READERS and position == 1:
+                    logits = graph.type_of(node.inputs[LABEL_READERS[node.op]])
+                    k = logits.shape[1] if len(logits.shape) > 1 else 2
+                    roles[value] = ("labels", k if isinstance(k, int) else 2)
+                elif node.op in PROBABILITY_TARGETS and position == 1:
+                    roles[value] = ("probability", 0)
+                elif node.op == "embedding":
+                    bound = node.attrs.get("num_embeddings", 2)
+                    roles.setdefault(value, ("index", int(bound) if isinstance(bound, int) else 2))
+    return roles
+
+
+def sample_count(arrays: Arrays) -> int:
+    return next(iter(arrays.values())).shape[0] if arrays else 0
+
+
+def epoch_batches(
+    samples: int, batch_size: int, seed: int, epoch: int, *, drop_last: bool = False
+) -> list[torch.Tensor]:
+    """The sample indices of each batch of `epoch`: a shuffle drawn from (seed, epoch)."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(samples, generator=gen)
+    batches = [order[i : i + batch_size] for i in range(0, samples, batch_size)]
+    if drop_last and batches and len(batches[-1]) < batch_size:
+        batches.pop()
+    return batches
+
+
+def noise(
+    names: Mapping[str, str], types: Mapping[str, TensorType], batch: int, gen: torch.Generator
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """A fresh draw of each noise input for a batch of `batch` samples."""
+    for name, distribution in names.items():
+        ttype = types[name]
+        shape = [batch] + [_size(d) for d in ttype.shape[1:]]
+        dtype = TORCH_DTYPES.get(ttype.dtype, torch.float32)
+        if distribution == "uniform":
+            yield name, torch.rand(shape, generator=gen).to(dtype)
+        else:
+            yield name, torch.randn(shape, generator=gen).to(dtype)
+
+
+def _size(dim: int | SymExpr) -> int:
+    if isinstance(dim, int):
+        return dim
+    raise TrainError(f"a noise input needs fixed sizes beyond the batch axis, got {dim}")

@@ -1,0 +1,466 @@
+"""A `train` declaration lowered: one IR graph per step, the settings checked.
+
+Each step's graph is the declaration's shared statements followed by the step's own,
+expanded like a network whose inputs are the data (and noise) and whose outputs are
+the loss and the metrics. The networks being trained are the declaration's `layer`s;
+every step graph names them by the same module path, so the trainer gives all steps
+one set of weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dslnet.diagnostics import CompileError, Diagnostics, Span, did_you_mean
+from dslnet.frontend import ast
+from dslnet.frontend.values import EvalError, is_poison, kind_of
+from dslnet.ir.graph import Graph
+from dslnet.ir.names import attribute_variant, is_attribute_name
+from dslnet.ir.types import DType, TensorType
+from dslnet.training import settings as fn
+
+if TYPE_CHECKING:
+    from dslnet.frontend.loader import Program
+
+QUANTIZATIONS = ("fp16", "int8-dynamic", "int8-static")
+NOISE = ("normal", "uniform")
+
+# Setting name -> what it takes, said in its errors. Step settings may also be written
+# at the top level of a declaration without steps (or as defaults for every step).
+STEP_SETTINGS = {
+    "optimizer": f"an optimizer: {', '.join(fn.functions_for('optimizer'))}",
+    "schedule": f"a learning-rate schedule: {', '.join(fn.functions_for('schedule'))}",
+    "clip_grad_norm": "a positive number, the largest gradient norm",
+    "update": "a list of this declaration's layers, the ones this step's optimizer trains",
+    "times": "a positive int, how many times the step runs per iteration",
+}
+TRAIN_SETTINGS = {
+    "batch_size": "a positive int",
+    "epochs": "a non-negative int",
+    "seed": "a non-negative int",
+    "data": 'a ".npz" file name, relative to the spec',
+    "early_stopping": "patience(epochs, metric=...)",
+    "load_weights": 'a list of (layer path, ".safetensors" file) pairs',
+    "quantize": f"one of {', '.join(repr(q) for q in QUANTIZATIONS)}: the exported ONNX",
+    "qat": "true or false: train with fake quantization, export int8",
+    "prune": "iterative(target, ...) or lottery(target, ...)",
+}
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """A `layer` of a train declaration: what it instantiates, with which arguments."""
+
+    name: str
+    module: str  # its attribute in the step modules
+    callee: str
+    kind: str  # "network", "block" or "op"
+    params: dict[str, Any]  # a network's bound parameters (to export it on its own)
+    span: Span
+    graph: Graph | None = None  # a network's own IR, for its ONNX model
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    graph: Graph
+    optimizer: fn.Optimizer
+    schedule: fn.Schedule | None
+    clip_grad_norm: float | None
+    update: tuple[str, ...]  # layer names
+    times: int
+    metrics: tuple[str, ...]  # the graph outputs other than `loss`
+    span: Span
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    name: str
+    spec_dir: Path | None
+    layers: dict[str, LayerRef]
+    data_inputs: dict[str, TensorType]
+    noise_inputs: dict[str, str]  # name -> distribution
+    steps: tuple[Step, ...]
+    batch_size: int = 32
+    epochs: int = 1
+    seed: int = 0
+    data: str | None = None
+    early_stopping: fn.Patience | None = None
+    load_weights: tuple[tuple[str, str], ...] = ()
+    quantize: str | None = None
+    qat: bool = False
+    prune: fn.Iterative | fn.Lottery | None = None
+    span: Span = field(default_factory=Span.unknown)
+
+
+def lower(program: Program, decl: ast.TrainDecl, overrides: dict[str, Any]) -> TrainPlan:
+    """The plan of `decl` with `overrides` for its parameters; CompileError on errors."""
+    diags = Diagnostics()
+    plan = lower_into(program, decl, overrides, diags)
+    if plan is None or diags.has_errors:
+        raise CompileError(diags.errors(), program.sources)
+    return plan
+
+
+def lower_into(
+    program: Program, decl: ast.TrainDecl, overrides: dict[str, Any], diags: Diagnostics
+) -> TrainPlan | None:
+    """The plan of `decl`, its problems reported to `diags` (None when there are some)."""
+    return _Lowering(program, decl, diags).run(overrides)
+
+
+class _Lowering:
+    def __init__(self, program: Program, decl: ast.TrainDecl, diags: Diagnostics) -> None:
+        from dslnet.frontend.expand import Expander
+
+        self.program = program
+        self.decl = decl
+        self.diags = diags
+        self.expander = Expander(program, diags, program.limits)
+        self.env: dict[str, Any] = {}
+
+    def as_block(self, body: tuple[ast.Stmt, ...], name: str) -> ast.BlockDecl:
+        d = self.decl
+        stripped = tuple(_without_annotations(s) for s in body)
+        return ast.BlockDecl("train", name, d.params, stripped, d.span, d.name_span, d.annotations)
+
+    def run(self, overrides: dict[str, Any]) -> TrainPlan | None:
+        d = self.decl
+        env = self.expander.bind_params(self.as_block(d.body, d.name), (), overrides, d.name_span)
+        if env is None:
+            return None
+        self.env = env
+        noise = self.noise_inputs()
+        layers = self.layers()
+        top = self.settings(d.settings, {**STEP_SETTINGS, **TRAIN_SETTINGS}, layers)
+        if d.steps:
+            for name in ("update", "times"):
+                if name in top:
+                    self.error(f"'{name}' belongs inside a step", top[name][1])
+        else:
+            if "times" in top:
+                self.error("'times' is for a step of an adversarial pair", top["times"][1])
+        steps: list[Step] = []
+        bodies: list[tuple[str | None, tuple[ast.Stmt, ...], tuple[ast.SettingStmt, ...], Span]]
+        bodies = [(s.name, s.body, s.settings, s.name_span) for s in d.steps] or [
+            (None, (), (), d.name_span)
+        ]
+        seen: dict[str, Span] = {}
+        for step_name, body, step_settings, span in bodies:
+            if step_name is not None and step_name in seen:
+                self.error(f"duplicate step '{step_name}' in train '{d.name}'", span)
+                continue
+            if step_name is not None:
+                seen[step_name] = span
+            own = self.settings(step_settings, STEP_SETTINGS, layers)
+            step = self.step(step_name, (*d.body, *body), {**top, **own}, layers, span)
+            if step is not None:
+                steps.append(step)
+        if self.diags.has_errors or not steps:
+            return None
+        graph = steps[0].graph
+        data_inputs = {n: graph.type_of(n) for s in steps for n in s.graph.inputs if n not in noise}
+        values = {k: v for k, (v, _) in top.items()}
+        file = d.span.file
+        return TrainPlan(
+            name=d.name,
+            spec_dir=Path(file).resolve().parent if Path(file).exists() else None,
+            layers=layers,
+            data_inputs=data_inputs,
+            noise_inputs=noise,
+            steps=tuple(steps),
+            batch_size=values.get("batch_size", 32),
+            epochs=values.get("epochs", 1),
+            seed=values.get("seed", 0),
+            data=values.get("data"),
+            early_stopping=values.get("early_stopping"),
+            load_weights=tuple(values.get("load_weights", ())),
+            quantize=values.get("quantize"),
+            qat=values.get("qat", False),
+            prune=values.get("prune"),
+            span=d.span,
+        )
+
+    def error(self, message: str, span: Span) -> None:
+        self.diags.error(message, span)
+
+    # --- inputs and layers ---------------------------------------------------------------
+
+    def noise_inputs(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for stmt in self.decl.body:
+            if not isinstance(stmt, ast.InStmt):
+                continue
+            for note in stmt.annotations:
+                if note.name != "noise":
+                    hint = did_you_mean(note.name, ["noise"])
+                    self.error(f"an input takes only @noise or @noise(uniform){hint}", note.span)
+                    continue
+                found[stmt.name] = self.distribution(note)
+        return found
+
+    def distribution(self, note: ast.Annotation) -> str:
+        if not note.args and not note.kwargs:
+            return "normal"
+        arg = note.args[0] if len(note.args) == 1 and not note.kwargs else None
+        word = arg.id if isinstance(arg, ast.Name) else None
+        if word not in NOISE:
+            self.error("@noise takes one word: normal (the default) or uniform", note.span)
+            return "normal"
+        return word
+
+    def layers(self) -> dict[str, LayerRef]:
+        found: dict[str, LayerRef] = {}
+        for stmt in self.decl.body:
+            if not isinstance(stmt, ast.LayerStmt):
+                continue
+            expr = stmt.value
+            func = expr.func if isinstance(expr, ast.Call) else expr
+            if not isinstance(func, ast.Name):
+                continue  # reported when the step expands
+            callee = self.program.callee(func.id)
+            if callee is None or callee.kind == "builtin":
+                continue
+            kind = callee.kind
+            block = self.program.block(func.id)
+            params: dict[str, Any] = {}
+            graph = None
+            if block is not None:
+                kind = block.kind
+                params = self.layer_params(block, expr)
+                if kind == "network":
+                    graph = self.network_graph(func.id, params)
+            segment = stmt.name
+            if not is_attribute_name(segment):  # as the expander names its module
+                segment = attribute_variant(
+                    segment, set(found) | {r.module for r in found.values()}
+                )
+            found[stmt.name] = LayerRef(stmt.name, segment, func.id, kind, params, stmt.span, graph)
+        for stmt, _ in _nested(self.decl):
+            if isinstance(stmt, ast.LayerStmt) and stmt.name not in found:
+                self.error(
+                    "a train declaration's layers are declared at its top level, outside "
+                    "steps and loops: every step trains the same weights",
+                    stmt.span,
+                )
+        return found
+
+    def network_graph(self, name: str, params: dict[str, Any]) -> Graph | None:
+        """The network on its own, as it is exported; its errors are the step's."""
+        try:
+            return self.program.ir(name, **params)
+        except CompileError:
+            return None
+
+    def layer_params(self, block: ast.BlockDecl, expr: ast.Expr) -> dict[str, Any]:
+        if not isinstance(expr, ast.Call):
+            return {}
+        values: dict[str, Any] = {}
+        try:
+            for p, arg in zip(block.params, expr.args):
+                values[p.name] = self.expander.constant(arg, dict(self.env))
+            for k in expr.kwargs:
+                values[k.name] = self.expander.constant(k.value, dict(self.env))
+        except EvalError:
+            return {}  # reported when the step expands
+        return values
+
+    # --- steps ---------------------------------------------------------------------------
+
+    def step(
+        self,
+        name: str | None,
+        body: tuple[ast.Stmt, ...],
+        given: dict[str, tuple[Any, Span]],
+        layers: dict[str, LayerRef],
+        span: Span,
+    ) -> Step | None:
+        from dslnet.frontend.expand import Expander
+
+        decl = self.as_block(body, self.decl.name)
+        before = self.diags.has_errors
+        graph = Expander(self.program, self.diags, self.program.limits).network(
+            decl, dict(self.env), self.decl.name_span
+        )
+        if graph is None or (self.diags.has_errors and not before):
+            return None
+        graph.name = f"{self.decl.name}_{name}" if name else self.decl.name
+        what = f"step '{name}'" if name else f"train '{self.decl.name}'"
+        outputs = dict(graph.outputs)
+        if "loss" not in outputs:
+            self.error(f"{what} needs an output named loss: out loss = ...", span)
+            return None
+        for out_name, value in graph.outputs:
+            t = graph.type_of(value)
+            if t.shape != () or t.dtype not in (DType.float32, DType.float64, DType.float16):
+                role = "the loss" if out_name == "loss" else f"metric '{out_name}'"
+                self.error(
+                    f'{role} must be a float scalar, got {t}; reduce it (e.g. reduction="mean")',
+                    self.out_span(body, out_name) or span,
+                )
+        self.check_weights_in_layers(graph, layers, span)
+        optimizer = given.get("optimizer", (fn.Adam(), span))[0]
+        update = given.get("update", (tuple(layers), span))[0]
+        return Step(
+            name=name or "train",
+            graph=graph,
+            optimizer=optimizer,
+            schedule=given.get("schedule", (None, span))[0],
+            clip_grad_norm=given.get("clip_grad_norm", (None, span))[0],
+            update=tuple(update),
+            times=given.get("times", (1, span))[0],
+            metrics=tuple(n for n, _ in graph.outputs if n != "loss"),
+            span=span,
+        )
+
+    def out_span(self, body: tuple[ast.Stmt, ...], name: str) -> Span | None:
+        for stmt in body:
+            if isinstance(stmt, ast.OutStmt) and stmt.name == name:
+                return stmt.span
+        return None
+
+    def check_weights_in_layers(
+        self, graph: Graph, layers: dict[str, LayerRef], span: Span
+    ) -> None:
+        modules = {ref.module for ref in layers.values()}
+        for p in graph.parameters.values():
+            if p.module.split(".")[0] not in modules:
+                node = next((n for n in graph.nodes if n.module == p.module), None)
+                where = node.span if node is not None else span
+                self.error(
+                    f"'{p.module}' has weights but is not a layer of this declaration; "
+                    f"declare it with layer NAME = ... (the layers are what is trained "
+                    f"and saved)",
+                    where,
+                )
+                return
+
+    # --- settings ------------------------------------------------------------------------
+
+    def settings(
+        self,
+        stmts: tuple[ast.SettingStmt, ...],
+        allowed: dict[str, str],
+        layers: dict[str, LayerRef],
+    ) -> dict[str, tuple[Any, Span]]:
+        found: dict[str, tuple[Any, Span]] = {}
+        for s in stmts:
+            if s.name not in allowed:
+                hint = did_you_mean(s.name, allowed)
+                where = "a step" if allowed is STEP_SETTINGS else "a train declaration"
+                self.error(
+                    f"unknown setting '{s.name}'{hint} in {where}; expected one of "
+                    f"{', '.join(allowed)}",
+                    s.name_span,
+                )
+                continue
+            if s.name in found:
+                self.error(f"setting '{s.name}' is given twice", s.name_span)
+                continue
+            try:
+                value = self.setting(s, allowed[s.name], layers)
+            except EvalError as err:
+                if err.message:
+                    self.error(err.message, err.span)
+                continue
+            found[s.name] = (value, s.span)
+        return found
+
+    def setting(self, s: ast.SettingStmt, usage: str, layers: dict[str, LayerRef]) -> Any:
+        expr = s.value
+        if s.name == "update":
+            return self.layer_list(expr, layers, usage)
+        if s.name in ("optimizer", "schedule", "early_stopping", "prune"):
+            kind = s.name
+            return self.function(expr, kind, usage)
+        value = self.expander.constant(expr, dict(self.env))
+        if is_poison(value):
+            raise EvalError("", expr.span)
+        problem = _simple_problem(s.name, value)
+        if problem is not None:
+            raise EvalError(f"'{s.name}' takes {usage}; got {problem}", expr.span)
+        if s.name == "clip_grad_norm":
+            return float(value)
+        if s.name == "load_weights":
+            return [tuple(pair) for pair in value]
+        return value
+
+    def function(self, expr: ast.Expr, kind: str, usage: str) -> fn.SettingFunction:
+        name = expr.func if isinstance(expr, ast.Call) else expr
+        if not isinstance(name, ast.Name) or name.id not in fn.FUNCTIONS:
+            text = name.id if isinstance(name, ast.Name) else None
+            hint = did_you_mean(text, fn.functions_for(kind)) if text else ""
+            raise EvalError(f"'{kind}' takes {usage}{hint}", expr.span)
+        cls = fn.FUNCTIONS[name.id]
+        if cls.kind != kind:
+            raise EvalError(f"{name.id}() is not a {kind.replace('_', ' ')}; {usage}", name.span)
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        if isinstance(expr, ast.Call):
+            args = [self.expander.constant(a, dict(self.env)) for a in expr.args]
+            kwargs = {k.name: self.expander.constant(k.value, dict(self.env)) for k in expr.kwargs}
+        if is_poison(args) or is_poison(tuple(kwargs.values())):
+            raise EvalError("", expr.span)
+        try:
+            return fn.build(name.id, args, kwargs)
+        except ValueError as err:
+            raise EvalError(str(err), expr.span) from None
+
+    def layer_list(
+        self, expr: ast.Expr, layers: dict[str, LayerRef], usage: str
+    ) -> tuple[str, ...]:
+        items = expr.items if isinstance(expr, (ast.ListExpr, ast.TupleExpr)) else (expr,)
+        names: list[str] = []
+        for item in items:
+            if not isinstance(item, ast.Name) or item.id not in layers:
+                text = item.id if isinstance(item, ast.Name) else "an expression"
+                hint = did_you_mean(text, layers) if isinstance(item, ast.Name) else ""
+                raise EvalError(f"'update' takes {usage}; '{text}' is not one{hint}", item.span)
+            names.append(item.id)
+        if not names:
+            raise EvalError(f"'update' takes {usage}; got an empty list", expr.span)
+        return tuple(names)
+
+
+def _simple_problem(name: str, value: Any) -> str | None:
+    """Why `value` does not suit setting `name`, or None."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    shown = f"{kind_of(value)} {value!r}"
+    if name in ("batch_size", "times"):
+        return None if is_int and value >= 1 else shown
+    if name in ("epochs", "seed"):
+        return None if is_int and value >= 0 else shown
+    if name == "clip_grad_norm":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        return None if ok else shown
+    if name == "data":
+        return None if isinstance(value, str) and value else shown
+    if name == "qat":
+        return None if isinstance(value, bool) else shown
+    if name == "quantize":
+        return None if value in QUANTIZATIONS else shown
+    if name == "load_weights":
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p)
+            for p in value
+        )
+        return None if ok else shown
+    return None
+
+
+def _without_annotations(stmt: ast.Stmt) -> ast.Stmt:
+    if isinstance(stmt, ast.InStmt) and stmt.annotations:
+        return ast.InStmt(stmt.name, stmt.type, stmt.span)
+    return stmt
+
+
+def _nested(decl: ast.TrainDecl) -> list[tuple[ast.Stmt, int]]:
+    """Statements below the top level: in loops, conditions and steps."""
+    from dslnet.frontend.resolve import walk_stmts
+
+    found = [(s, d) for s, d in walk_stmts(decl.body) if d > 0]
+    for step in decl.steps:
+        found += list(walk_stmts(step.body, 1))
+    return found

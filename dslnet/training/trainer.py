@@ -1,0 +1,420 @@
+"""Running a train plan: the loop `dslnet train` runs, usable from Python too.
+
+Every step of the plan is a generated module whose layers are the same module
+objects, so a discriminator step and a generator step train one pair of networks.
+Everything a run depends on is either saved in its checkpoint (weights, optimizer
+and schedule state, random generators) or a function of the seed and the epoch (the
+order of the samples), which is what makes a resumed run end where an uninterrupted
+one does.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dslnet.backends.torch_codegen import build_module
+from dslnet.training import checkpoint, data
+from dslnet.training.errors import TrainError
+from dslnet.training.optim import Scheduler, make_optimizer, make_scheduler, metric_mode
+from dslnet.training.plan import Step, TrainPlan
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Distributed:
+    """This process's place in a data-parallel run (torch.distributed initialised)."""
+
+    rank: int
+    world: int
+
+
+@dataclass
+class StepRuntime:
+    plan: Step
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Scheduler | None
+    params: list[nn.Parameter] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains the layers of `plan` on `arrays` (input name -> tensor), or on a
+    generated task of `samples` samples when `arrays` is None."""
+
+    def __init__(
+        self,
+        plan: TrainPlan,
+        arrays: Mapping[str, Any] | None = None,
+        *,
+        samples: int = 1024,
+        epochs: int | None = None,
+        log: Log | None = None,
+        progress: bool | None = False,
+        distributed: Distributed | None = None,
+        after_step: Callable[[], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.epochs = plan.epochs if epochs is None else epochs
+        self.log = log or (lambda _: None)
+        self.progress = progress
+        self.dist = distributed
+        self.after_step = after_step  # e.g. keeping pruned weights at zero
+        if arrays is None:
+            graphs = [s.graph for s in plan.steps]
+            arrays = data.synthetic(plan.data_inputs, graphs, samples, plan.seed)
+        self.arrays = data.checked(arrays, plan.data_inputs, "the training data")
+        self.samples = data.sample_count(self.arrays)
+        self.check_batch()
+        torch.manual_seed(plan.seed)
+        self.layers = nn.ModuleDict()
+        modules = [self.step_module(s) for s in plan.steps]
+        self.noise_gen = torch.Generator().manual_seed(plan.seed + 1)
+        self.epoch = 0  # epochs completed
+        self.history: list[dict[str, float]] = []  # one record an epoch
+        self.losses: list[tuple[str, float]] = []  # (step, loss) of every optimizer step
+        self.best: float | None = None
+        self.stale = 0  # epochs without improvement, for early stopping
+        self.stopped_early = False
+        for layer, file in plan.load_weights:  # transfer learning, before any optimizer
+            self.load_layer_weights(layer, spec_relative(plan, file))
+        self.runtimes = [self.runtime(s, m) for s, m in zip(plan.steps, modules)]
+
+    def load_layer_weights(self, path: str, file: Path) -> None:
+        """Load `file` (safetensors, keyed as the module's own state_dict) into the
+        layer or sub-block at `path` (`net.backbone`)."""
+        from safetensors.torch import load_file
+
+        head, _, rest = path.partition(".")
+        ref = self.plan.layers.get(head)
+        if ref is None or ref.module not in self.layers:
+            raise TrainError(f"load_weights: '{head}' is not a layer of '{self.plan.name}'")
+        try:
+            module = (
+                self.layers[ref.module].get_submodule(rest) if rest else self.layers[ref.module]
+            )
+        except AttributeError:
+            raise TrainError(f"load_weights: '{path}' names no sub-block") from None
+        try:
+            weights = load_file(file)
+        except (OSError, ValueError) as err:
+            raise TrainError(f"load_weights: cannot read {file}: {err}") from None
+        own = module.state_dict()
+        missing = sorted(set(own) - set(weights))
+        extra = sorted(set(weights) - set(own))
+        if missing or extra:
+            raise TrainError(
+                f"load_weights: {file} does not fit '{path}': "
+                + "; ".join(
+                    part
+                    for part in (
+                        f"missing {', '.join(missing[:5])}" if missing else "",
+                        f"unexpected {', '.join(extra[:5])}" if extra else "",
+                    )
+                    if part
+                )
+            )
+        for key, value in weights.items():
+            if value.shape != own[key].shape or value.dtype != own[key].dtype:
+                raise TrainError(
+                    f"load_weights: '{key}' in {file} is {value.dtype}{list(value.shape)}, "
+                    f"'{path}' needs {own[key].dtype}{list(own[key].shape)}"
+                )
+        module.load_state_dict(weights)
+
+    # --- building -----------------------------------------------------------------------
+
+    def step_module(self, step: Step) -> nn.Module:
+        """The step's generated module, its layers replaced by the shared ones."""
+        module: nn.Module = build_module(step.graph)
+        for ref in self.plan.layers.values():
+            own = getattr(module, ref.module, None)
+            if own is None:
+                continue
+            if ref.module in self.layers:
+                setattr(module, ref.module, self.layers[ref.module])
+            else:
+                self.layers[ref.module] = own
+        return module
+
+    def runtime(self, step: Step, module: nn.Module) -> StepRuntime:
+        named = [
+            (f"{self.plan.layers[name].module}.{n}", p)
+            for name in step.update
+            if self.plan.layers[name].module in self.layers
+            for n, p in self.layers[self.plan.layers[name].module].named_parameters()
+        ]
+        optimizer = make_optimizer(step.optimizer, named, step.name)
+        iterations = self.epochs * self.batches_per_epoch() * step.times
+        scheduler = make_scheduler(step.schedule, optimizer, iterations)
+        params = [p for _, p in named if p.requires_grad]
+        return StepRuntime(step, module, optimizer, scheduler, params)
+
+    def rebuild(self) -> None:
+        """New optimizers over the layers as they are now (after pruning replaced one)."""
+        for rt in self.runtimes:
+            for ref in self.plan.layers.values():
+                if hasattr(rt.module, ref.module) and ref.module in self.layers:
+                    setattr(rt.module, ref.module, self.layers[ref.module])
+        self.runtimes = [self.runtime(rt.plan, rt.module) for rt in self.runtimes]
+
+    def check_batch(self) -> None:
+        world = self.dist.world if self.dist else 1
+        if self.plan.batch_size % world:
+            raise TrainError(
+                f"batch_size {self.plan.batch_size} does not split evenly over {world} processes"
+            )
+
+    def batches_per_epoch(self) -> int:
+        full, rest = divmod(self.samples, self.plan.batch_size)
+        return full + (1 if rest and not self.dist else 0)
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def fit(
+        self, epochs: int | None = None, checkpoint_to: Path | None = None
+    ) -> list[dict[str, float]]:
+        """Train until `epochs` (default: the plan's) are complete or early stopping
+        ends it; a checkpoint after every epoch when `checkpoint_to` is given."""
+        end = self.epochs if epochs is None else self.epoch + epochs
+        while self.epoch < end and not self.stopped_early:
+            record = self.run_epoch(end)
+            self.history.append(record)
+            self.epoch += 1
+            self.log(_describe(record, end))
+            self.step_epoch_schedules(record)
+            self.check_early_stopping(record)
+            if checkpoint_to is not None and self.is_main:
+                self.save(checkpoint_to)
+        return self.history
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist is None or self.dist.rank == 0
+
+    def run_epoch(self, end: int) -> dict[str, float]:
+        from dslnet.console import progress
+
+        began = time.perf_counter()
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        batches = data.epoch_batches(
+            self.samples,
+            self.plan.batch_size,
+            self.plan.seed,
+            self.epoch,
+            drop_last=self.dist is not None,
+        )
+        for rt in self.runtimes:
+            rt.module.train()
+        shown = progress(
+            batches,
+            f"epoch {self.epoch + 1}/{end}",
+            enabled=self.progress if self.is_main else False,
+        )
+        for indices in shown:
+            feed = {name: t[self.shard(indices)] for name, t in self.arrays.items()}
+            for rt in self.runtimes:
+                for _ in range(rt.plan.times):
+                    values = self.train_step(rt, feed, len(indices))
+                    for key, value in values.items():
+                        sums[key] = sums.get(key, 0.0) + value * len(indices)
+                        counts[key] = counts.get(key, 0) + len(indices)
+        record = {"epoch": self.epoch + 1, **{k: sums[k] / counts[k] for k in sums}}
+        record["lr"] = self.runtimes[0].optimizer.param_groups[0]["lr"]
+        record["seconds"] = time.perf_counter() - began
+        return record
+
+    def shard(self, indices: torch.Tensor) -> torch.Tensor:
+        if self.dist is None:
+            return indices
+        return indices.tensor_split(self.dist.world)[self.dist.rank]
+
+    def train_step(
+        self, rt: StepRuntime, feed: dict[str, torch.Tensor], batch: int
+    ) -> dict[str, float]:
+        """One optimizer step of `rt`; its loss and metrics, averaged over all processes."""
+        drawn = dict(data.noise(self.plan.noise_inputs, self.noise_types(), batch, self.noise_gen))
+        inputs = {**feed, **{n: t[self.shard(torch.arange(batch))] for n, t in drawn.items()}}
+        rt.optimizer.zero_grad(set_to_none=True)
+        outputs = rt.module(**inputs)
+        names = ("loss", *rt.plan.metrics)
+        values = dict(zip(names, outputs)) if isinstance(outputs, tuple) else {"loss": outputs}
+        loss = values["loss"]
+        if not torch.isfinite(loss):
+            raise TrainError(
+                f"the loss of step '{rt.plan.name}' became {float(loss)} in epoch "
+                f"{self.epoch + 1}; lower the learning rate or clip gradients (clip_grad_norm)"
+            )
+        loss.backward()
+        if self.dist is not None:
+            _average_gradients(rt.params, self.dist.world)
+        if rt.plan.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(rt.params, rt.plan.clip_grad_norm)
+        rt.optimizer.step()
+        if self.after_step is not None:
+            self.after_step()
+        schedule = rt.plan.schedule
+        if rt.scheduler is not None and schedule is not None and schedule.per_iteration:
+            rt.scheduler.step()
+        prefix = "" if len(self.runtimes) == 1 else f"{rt.plan.name}_"
+        scalars = torch.stack([v.detach().float() for v in values.values()])
+        if self.dist is not None:
+            torch.distributed.all_reduce(scalars)
+            scalars /= self.dist.world
+        self.losses.append((rt.plan.name, float(scalars[0])))
+        return {prefix + k: float(v) for k, v in zip(values, scalars)}
+
+    def noise_types(self) -> dict[str, Any]:
+        graph = self.plan.steps[0].graph
+        return {n: graph.type_of(n) for n in self.plan.noise_inputs}
+
+    def step_epoch_schedules(self, record: dict[str, float]) -> None:
+        for rt in self.runtimes:
+            spec = rt.plan.schedule
+            if rt.scheduler is None or spec is None or spec.per_iteration:
+                continue
+            if isinstance(rt.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                rt.scheduler.step(self.metric(record, getattr(spec, "metric", "loss")))
+            else:
+                rt.scheduler.step()
+
+    def metric(self, record: Mapping[str, float], name: str) -> float:
+        if name not in record:
+            known = ", ".join(k for k in record if k not in ("epoch", "lr", "seconds"))
+            raise TrainError(f"no metric '{name}' to watch; this training logs {known}")
+        return record[name]
+
+    def check_early_stopping(self, record: Mapping[str, float]) -> None:
+        rule = self.plan.early_stopping
+        if rule is None:
+            return
+        value = self.metric(record, rule.metric)
+        mode = rule.mode if rule.mode != "auto" else metric_mode(rule.metric)
+        better = (
+            self.best is None
+            or (mode == "min" and value < self.best - rule.min_delta)
+            or (mode == "max" and value > self.best + rule.min_delta)
+        )
+        if better:
+            self.best, self.stale = value, 0
+            return
+        self.stale += 1
+        if self.stale >= rule.epochs:
+            self.stopped_early = True
+            self.log(f"early stopping: no better {rule.metric} for {rule.epochs} epochs")
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        tensors: dict[str, torch.Tensor] = {
+            f"model/{k}": v for k, v in self.layers.state_dict().items()
+        }
+        optimizers: dict[str, Any] = {}
+        for rt in self.runtimes:
+            found, meta = checkpoint.optimizer_state(f"optim/{rt.plan.name}", rt.optimizer)
+            tensors.update(found)
+            optimizers[rt.plan.name] = meta
+        tensors.update(checkpoint.rng_tensors({"noise": self.noise_gen}))
+        meta = {
+            "train": self.plan.name,
+            "epoch": self.epoch,
+            "history": self.history,
+            "losses": self.losses,
+            "best": self.best,
+            "stale": self.stale,
+            "stopped_early": self.stopped_early,
+            "optimizers": optimizers,
+            "schedulers": {rt.plan.name: _scheduler_state(rt.scheduler) for rt in self.runtimes},
+        }
+        checkpoint.save(path, tensors, meta)
+
+    def resume(self, path: Path) -> None:
+        tensors, meta = checkpoint.load(path)
+        if meta.get("train") != self.plan.name:
+            raise TrainError(
+                f"{path} is a checkpoint of '{meta.get('train')}', not '{self.plan.name}'"
+            )
+        model = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
+        try:
+            self.layers.load_state_dict(model)
+        except RuntimeError as err:
+            raise TrainError(f"the checkpoint's weights do not fit the layers: {err}") from None
+        for rt in self.runtimes:
+            checkpoint.restore_optimizer(
+                f"optim/{rt.plan.name}", rt.optimizer, tensors, meta["optimizers"][rt.plan.name]
+            )
+            state = meta["schedulers"].get(rt.plan.name)
+            if rt.scheduler is not None and state is not None:
+                _load_scheduler(rt.scheduler, state)
+        checkpoint.restore_rng(tensors, {"noise": self.noise_gen})
+        self.epoch = meta["epoch"]
+        self.history = meta["history"]
+        self.losses = [(step, loss) for step, loss in meta["losses"]]
+        self.best, self.stale = meta["best"], meta["stale"]
+        self.stopped_early = meta["stopped_early"]
+
+    # --- results -------------------------------------------------------------------------
+
+    def state_dict(self, layer: str) -> dict[str, torch.Tensor]:
+        """The trained weights of `layer`, keyed as its own module's state_dict."""
+        return self.layers[self.plan.layers[layer].module].state_dict()
+
+
+def spec_relative(plan: TrainPlan, path: str) -> Path:
+    """A file a spec names: relative to the spec, never above its directory."""
+    base = plan.spec_dir or Path.cwd()
+    target = (base / path).resolve()
+    if not target.is_relative_to(base):
+        raise TrainError(f"'{path}' is outside the spec's directory {base}")
+    return target
+
+
+def _average_gradients(params: list[nn.Parameter], world: int) -> None:
+    """What DistributedDataParallel does after backward, done here so that several
+    steps may share layers: sum every gradient over the processes, divide by their
+    number. One flat all-reduce per step."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p, g in zip(params, grads):
+        n = g.numel()
+        p.grad = flat[offset : offset + n].view_as(p).clone()
+        offset += n
+
+
+def _scheduler_state(scheduler: Scheduler | None) -> dict[str, Any] | None:
+    if scheduler is None:
+        return None
+    state = scheduler.state_dict()
+    state.pop("lr_lambdas", None)  # functions, rebuilt from the plan
+    return {k: v for k, v in state.items() if k != "_scale_fn_ref"}
+
+
+def _load_scheduler(scheduler: Scheduler, state: dict[str, Any]) -> None:
+    if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+        state = {**state, "lr_lambdas": [None] * len(scheduler.lr_lambdas)}
+    scheduler.load_state_dict(state)
+
+
+def _describe(record: Mapping[str, float], end: int) -> str:
+    parts = [f"epoch {int(record['epoch'])}/{end}"]
+    for key, value in record.items():
+        if key in ("epoch", "seconds"):
+            continue
+        shown = f"{value:.3g}" if key == "lr" else f"{value:.4f}"
+        parts.append(f"{key} {shown}")
+    parts.append(f"{record['seconds']:.1f} s")
+    if any(not math.isfinite(v) for v in record.values()):
+        parts.append("(not finite)")
+    return "  ".join(parts)

@@ -1,0 +1,363 @@
+"""`train` declarations and `dslnet train`: the language, the loop, checkpoints and
+resume, adversarial steps, data-parallel runs and what a run leaves behind."""
+
+from __future__ import annotations
+
+import csv
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import dslnet
+from dslnet.cli import main
+from dslnet.training.errors import TrainError
+from dslnet.training.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+from synthetic import digits  # noqa: E402
+
+SMALL = """
+network MLP(hidden: int = 32, classes: int = 4) {
+    in x: float32[N, 16]
+    out logits = x -> linear(hidden) -> relu -> linear(classes)
+}
+
+train Fit(lr: float = 0.05) {
+    layer net = MLP()
+    in x: float32[N, 16]
+    in y: int64[N]
+    logits = net(x)
+    out loss = cross_entropy(logits, y)
+    out accuracy = accuracy(logits, y)
+    optimizer: sgd(lr, momentum=0.9)
+    schedule: cosine(warmup=4)
+    batch_size: 16
+    epochs: 3
+}
+"""
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def digits_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    images, labels = digits(2000)
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    np.savez(path, x=images.numpy(), labels=labels.numpy())
+    return path
+
+
+# --- the language ------------------------------------------------------------------------
+
+
+def test_a_train_declaration_lowers_to_one_step_graph_per_step() -> None:
+    plan = dslnet.loads(SMALL).training("Fit")
+    (step,) = plan.steps
+    assert [n for n, _ in step.graph.outputs] == ["loss", "accuracy"]
+    assert step.metrics == ("accuracy",)
+    assert step.optimizer.name == "sgd" and step.optimizer.momentum == 0.9
+    assert plan.batch_size == 16 and plan.epochs == 3
+    assert list(plan.layers) == ["net"] and plan.layers["net"].kind == "network"
+    assert set(plan.data_inputs) == {"x", "y"}
+
+
+def test_parameters_of_a_train_declaration_can_be_overridden() -> None:
+    plan = dslnet.loads(SMALL).training("Fit", lr=0.5)
+    assert plan.steps[0].optimizer.lr == 0.5
+
+
+def test_adversarial_steps_share_the_layers(tmp_path: Path) -> None:
+    prog = dslnet.load(ROOT / "specs" / "gan.net")
+    plan = prog.training("DCGANTraining", width=4)
+    assert [s.name for s in plan.steps] == ["discriminator", "generator"]
+    assert plan.steps[0].update == ("D",) and plan.steps[1].update == ("G",)
+    assert plan.steps[1].times == 2
+    assert set(plan.noise_inputs) == {"noise", "jitter"}
+    images = torch.rand(64, 1, 64, 64) * 2 - 1
+    trainer = Trainer(plan, {"image": images})
+    disc, gen = (rt.module for rt in trainer.runtimes)
+    assert disc.D is gen.D and disc.G is gen.G  # one set of weights for both steps
+
+    def weights(layer: str) -> dict[str, torch.Tensor]:  # learned ones, not BN statistics
+        return {k: v.detach().clone() for k, v in trainer.layers[layer].named_parameters()}
+
+    g_before, d_before = weights("G"), weights("D")
+    trainer.train_step(trainer.runtimes[0], {"image": images[:32]}, 32)  # discriminator only
+    assert all(torch.equal(g_before[k], v) for k, v in weights("G").items())
+    assert any(not torch.equal(d_before[k], v) for k, v in weights("D").items())
+
+
+def check_error(text: str, needle: str) -> dslnet.CompileError:
+    with pytest.raises(dslnet.CompileError) as info:
+        prog = dslnet.loads(text)
+        prog.training(prog.trainings[0])
+    assert needle in str(info.value.render()), info.value.render()
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (
+            "optimizer: sgd(lr, momentum=0.9)",
+            "optimizer: sgd(lr, momentun=0.9)|no argument 'momentun'",
+        ),
+        ("optimizer: sgd(lr, momentum=0.9)", "optimizer: relu(lr)|'optimizer' takes an optimizer"),
+        ("optimizer: sgd(lr, momentum=0.9)", "optimiser: sgd(lr)|did you mean 'optimizer'"),
+        ("batch_size: 16", "batch_size: 0|'batch_size' takes a positive int; got int 0"),
+        ("schedule: cosine(warmup=4)", "schedule: adam()|adam() is not a schedule"),
+        (
+            "out loss = cross_entropy(logits, y)",
+            "out lost = cross_entropy(logits, y)|needs an output named loss",
+        ),
+        ("epochs: 3", "epochs: 3\n    times: 2|'times' is for a step"),
+        ("logits = net(x)", "logits = net(x) -> linear(4)|is not a layer of this declaration"),
+        (
+            "out loss = cross_entropy(logits, y)",
+            'out loss = cross_entropy(logits, y, reduction="none")|must be a float scalar',
+        ),
+    ],
+)
+def test_wrong_settings_are_located_errors(change: str, needle: str) -> None:
+    replacement, message = needle.split("|")
+    error = check_error(SMALL.replace(change, replacement), message)
+    assert ":" in str(error.diagnostics[0].span)  # file:line:col
+
+
+def test_update_names_layers_only() -> None:
+    text = SMALL.replace("epochs: 3", "epochs: 3\n    update: [nett]")
+    check_error(text, "'nett' is not one (did you mean 'net'?)")
+
+
+def test_noise_annotation_belongs_to_train_declarations() -> None:
+    text = "network A() {\n    @noise in x: float32[N, 4]\n    out y = x -> relu\n}\n"
+    with pytest.raises(dslnet.CompileError, match="@noise on an input is for train"):
+        dslnet.loads(text)
+
+
+def test_step_must_be_spelt_step() -> None:
+    text = SMALL.replace("    epochs: 3\n", "    epochs: 3\n    stpe first { out loss = x }\n")
+    with pytest.raises(dslnet.CompileError, match="expected 'step NAME"):
+        dslnet.loads(text)
+
+
+# --- the loop ------------------------------------------------------------------------------
+
+
+def test_training_reduces_the_loss_on_a_generated_task() -> None:
+    plan = dslnet.loads(SMALL).training("Fit")
+    history = Trainer(plan, samples=512).fit()
+    assert history[-1]["loss"] < 0.3 * history[0]["loss"]
+    assert history[-1]["accuracy"] > 0.9
+
+
+def test_block_learning_rates_and_frozen_layers() -> None:
+    text = SMALL.replace("sgd(lr, momentum=0.9)", 'sgd(lr, block_lr=[("net.linear2", 0.5)])')
+    trainer = Trainer(dslnet.loads(text).training("Fit"), samples=64)
+    groups = trainer.runtimes[0].optimizer.param_groups
+    assert [g["lr"] for g in groups] == [pytest.approx(0.05 / 4), pytest.approx(0.5 / 4)]  # warm-up
+    bad = SMALL.replace("sgd(lr, momentum=0.9)", 'sgd(lr, block_lr=[("net.nothing", 0.5)])')
+    with pytest.raises(TrainError, match=r"no trainable parameter under 'net\.nothing'"):
+        Trainer(dslnet.loads(bad).training("Fit"), samples=64)
+
+
+def test_early_stopping_ends_the_run() -> None:
+    text = SMALL.replace(
+        "epochs: 3", 'epochs: 50\n    early_stopping: patience(2, metric="accuracy")'
+    )
+    trainer = Trainer(dslnet.loads(text).training("Fit"), samples=256)
+    history = trainer.fit()
+    assert trainer.stopped_early and len(history) < 50
+
+
+def test_transfer_learning_loads_a_sub_block(tmp_path: Path) -> None:
+    source = dslnet.loads(SMALL).torch("MLP")
+    save_file(
+        {k: v.contiguous() for k, v in source.linear1.state_dict().items()},
+        tmp_path / "first.safetensors",
+    )
+    (tmp_path / "t.net").write_text(
+        SMALL.replace(
+            "epochs: 3", 'epochs: 3\n    load_weights: [("net.linear1", "first.safetensors")]'
+        )
+    )
+    plan = dslnet.load(tmp_path / "t.net").training("Fit")
+    trainer = Trainer(plan, samples=64)
+    assert torch.equal(trainer.layers["net"].linear1.weight, source.linear1.weight)
+
+
+def test_wrong_training_data_is_refused() -> None:
+    plan = dslnet.loads(SMALL).training("Fit")
+    with pytest.raises(TrainError, match="array 'x' in the training data has shape"):
+        Trainer(plan, {"x": torch.zeros(8, 15), "y": torch.zeros(8, dtype=torch.int64)})
+    with pytest.raises(TrainError, match=r"holds torch\.float32, but the input is int64"):
+        Trainer(plan, {"x": torch.zeros(8, 16), "y": torch.zeros(8)})
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def test_mnist_through_dslnet_train_and_onnx_agrees(digits_npz: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    spec = ROOT / "specs" / "mnist.net"
+    assert main(["train", str(spec), "--data", str(digits_npz), "--out", str(out)]) == 0
+    metrics = read_csv(out / "metrics.csv")
+    assert float(metrics[-1]["accuracy"]) >= 0.95
+    weights = load_file(out / "net.safetensors")
+    model = dslnet.load(spec).torch("MNISTNet")
+    model.load_state_dict(weights)
+    model.eval()
+    images, _ = digits(1000, seed=7)
+    with torch.no_grad():
+        expected = model(images).numpy()
+    session = ort.InferenceSession(str(out / "net.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"x": images.numpy()})
+    assert np.abs(got - expected).max() <= 1e-4
+    assert (got.argmax(1) == expected.argmax(1)).all()
+
+
+def test_resume_gives_the_same_final_weights(tmp_path: Path) -> None:
+    spec = tmp_path / "t.net"
+    spec.write_text(SMALL.replace("epochs: 3", "epochs: 8"))
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    command = [sys.executable, "-m", "dslnet.cli", "train", str(spec), "--synthetic", "4096"]
+    subprocess.run([*command, "--out", str(whole)], check=True, capture_output=True)
+    # Interrupt a run once its first checkpoint is written, then resume it.
+    run = subprocess.Popen([*command, "--out", str(split)], stderr=subprocess.PIPE, text=True)
+    assert run.stderr is not None
+    for line in run.stderr:
+        if line.startswith("epoch 2/8"):
+            run.send_signal(signal.SIGINT)
+            break
+    run.communicate()
+    assert run.returncode == 130
+    assert not (split / "net.safetensors").exists()
+    resumed = subprocess.run(
+        [*command, "--out", str(split), "--resume"], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    found = re.search(r"after epoch (\d+)", resumed.stderr)
+    assert found is not None and 1 <= int(found.group(1)) < 8  # it stopped part way
+    a, b = load_file(whole / "net.safetensors"), load_file(split / "net.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert read_csv(whole / "losses.csv") == read_csv(split / "losses.csv")
+
+
+def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "t.net"
+    spec.write_text(SMALL)
+    np.savez(tmp_path / "bad.npz", x=np.zeros((4, 16), np.float32))
+    assert (
+        main(
+            ["train", str(spec), "--data", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "o")]
+        )
+        == 2
+    )
+    assert "has no array named 'y'" in capsys.readouterr().err
+    assert main(["train", str(spec), "--out", str(tmp_path / "o")]) == 2
+    assert "no data" in capsys.readouterr().err
+    assert (
+        main(["train", str(spec), "--resume", "--synthetic", "8", "--out", str(tmp_path / "o")])
+        == 2
+    )
+    assert "no checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "net.onnx").exists()
+
+
+def test_vae_objective_falls(tmp_path: Path) -> None:
+    images, _ = digits(512)
+    plan = dslnet.load(ROOT / "specs" / "autoencoder.net").training("VAETraining", epochs=3)
+    losses = [h["loss"] for h in Trainer(plan, {"x": images.clamp(0, 1)}).fit()]
+    assert losses == sorted(losses, reverse=True) and losses[-1] < 0.98 * losses[0]
+
+
+def test_two_processes_follow_the_single_process_loss_curve(tmp_path: Path) -> None:
+    spec = tmp_path / "t.net"
+    spec.write_text(SMALL.replace("epochs: 3", "epochs: 2"))  # 2 x 10 batches = 20 steps
+    one, two = tmp_path / "one", tmp_path / "two"
+    base = [
+        sys.executable,
+        "-m",
+        "dslnet.cli",
+        "train",
+        str(spec),
+        "--synthetic",
+        "160",
+        "--no-export",
+    ]
+    subprocess.run([*base, "--out", str(one)], check=True, capture_output=True)
+    subprocess.run([*base, "--out", str(two), "--nproc", "2"], check=True, capture_output=True)
+    a = [float(r["loss"]) for r in read_csv(one / "losses.csv")]
+    b = [float(r["loss"]) for r in read_csv(two / "losses.csv")]
+    assert len(a) == len(b) == 20
+    assert max(abs(x - y) for x, y in zip(a, b)) <= 1e-4
+
+
+QAT_SPEC = """
+network CNN() {
+    in x: float32[N, 1, 28, 28]
+    out logits = x -> conv2d(8, k=3, p=1) -> batchnorm -> relu -> maxpool2d(2)
+        -> conv2d(16, k=3, p=1) -> relu -> maxpool2d(2) -> flatten -> linear(10)
+}
+
+train Quantized(epochs: int = 2) {
+    layer net = CNN()
+    in x: float32[N, 1, 28, 28]
+    in labels: int64[N]
+    logits = net(x)
+    out loss = cross_entropy(logits, labels)
+    out accuracy = accuracy(logits, labels)
+    optimizer: adam(lr=2e-3)
+    batch_size: 64
+    epochs: epochs
+    qat: true
+}
+"""
+
+
+def test_qat_int8_onnx_agrees_with_the_fake_quant_model() -> None:
+    from dslnet.training.reduce import Reduction
+
+    images, labels = digits(1000)
+    plan = dslnet.loads(QAT_SPEC).training("Quantized")
+    trainer = Trainer(plan, {"x": images, "labels": labels})
+    reduction = Reduction(trainer)
+    trainer.fit()
+    model = reduction.int8_model("net")
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    net = trainer.layers["net"]
+    probe, _ = digits(1000, seed=3)
+    with torch.no_grad():
+        expected = net(probe).argmax(1).numpy()
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"x": probe.numpy()})
+    agreement = float((got.argmax(1) == expected).mean())
+    print(f"QAT int8 ONNX agrees with the fake-quant model on {agreement:.2%}")
+    assert agreement >= 0.98
+
+
+@pytest.mark.parametrize("rule", ["iterative(0.8, cycles=2)", "lottery(0.8, rounds=2)"])
+def test_pruning_rounds_reach_their_sparsity(rule: str) -> None:
+    from dslnet.training.reduce import Reduction
+
+    text = SMALL.replace("epochs: 3", f"epochs: 2\n    prune: {rule}")
+    trainer = Trainer(dslnet.loads(text).training("Fit"), samples=512)
+    reduction = Reduction(trainer)
+    trainer.fit()
+    reduction.prune()
+    net = trainer.layers["net"]
+    hidden = net.linear1.weight  # the output layer stays dense
+    assert float((hidden == 0).float().mean()) == pytest.approx(0.8, abs=0.01)
+    assert trainer.history[-1]["accuracy"] > 0.85
