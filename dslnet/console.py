@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import TYPE_CHECKING, Literal, TextIO, TypeVar, get_args
 
 if TYPE_CHECKING:
@@ -116,16 +116,19 @@ def progress(
     total: int | None = None,
     *,
     enabled: bool | None = None,
+    status: Callable[[], str] | None = None,
 ) -> Iterator[T]:
     """Yield `items`, showing a progress bar on stderr while they are consumed.
 
     total: the number of items when `items` has no length (a generator).
     enabled: force the bar on or off (default: see `progress_enabled`).
+    status: text shown after the description, asked again at every refresh (a
+        running loss).
     A loop inside one that shows a bar adds its own line to it.
     """
     global _active
     if _active is not None and enabled is not False:  # the bar on screen says yes
-        yield from _track(_active, items, description, total)
+        yield from _track(_active, items, description, total, status)
         return
     if not progress_enabled(enabled):
         yield from items
@@ -134,7 +137,7 @@ def progress(
     _active = bar
     try:
         with bar:
-            yield from _track(bar, items, description, total)
+            yield from _track(bar, items, description, total, status)
     finally:
         _active = None
 
@@ -166,7 +169,13 @@ def _new_bar() -> Progress:
     )
 
 
-def _track(bar: Progress, items: Iterable[T], description: str, total: int | None) -> Iterator[T]:
+def _track(
+    bar: Progress,
+    items: Iterable[T],
+    description: str,
+    total: int | None,
+    status: Callable[[], str] | None = None,
+) -> Iterator[T]:
     if total is None and isinstance(items, Sized):
         total = len(items)
     task: TaskID = bar.add_task(description, total=total)
@@ -178,6 +187,8 @@ def _track(bar: Progress, items: Iterable[T], description: str, total: int | Non
             bar.advance(task)
             now = time.monotonic()
             if now - last >= _REFRESH_S:
+                if status is not None:
+                    bar.update(task, description=f"{description}  {status()}")
                 bar.refresh()
                 last = now
     finally:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -361,3 +362,191 @@ def test_pruning_rounds_reach_their_sparsity(rule: str) -> None:
     hidden = net.linear1.weight  # the output layer stays dense
     assert float((hidden == 0).float().mean()) == pytest.approx(0.8, abs=0.01)
     assert trainer.history[-1]["accuracy"] > 0.85
+
+
+class Pairs(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """A map-style dataset of (x, y) tuples, in the order of the inputs."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+
+def test_a_dataset_trains_like_the_same_arrays() -> None:
+    plan = dslnet.loads(SMALL).training("Fit")
+    x, y = torch.randn(128, 16), torch.randint(0, 4, (128,))
+    from_arrays = Trainer(plan, {"x": x, "y": y}).fit()
+    from_dataset = Trainer(plan, Pairs(x, y)).fit()
+    assert [r["loss"] for r in from_arrays] == [r["loss"] for r in from_dataset]
+
+
+def test_a_dataloader_gives_its_own_batches() -> None:
+    plan = dslnet.loads(SMALL).training("Fit")
+    x, y = torch.randn(96, 16), torch.randint(0, 4, (96,))
+    dicts = [{"x": x[i], "y": y[i]} for i in range(96)]
+    loader = torch.utils.data.DataLoader(dicts, batch_size=32)  # type: ignore[arg-type]
+    trainer = Trainer(plan, loader)
+    trainer.fit(epochs=1)
+    assert len(trainer.losses) == 3  # 96 / 32 batches, not the plan's 16
+    bad = torch.utils.data.DataLoader(Pairs(x, y.float()), batch_size=32)
+    with pytest.raises(TrainError, match=r"holds torch\.float32, but the input is int64"):
+        Trainer(plan, bad).fit(epochs=1)
+
+
+def test_a_short_dcgan_run_stays_finite() -> None:
+    plan = dslnet.load(ROOT / "specs" / "gan.net").training("DCGANTraining", width=4)
+    images = torch.rand(96, 1, 64, 64) * 2 - 1
+    trainer = Trainer(plan, {"image": images})
+    (record,) = trainer.fit(epochs=1)
+    assert len(trainer.losses) == 3 * 3  # 3 batches x (1 discriminator + 2 generator steps)
+    assert all(np.isfinite(loss) for _, loss in trainer.losses)
+    assert 0.0 < record["discriminator_fake_score"] < 1.0
+
+
+def test_a_resumed_qat_run_keeps_its_ranges(tmp_path: Path) -> None:
+    from dslnet.training.reduce import Reduction
+
+    images, labels = digits(256)
+    plan = dslnet.loads(QAT_SPEC).training("Quantized", epochs=2)
+
+    def trainer() -> tuple[Trainer, Reduction]:
+        t = Trainer(plan, {"x": images, "labels": labels})
+        return t, Reduction(t)
+
+    whole, whole_qat = trainer()
+    whole.fit()
+    part, _ = trainer()
+    part.fit(epochs=1, checkpoint_to=tmp_path / "c.safetensors")
+    again, again_qat = trainer()
+    again.resume(tmp_path / "c.safetensors")
+    again.fit()
+    a, b = whole.state_dict("net"), again.state_dict("net")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    first = whole_qat.int8_model("net").SerializeToString()
+    assert first == again_qat.int8_model("net").SerializeToString()
+
+
+def test_int8_static_export_calibrates_on_the_training_data(tmp_path: Path) -> None:
+    from dslnet.training.export import calibration_file
+
+    renamed = SMALL.replace(
+        "in x: float32[N, 16]\n    in y", "in features: float32[N, 16]\n    in y"
+    )
+    plan = dslnet.loads(renamed.replace("net(x)", "net(features)")).training("Fit")
+    trainer = Trainer(plan, samples=300)
+    path = calibration_file(trainer, "net", tmp_path)
+    assert path is not None
+    with np.load(path) as saved:
+        assert saved.files == ["x"]  # the network's own input name
+        first = next(iter(trainer.source.batches(256, 0, 0, False)))["features"]
+        assert np.array_equal(saved["x"], first.numpy())
+    out = tmp_path / "run"
+    spec = tmp_path / "t.net"
+    spec.write_text(SMALL)
+    args = ["train", str(spec), "--synthetic", "256", "--epochs", "1", "--out", str(out)]
+    assert main([*args, "--quantize", "int8-static"]) == 0
+    model = onnx.load(out / "net.int8-static.onnx")
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+
+
+def test_lottery_ticket_rewinds_to_the_initial_weights() -> None:
+    from dslnet.training.reduce import Reduction
+
+    text = SMALL.replace("epochs: 3", "epochs: 2\n    prune: lottery(0.5, rounds=1)")
+    trainer = Trainer(dslnet.loads(text).training("Fit"), samples=256)
+    initial = {k: v.clone() for k, v in trainer.state_dict("net").items()}
+    reduction = Reduction(trainer)
+    trainer.fit()
+    reduction.prune()
+    rewound = reduction.rewind_point.weights
+    assert all(torch.equal(initial[k], rewound[k]) for k in initial)
+    assert len(reduction.report.rounds) == 2  # the dense run and one ticket
+
+
+def test_structured_pruning_meets_a_flops_budget() -> None:
+    from dslnet.training.reduce import Reduction
+    from dslnet.training.sparsify import flops_per_sample
+
+    rule = "iterative(flops=0.5, cycles=2, structured=true)"
+    text = SMALL.replace("epochs: 3", f"epochs: 2\n    prune: {rule}")
+    plan = dslnet.loads(text).training("Fit")
+    trainer = Trainer(plan, samples=256)
+    reduction = Reduction(trainer)
+    trainer.fit()
+    reduction.prune()
+    dense = flops_per_sample(plan.layers["net"].graph)  # type: ignore[arg-type]
+    assert flops_per_sample(reduction.graphs["net"]) <= 0.5 * dense
+    assert trainer.layers["net"].linear1.out_features < 32
+    with pytest.raises(dslnet.CompileError, match="needs structured=true"):
+        dslnet.loads(SMALL.replace("epochs: 3", "prune: iterative(flops=0.5)")).training("Fit")
+
+
+def test_tensorboard_scalars_when_it_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tensorboard is not a dependency: a stand-in SummaryWriter records the calls."""
+    import types
+
+    calls: list[tuple[str, float, int]] = []
+
+    class Writer:
+        def __init__(self, logdir: str) -> None:
+            assert logdir == str(tmp_path / "run" / "tensorboard")
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            calls.append((tag, value, step))
+
+        def flush(self) -> None: ...
+
+        def close(self) -> None: ...
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = Writer  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    spec = tmp_path / "t.net"
+    spec.write_text(SMALL)
+    args = ["train", str(spec), "--synthetic", "64", "--out", str(tmp_path / "run")]
+    assert main([*args, "--no-export"]) == 0
+    assert [(tag, step) for tag, _, step in calls if tag == "loss"] == [
+        ("loss", 1),
+        ("loss", 2),
+        ("loss", 3),
+    ]
+    losses = [float(r["loss"]) for r in read_csv(tmp_path / "run" / "metrics.csv")]
+    assert [v for tag, v, _ in calls if tag == "loss"] == pytest.approx(losses)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_in_the_middle_of_an_epoch(tmp_path: Path) -> None:
+    """A checkpoint every 3 batches; the run stops after its 7th step (mid-epoch 1,
+    past the checkpoint at batch 6), and the resumed run ends like the whole one."""
+    plan = dslnet.loads(SMALL.replace("epochs: 3", "epochs: 2")).training("Fit")
+    x, y = torch.randn(160, 16), torch.randint(0, 4, (160,))
+    whole = Trainer(plan, Pairs(x, y))
+    whole.fit()
+    steps = [0]
+
+    def stop_after_seven() -> None:
+        steps[0] += 1
+        if steps[0] == 7:
+            raise Interrupt
+
+    stopped = Trainer(plan, Pairs(x, y), after_step=stop_after_seven)
+    with pytest.raises(Interrupt):
+        stopped.fit(checkpoint_to=tmp_path / "c.safetensors", every=3)
+    again = Trainer(plan, Pairs(x, y))
+    again.resume(tmp_path / "c.safetensors")
+    assert (again.epoch, again.position) == (0, 6)
+    again.fit(checkpoint_to=tmp_path / "c.safetensors", every=3)
+    a, b = whole.state_dict("net"), again.state_dict("net")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert again.losses == whole.losses
+    assert [r["loss"] for r in again.history] == [r["loss"] for r in whole.history]

@@ -67,6 +67,12 @@ def register(sub: Any) -> None:
         help="continue from DIR/checkpoint.safetensors where the last run stopped",
     )
     p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="BATCHES",
+        help="also checkpoint every BATCHES batches, not only at the end of an epoch",
+    )
+    p.add_argument(
         "--nproc",
         type=int,
         default=1,
@@ -151,6 +157,7 @@ def _train(args: argparse.Namespace, program: Program, plan: Any, out: Path) -> 
     with session() as dist:
         main = dist is None or dist.rank == 0
         log = (lambda line: print(line, file=sys.stderr)) if main else None
+        metrics_log = MetricsLog(out, tensorboard=main)
         trainer = Trainer(
             plan,
             arrays,
@@ -159,7 +166,9 @@ def _train(args: argparse.Namespace, program: Program, plan: Any, out: Path) -> 
             log=log,
             progress=None if main else False,
             distributed=dist,
+            after_epoch=metrics_log.write,
         )
+        reduction = Reduction(trainer)
         checkpoint = out / CHECKPOINT
         if args.resume:
             if not checkpoint.exists():
@@ -167,18 +176,13 @@ def _train(args: argparse.Namespace, program: Program, plan: Any, out: Path) -> 
             trainer.resume(checkpoint)
             if main:
                 print(f"resumed from {checkpoint} after epoch {trainer.epoch}", file=sys.stderr)
-        reduction = Reduction(trainer)
-        history = trainer.fit(checkpoint_to=checkpoint)
+        trainer.fit(checkpoint_to=checkpoint, every=args.checkpoint_every)
         reduction.prune()
-        history = trainer.history
         if main and reduction.report is not None:
             print(reduction.report.render(), file=sys.stderr)
+        metrics_log.close()
         if main:
-            steps = [
-                {"iteration": i + 1, "step": name, "loss": loss}
-                for i, (name, loss) in enumerate(trainer.losses)
-            ]
-            files = {out / METRICS: _csv(history), out / LOSSES: _csv(steps)}
+            files = metrics_log.files(trainer)
             if not args.no_export:
                 files.update(
                     exported_files(
@@ -193,6 +197,46 @@ def _train(args: argparse.Namespace, program: Program, plan: Any, out: Path) -> 
             for path in sorted(files):
                 print(f"wrote {path}", file=sys.stderr)
     return EXIT_OK
+
+
+class MetricsLog:
+    """metrics.csv (a row an epoch) and losses.csv (a row an optimizer step), rewritten
+    whole after every epoch so that they always match the checkpoint; and TensorBoard
+    scalars under DIR/tensorboard when the tensorboard package is installed."""
+
+    def __init__(self, out: Path, tensorboard: bool = True) -> None:
+        self.out = out
+        self.board: Any = None
+        self.logged = 0  # epochs already sent to TensorBoard
+        if not tensorboard:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return
+        self.board = SummaryWriter(str(out / "tensorboard"))
+
+    def files(self, trainer: Any) -> dict[Path, bytes]:
+        steps = [
+            {"iteration": i + 1, "step": name, "loss": loss}
+            for i, (name, loss) in enumerate(trainer.losses)
+        ]
+        return {self.out / METRICS: _csv(trainer.history), self.out / LOSSES: _csv(steps)}
+
+    def write(self, trainer: Any) -> None:
+        write_files(self.files(trainer))
+        if self.board is None:
+            return
+        for record in trainer.history[self.logged :]:
+            for key, value in record.items():
+                if key != "epoch":
+                    self.board.add_scalar(key, value, int(record["epoch"]))
+        self.logged = len(trainer.history)
+        self.board.flush()
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
 
 
 def _csv(history: list[dict[str, Any]]) -> bytes:

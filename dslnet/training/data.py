@@ -4,7 +4,8 @@ a resumed run sees the same ones."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,116 @@ def _size(dim: int | SymExpr) -> int:
     if isinstance(dim, int):
         return dim
     raise TrainError(f"a noise input needs fixed sizes beyond the batch axis, got {dim}")
+
+
+class Source:
+    """Where the batches of an epoch come from: each batch is a dict of the global
+    batch's tensors, by input name."""
+
+    samples: int = 0
+    exact_resume: bool = True  # the batches are a function of (seed, epoch) alone
+
+    def batches(
+        self, batch_size: int, seed: int, epoch: int, drop_last: bool, start: int = 0
+    ) -> Sequence[dict[str, torch.Tensor]] | Iterable[dict[str, torch.Tensor]]:
+        """The batches of `epoch` from the `start`-th on."""
+        raise NotImplementedError
+
+    def batch_count(self, batch_size: int, drop_last: bool) -> int:
+        full, rest = divmod(self.samples, batch_size)
+        return full + (1 if rest and not drop_last else 0)
+
+
+class ArraySource(Source):
+    def __init__(self, arrays: Arrays) -> None:
+        self.arrays = arrays
+        self.samples = sample_count(arrays)
+
+    def batches(
+        self, batch_size: int, seed: int, epoch: int, drop_last: bool, start: int = 0
+    ) -> list[dict[str, torch.Tensor]]:
+        picks = epoch_batches(self.samples, batch_size, seed, epoch, drop_last=drop_last)
+        return [{n: t[i] for n, t in self.arrays.items()} for i in picks[start:]]
+
+
+class DatasetSource(Source):
+    """A map-style torch Dataset whose items are dicts by input name, or tuples in the
+    order of the inputs; shuffled by the trainer's seed, so resume stays exact."""
+
+    def __init__(self, dataset: Any, inputs: Mapping[str, TensorType]) -> None:
+        self.dataset = dataset
+        self.inputs = inputs
+        self.samples = len(dataset)
+        if self.samples == 0:
+            raise TrainError("the dataset holds no samples")
+
+    def batches(
+        self, batch_size: int, seed: int, epoch: int, drop_last: bool, start: int = 0
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        from torch.utils.data import default_collate
+
+        every = epoch_batches(self.samples, batch_size, seed, epoch, drop_last=drop_last)
+        for picks in every[start:]:
+            batch = default_collate([self.dataset[int(i)] for i in picks])
+            yield named_batch(batch, self.inputs, "a dataset batch")
+
+
+class LoaderSource(Source):
+    """A DataLoader's own batches, in its own order (its sampler decides how a resumed
+    run continues, and its batch size wins over `batch_size:`)."""
+
+    exact_resume = False
+
+    def __init__(self, loader: Any, inputs: Mapping[str, TensorType]) -> None:
+        self.loader = loader
+        self.inputs = inputs
+        self.samples = len(loader.dataset) if hasattr(loader, "dataset") else 0
+
+    def batches(
+        self, batch_size: int, seed: int, epoch: int, drop_last: bool, start: int = 0
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        for batch in itertools.islice(self.loader, start, None):
+            yield named_batch(batch, self.inputs, "a DataLoader batch")
+
+    def batch_count(self, batch_size: int, drop_last: bool) -> int:
+        return len(self.loader)
+
+
+def named_batch(batch: Any, inputs: Mapping[str, TensorType], where: str) -> Arrays:
+    """A collated batch (a dict by input name, a tuple in input order, or one tensor
+    for a single input), checked against the inputs."""
+    names = list(inputs)
+    if isinstance(batch, Mapping):
+        missing = [n for n in names if n not in batch]
+        if missing:
+            raise TrainError(f"{where} has no {', '.join(repr(m) for m in missing)}")
+        found = {n: batch[n] for n in names}
+    elif isinstance(batch, (tuple, list)):
+        if len(batch) != len(names):
+            raise TrainError(
+                f"{where} holds {len(batch)} tensors; the inputs are {', '.join(names)}"
+            )
+        found = dict(zip(names, batch))
+    elif len(names) == 1:
+        found = {names[0]: batch}
+    else:
+        raise TrainError(f"{where} is one tensor; the inputs are {', '.join(names)}")
+    return checked(found, inputs, where)
+
+
+def source_of(data: Any, inputs: Mapping[str, TensorType]) -> Source:
+    """Arrays by name, a map-style Dataset or a DataLoader, as a Source."""
+    from torch.utils.data import DataLoader, Dataset
+
+    if isinstance(data, DataLoader):
+        return LoaderSource(data, inputs)
+    if isinstance(data, Dataset) or (
+        hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, Mapping)
+    ):
+        return DatasetSource(data, inputs)
+    if isinstance(data, Mapping):
+        return ArraySource(checked(data, inputs, "the training data"))
+    raise TrainError(
+        f"training data must be arrays by input name, a Dataset or a DataLoader; got "
+        f"{type(data).__name__}"
+    )

@@ -4,16 +4,19 @@ asked), built from the network's own IR with the trained weights."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 from safetensors.torch import save as safetensors_bytes
 
 from dslnet.ir.graph import Graph
 from dslnet.training.trainer import Trainer
 
+CALIBRATION_SAMPLES = 256  # training samples that set int8-static activation ranges
 # Builds the int8 model of a network trained with fake quantization (dslnet.training.qat).
 QatExport = Callable[[str], onnx.ModelProto]
 
@@ -45,7 +48,31 @@ def exported_files(
         if qat_export is not None:
             files[out_dir / f"{ref.name}.int8.onnx"] = qat_export(ref.name).SerializeToString()
         elif quantize is not None:
-            options = Options(quantize=quantize)  # type: ignore[arg-type]
-            model = optimize(graph, options, weights).onnx(opset=opset)
+            with tempfile.TemporaryDirectory() as scratch:
+                calibrate = None
+                if quantize == "int8-static":
+                    calibrate = calibration_file(trainer, ref.name, Path(scratch))
+                options = Options(quantize=quantize, calibrate=calibrate)  # type: ignore[arg-type]
+                model = optimize(graph, options, weights).onnx(opset=opset)
             files[out_dir / f"{ref.name}.{quantize}.onnx"] = model.SerializeToString()
     return files
+
+
+def calibration_file(trainer: Trainer, layer: str, scratch: Path) -> Path | None:
+    """A .npz of training samples named like `layer`'s own inputs, for int8-static
+    calibration; None (generated inputs) when the layer is not fed straight from the
+    data in a step."""
+    module = trainer.plan.layers[layer].module
+    for step in trainer.plan.steps:
+        for call in step.graph.calls.values():
+            if call.instance != module:
+                continue
+            fed = dict(zip(call.input_names, call.inputs))
+            if not all(value in trainer.plan.data_inputs for value in fed.values()):
+                continue
+            batch = next(iter(trainer.source.batches(CALIBRATION_SAMPLES, 0, 0, False)))
+            path = scratch / "calibration.npz"
+            arrays: dict[str, Any] = {own: batch[value].numpy() for own, value in fed.items()}
+            np.savez(path, **arrays)
+            return path
+    return None

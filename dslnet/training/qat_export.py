@@ -1,11 +1,12 @@
 """The static int8 pass with fixed activation ranges: where QAT puts its fake-quant
 points and how it exports them.
 
-`quantize_static_int8` chooses its QDQ placement (`_Plan`) from the graph alone and
-its ranges from calibration. QAT needs the same placement before training, to know
-which torch tensors to fake-quantize, and at export the ranges its observers learned
-instead of calibrated ones. Both go through static.py's own `_Plan` and `_Rewriter`,
-so the exported model is exactly what the static pass would write for those ranges.
+`quantize_static_int8` chooses its QDQ placement (`qdq_placement`) from the graph
+alone and its ranges from calibration. QAT needs the same placement before training,
+to know which torch tensors to fake-quantize, and at export the ranges its observers
+learned instead of calibrated ones (`quantize_static_int8_with_params`). Both are the
+static pass's own code, so the exported model is exactly what the static pass would
+write for those ranges.
 `PointMapper` finds the torch module hook that sees each planned tensor: ONNX node
 names carry their IR node (`origin`), IR nodes their module path.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import onnx
@@ -26,17 +27,13 @@ from dslnet.backends.weights import resolve_op
 from dslnet.ir.graph import Graph, Node
 from dslnet.passes.base import Model
 from dslnet.passes.canonicalize import Canonicalize
-from dslnet.passes.quantize._onnx import (
-    QuantizeError,
-    check_skip,
-    consumers,
-    fold_constant_weights,
-    marked_skip,
-    origin,
-    toposort,
-    working_copy,
+from dslnet.passes.quantize._onnx import consumers, marked_skip, origin
+from dslnet.passes.quantize.static import (
+    MOVE,
+    QdqPlacement,
+    qdq_placement,
+    quantize_static_int8_with_params,
 )
-from dslnet.passes.quantize.static import MOVE, _Plan, _Rewriter
 
 __all__ = [
     "ExportGraph",
@@ -49,7 +46,6 @@ __all__ = [
 ]
 
 Array = np.ndarray[Any, Any]
-QParams = tuple[float, int]  # uint8 activation scale and zero point
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -97,7 +93,7 @@ class QdqPlan:
     """
 
     model: onnx.ModelProto
-    plan: _Plan
+    plan: QdqPlacement
     skip: frozenset[str]
 
 
@@ -108,45 +104,16 @@ def skip_names(graph: Graph, extra: Collection[str] = ()) -> frozenset[str]:
 
 def plan_qdq(model: onnx.ModelProto, skip: Collection[str] = ()) -> QdqPlan:
     """Where `quantize_static_int8(model, ..., skip=skip)` puts its QDQ pairs."""
-    work = working_copy(model)
-    skipped = check_skip(work, skip)
-    fold_constant_weights(work)
-    toposort(work.graph)
-    opset = next((o.version for o in work.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < 13:
-        raise QuantizeError(f"per-channel QDQ needs opset 13 or newer; the model has {opset}")
-    return QdqPlan(work, _Plan(work, skipped), skipped)
+    work, placement = qdq_placement(model, skip)
+    return QdqPlan(work, placement, frozenset(skip))
 
 
 def emit_for_plan(exported: ExportGraph, opset: int) -> onnx.ModelProto:
     return emit_onnx(exported.graph, exported.weights, opset=opset)
 
 
-def quantize_static_with_params(
-    model: onnx.ModelProto,
-    params: Mapping[str, QParams],
-    *,
-    per_channel: bool = True,
-    skip: Collection[str] = (),
-    unlisted: Literal["error", "float"] = "error",
-) -> onnx.ModelProto:
-    """`quantize_static_int8` with each range given as (scale, zero point) instead of
-    calibrated: `params` maps range roots of the plan (ONNX tensor names) to uint8
-    parameters.
-
-    unlisted: what a root without parameters gets: an error, or "float": it stays
-    float with the nodes reading it (as the static pass does for a range calibration
-    saw NaN in).
-    """
-    found = plan_qdq(model, skip)
-    missing = set(found.plan.root.values()) - set(params)
-    if missing and unlisted == "error":
-        raise QuantizeError(f"no range given for tensors: {', '.join(sorted(missing))}")
-    found.plan.drop(missing)
-    roots = set(found.plan.root.values())
-    chosen = {r: (float(np.float32(params[r][0])), int(params[r][1])) for r in roots}
-    _Rewriter(found.model, found.plan, chosen, per_channel).run()
-    return found.model
+# The static pass's own entry point, under the name QAT's callers know.
+quantize_static_with_params = quantize_static_int8_with_params
 
 
 # --- from plan tensors to torch hooks ----------------------------------------------

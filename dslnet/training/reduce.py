@@ -4,6 +4,7 @@ the trainer's own loop."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import onnx
@@ -16,7 +17,9 @@ from dslnet.training.trainer import Trainer
 
 
 class Reduction:
-    """What `trainer`'s plan asks beyond plain training, for its network layers."""
+    """What `trainer`'s plan asks beyond plain training, for its network layers.
+    Made before a checkpoint is resumed: the fake quantization must be in place for
+    its saved ranges to be restored."""
 
     def __init__(self, trainer: Trainer) -> None:
         self.trainer = trainer
@@ -31,7 +34,17 @@ class Reduction:
 
             for name, graph in self.graphs.items():
                 self.qat[name] = prepare_qat(trainer.layers[plan.layers[name].module], graph)
+            trainer.qat = self.qat  # their ranges are saved with the checkpoints
         self.report: Any = None
+        self.rewind_point: Any = None  # a lottery ticket's weights to return to
+        rule = plan.prune
+        if isinstance(rule, fn.Lottery) and len(self.graphs) == 1:
+            from dslnet.training.lottery import EarlySnapshot
+
+            (name,) = self.graphs
+            module = trainer.layers[plan.layers[name].module]
+            self.rewind_point = EarlySnapshot(module, rule.rewind)  # before any training
+            trainer.after_step = _chain(trainer.after_step, self.rewind_point.step)
 
     def prune(self) -> None:
         """The plan's pruning rounds, after its ordinary training."""
@@ -55,6 +68,7 @@ class Reduction:
                 cycles=rule.cycles,
                 epochs=rule.epochs,
                 ratio=rule.target,
+                flops_budget=rule.flops,
                 dense_epochs=0,
                 scope="layer",
             )
@@ -64,7 +78,7 @@ class Reduction:
             masks, self.report = lottery.iterative_pruning(
                 module,
                 train_epochs,
-                sparsity=rule.target,
+                sparsity=rule.target or 0.0,
                 cycles=rule.cycles,
                 epochs=rule.epochs,
                 dense_epochs=0,
@@ -73,12 +87,21 @@ class Reduction:
             )
             masks.apply(module)
         else:
+            trained = [False]  # the plan's own epochs were the ticket's dense training
+
+            def retrain(new: nn.Module, epochs: int) -> float:
+                if not trained[0]:
+                    trained[0] = True
+                    return self.fine_tune(name, new, 0)
+                return self.fine_tune(name, new, epochs)
+
             ticket = lottery.lottery_ticket(
                 module,
-                train_epochs,
+                retrain,
                 sparsity=rule.target,
                 rounds=rule.rounds,
                 epochs=max(self.trainer.epochs, 1),
+                rewind_point=self.rewind_point,
                 graph=graph,
                 scope=rule.scope,
             )
@@ -108,3 +131,12 @@ class Reduction:
         handle.freeze_observers()
         self.trainer.layers[self.trainer.plan.layers[name].module].eval()
         return export_qat_onnx(handle)
+
+
+def _chain(first: Callable[[], None] | None, then: Callable[[], None]) -> Callable[[], None]:
+    def both() -> None:
+        if first is not None:
+            first()
+        then()
+
+    return both

@@ -147,16 +147,27 @@ class Patience(SettingFunction):
 
 
 class Iterative(SettingFunction):
-    """Prune, fine-tune, prune again: `cycles` rounds to a final `target`."""
+    """Prune, fine-tune, prune again: `cycles` rounds to a final `target` (the share
+    of weights, or of channels when structured) or, structured, to `flops` (the share
+    of the dense network's FLOPs to keep)."""
 
     kind: ClassVar[str] = "prune"
     name: ClassVar[str] = "iterative"
     positional: ClassVar[tuple[str, ...]] = ("target",)
-    target: float = Field(gt=0, lt=1)
+    target: float | None = Field(None, gt=0, lt=1)
+    flops: float | None = Field(None, gt=0, lt=1)
     cycles: int = Field(3, ge=1)
     epochs: int = Field(1, ge=0)  # of fine-tuning after each cut
     structured: bool = False  # channels (real speed) rather than weights (masks)
     scope: Literal["layer", "global"] = "global"
+
+    @model_validator(mode="after")
+    def _one_goal(self) -> Iterative:
+        if (self.target is None) == (self.flops is None):
+            raise ValueError("give a target sparsity or a flops budget (one of them)")
+        if self.flops is not None and not self.structured:
+            raise ValueError("a flops budget needs structured=true (masks save no FLOPs)")
+        return self
 
 
 class Lottery(SettingFunction):

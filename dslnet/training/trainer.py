@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from dslnet.backends.torch_codegen import build_module
-from dslnet.training import checkpoint, data
+from dslnet.training import checkpoint
+from dslnet.training import data as datasets
 from dslnet.training.errors import TrainError
 from dslnet.training.optim import Scheduler, make_optimizer, make_scheduler, metric_mode
 from dslnet.training.plan import Step, TrainPlan
@@ -47,13 +48,14 @@ class StepRuntime:
 
 
 class Trainer:
-    """Trains the layers of `plan` on `arrays` (input name -> tensor), or on a
-    generated task of `samples` samples when `arrays` is None."""
+    """Trains the layers of `plan` on `data`: arrays by input name, a map-style torch
+    Dataset (items: dicts by input name or tuples in input order), a DataLoader, or,
+    when None, a generated task of `samples` samples."""
 
     def __init__(
         self,
         plan: TrainPlan,
-        arrays: Mapping[str, Any] | None = None,
+        data: Any = None,
         *,
         samples: int = 1024,
         epochs: int | None = None,
@@ -61,6 +63,7 @@ class Trainer:
         progress: bool | None = False,
         distributed: Distributed | None = None,
         after_step: Callable[[], None] | None = None,
+        after_epoch: Callable[[Trainer], None] | None = None,
     ) -> None:
         self.plan = plan
         self.epochs = plan.epochs if epochs is None else epochs
@@ -68,11 +71,17 @@ class Trainer:
         self.progress = progress
         self.dist = distributed
         self.after_step = after_step  # e.g. keeping pruned weights at zero
-        if arrays is None:
+        self.after_epoch = after_epoch  # e.g. writing the metrics log
+        self.qat: dict[str, Any] = {}  # layer -> QatHandle: its ranges go in checkpoints
+        if data is None:
             graphs = [s.graph for s in plan.steps]
-            arrays = data.synthetic(plan.data_inputs, graphs, samples, plan.seed)
-        self.arrays = data.checked(arrays, plan.data_inputs, "the training data")
-        self.samples = data.sample_count(self.arrays)
+            data = datasets.synthetic(plan.data_inputs, graphs, samples, plan.seed)
+        self.source = datasets.source_of(data, plan.data_inputs)
+        if self.dist is not None and isinstance(self.source, datasets.LoaderSource):
+            raise TrainError(
+                "a DataLoader cannot be split over processes here: give a Dataset (the "
+                "trainer shards each global batch)"
+            )
         self.check_batch()
         torch.manual_seed(plan.seed)
         self.layers = nn.ModuleDict()
@@ -81,6 +90,11 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.history: list[dict[str, float]] = []  # one record an epoch
         self.losses: list[tuple[str, float]] = []  # (step, loss) of every optimizer step
+        # The epoch under way: batches done, running sums and counts, seconds spent.
+        self.position = 0
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.seconds = 0.0
         self.best: float | None = None
         self.stale = 0  # epochs without improvement, for early stopping
         self.stopped_early = False
@@ -174,19 +188,22 @@ class Trainer:
             )
 
     def batches_per_epoch(self) -> int:
-        full, rest = divmod(self.samples, self.plan.batch_size)
-        return full + (1 if rest and not self.dist else 0)
+        return self.source.batch_count(self.plan.batch_size, drop_last=self.dist is not None)
 
     # --- the loop -------------------------------------------------------------------------
 
     def fit(
-        self, epochs: int | None = None, checkpoint_to: Path | None = None
+        self,
+        epochs: int | None = None,
+        checkpoint_to: Path | None = None,
+        every: int | None = None,
     ) -> list[dict[str, float]]:
         """Train until `epochs` (default: the plan's) are complete or early stopping
-        ends it; a checkpoint after every epoch when `checkpoint_to` is given."""
+        ends it; a checkpoint after every epoch when `checkpoint_to` is given, and
+        also after every `every` batches."""
         end = self.epochs if epochs is None else self.epoch + epochs
         while self.epoch < end and not self.stopped_early:
-            record = self.run_epoch(end)
+            record = self.run_epoch(end, checkpoint_to, every)
             self.history.append(record)
             self.epoch += 1
             self.log(_describe(record, end))
@@ -194,56 +211,73 @@ class Trainer:
             self.check_early_stopping(record)
             if checkpoint_to is not None and self.is_main:
                 self.save(checkpoint_to)
+            if self.after_epoch is not None and self.is_main:
+                self.after_epoch(self)
         return self.history
 
     @property
     def is_main(self) -> bool:
         return self.dist is None or self.dist.rank == 0
 
-    def run_epoch(self, end: int) -> dict[str, float]:
+    def run_epoch(
+        self, end: int, checkpoint_to: Path | None = None, every: int | None = None
+    ) -> dict[str, float]:
+        """The epoch `self.epoch`, from batch `self.position` on (a resumed one)."""
         from dslnet.console import progress
 
-        began = time.perf_counter()
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        batches = data.epoch_batches(
-            self.samples,
-            self.plan.batch_size,
-            self.plan.seed,
-            self.epoch,
-            drop_last=self.dist is not None,
-        )
+        began = time.perf_counter() - self.seconds
+        drop_last = self.dist is not None  # every process gets an equal share
+        size_of_batch, seed = self.plan.batch_size, self.plan.seed
+        batches = self.source.batches(size_of_batch, seed, self.epoch, drop_last, self.position)
         for rt in self.runtimes:
             rt.module.train()
+        sums, counts = self.sums, self.counts
+
+        def status() -> str:
+            return "  ".join(f"{k} {sums[k] / counts[k]:.4f}" for k in sums)
+
         shown = progress(
             batches,
             f"epoch {self.epoch + 1}/{end}",
+            total=self.source.batch_count(size_of_batch, drop_last) - self.position,
             enabled=self.progress if self.is_main else False,
+            status=status,
         )
-        for indices in shown:
-            feed = {name: t[self.shard(indices)] for name, t in self.arrays.items()}
+        for batch in shown:
+            size = len(next(iter(batch.values())))
+            feed = {name: t[self.shard(size)] for name, t in batch.items()}
             for rt in self.runtimes:
                 for _ in range(rt.plan.times):
-                    values = self.train_step(rt, feed, len(indices))
+                    values = self.train_step(rt, feed, size)
                     for key, value in values.items():
-                        sums[key] = sums.get(key, 0.0) + value * len(indices)
-                        counts[key] = counts.get(key, 0) + len(indices)
+                        sums[key] = sums.get(key, 0.0) + value * size
+                        counts[key] = counts.get(key, 0) + size
+            self.position += 1
+            if every and checkpoint_to is not None and self.position % every == 0:
+                self.seconds = time.perf_counter() - began
+                if self.is_main:
+                    self.save(checkpoint_to)
         record = {"epoch": self.epoch + 1, **{k: sums[k] / counts[k] for k in sums}}
         record["lr"] = self.runtimes[0].optimizer.param_groups[0]["lr"]
         record["seconds"] = time.perf_counter() - began
+        self.position, self.sums, self.counts, self.seconds = 0, {}, {}, 0.0
         return record
 
-    def shard(self, indices: torch.Tensor) -> torch.Tensor:
+    def shard(self, size: int) -> slice:
+        """This process's rows of a global batch of `size`."""
         if self.dist is None:
-            return indices
-        return indices.tensor_split(self.dist.world)[self.dist.rank]
+            return slice(0, size)
+        share = size // self.dist.world
+        return slice(self.dist.rank * share, (self.dist.rank + 1) * share)
 
     def train_step(
         self, rt: StepRuntime, feed: dict[str, torch.Tensor], batch: int
     ) -> dict[str, float]:
         """One optimizer step of `rt`; its loss and metrics, averaged over all processes."""
-        drawn = dict(data.noise(self.plan.noise_inputs, self.noise_types(), batch, self.noise_gen))
-        inputs = {**feed, **{n: t[self.shard(torch.arange(batch))] for n, t in drawn.items()}}
+        drawn = dict(
+            datasets.noise(self.plan.noise_inputs, self.noise_types(), batch, self.noise_gen)
+        )
+        inputs = {**feed, **{n: t[self.shard(batch)] for n, t in drawn.items()}}
         rt.optimizer.zero_grad(set_to_none=True)
         outputs = rt.module(**inputs)
         names = ("loss", *rt.plan.metrics)
@@ -324,11 +358,17 @@ class Trainer:
             tensors.update(found)
             optimizers[rt.plan.name] = meta
         tensors.update(checkpoint.rng_tensors({"noise": self.noise_gen}))
+        for layer, handle in self.qat.items():
+            tensors.update({f"qat/{layer}/{k}": v for k, v in handle.observer_state().items()})
         meta = {
             "train": self.plan.name,
             "epoch": self.epoch,
             "history": self.history,
             "losses": self.losses,
+            "position": self.position,
+            "sums": self.sums,
+            "counts": self.counts,
+            "seconds": self.seconds,
             "best": self.best,
             "stale": self.stale,
             "stopped_early": self.stopped_early,
@@ -356,9 +396,16 @@ class Trainer:
             if rt.scheduler is not None and state is not None:
                 _load_scheduler(rt.scheduler, state)
         checkpoint.restore_rng(tensors, {"noise": self.noise_gen})
+        for layer, handle in self.qat.items():
+            prefix = f"qat/{layer}/"
+            handle.load_observer_state(
+                {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            )
         self.epoch = meta["epoch"]
         self.history = meta["history"]
         self.losses = [(step, loss) for step, loss in meta["losses"]]
+        self.position, self.seconds = meta["position"], meta["seconds"]
+        self.sums, self.counts = meta["sums"], meta["counts"]
         self.best, self.stale = meta["best"], meta["stale"]
         self.stopped_early = meta["stopped_early"]
 

@@ -7,6 +7,7 @@ Each pass maps a float32 `onnx.ModelProto` to a new one and leaves its argument 
   (ONNX Runtime's DynamicQuantizeMatMul);
 * `quantize_static_int8`: QuantizeLinear/DequantizeLinear pairs calibrated on data
   (`load_calibration` reads or generates it), for ORT's QDQ fusions;
+  `quantize_static_int8_with_params` places them the same way with given ranges (QAT's);
 * `measure`: output drift and ORT CPU latency against the float32 model.
 
 `skip` takes IR node names (the part of an ONNX node name before its last '/', or a
@@ -20,7 +21,7 @@ from dslnet.passes.quantize.dynamic import quantize_dynamic_int8
 from dslnet.passes.quantize.fp16 import to_fp16
 from dslnet.passes.quantize.ranges import Method
 from dslnet.passes.quantize.report import OutputDrift, QuantReport, measure
-from dslnet.passes.quantize.static import quantize_static_int8
+from dslnet.passes.quantize.static import quantize_static_int8, quantize_static_int8_with_params
 
 __all__ = [
     "CalibrationError",
@@ -33,5 +34,6 @@ __all__ = [
     "measure",
     "quantize_dynamic_int8",
     "quantize_static_int8",
+    "quantize_static_int8_with_params",
     "to_fp16",
 ]

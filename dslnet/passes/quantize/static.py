@@ -17,7 +17,7 @@ DequantizeLinear; biases int32 with scale x_scale * w_scale. ORT then fuses each
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -44,7 +44,13 @@ from dslnet.passes.quantize._onnx import (
 from dslnet.passes.quantize.dynamic import quantize_weight
 from dslnet.passes.quantize.ranges import Method, clip_range, collect, uint8_params
 
-__all__ = ["quantize_static_int8"]
+__all__ = [
+    "MOVE",
+    "QdqPlacement",
+    "qdq_placement",
+    "quantize_static_int8",
+    "quantize_static_int8_with_params",
+]
 
 Array = np.ndarray[Any, Any]
 COMPUTE = frozenset({"Conv", "Gemm", "MatMul", "Add", "Mul", "GlobalAveragePool", "AveragePool"})
@@ -72,14 +78,7 @@ def quantize_static_int8(
         raise QuantizeError(f"unknown calibration method {method!r}")
     if not 0.0 < percentile <= 100.0:
         raise QuantizeError(f"percentile must be in (0, 100], got {percentile}")
-    work = working_copy(model)
-    skipped = check_skip(work, skip)
-    fold_constant_weights(work)
-    toposort(work.graph)  # the plan walks value-moving ops from the last
-    opset = next((o.version for o in work.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < 13:
-        raise QuantizeError(f"per-channel QDQ needs opset 13 or newer; the model has {opset}")
-    plan = _Plan(work, skipped)
+    work, plan = qdq_placement(model, skip)
     roots = sorted(set(plan.root.values()))
     stats = collect(work, calibration, roots, histogram=method != "minmax")
     plan.drop({r for r in roots if not stats[r].finite})
@@ -91,9 +90,53 @@ def quantize_static_int8(
     return work
 
 
-class _Plan:
-    """Which nodes run quantized and which tensors get a Q/DQ pair (with the tensor
-    whose range they share: `root`)."""
+def quantize_static_int8_with_params(
+    model: onnx.ModelProto,
+    params: Mapping[str, tuple[float, int]],
+    *,
+    per_channel: bool = True,
+    skip: Collection[str] = (),
+    unlisted: Literal["error", "float"] = "error",
+) -> onnx.ModelProto:
+    """`quantize_static_int8` with each range given instead of calibrated (QAT's
+    learned ranges): `params` maps the placement's range roots (ONNX tensor names) to
+    uint8 (scale, zero point).
+
+    unlisted: what a root without parameters gets: an error, or "float": it stays
+    float with the nodes reading it (as calibration NaN does in the static pass).
+    """
+    work, plan = qdq_placement(model, skip)
+    missing = set(plan.root.values()) - set(params)
+    if missing and unlisted == "error":
+        raise QuantizeError(f"no range given for tensors: {', '.join(sorted(missing))}")
+    plan.drop(missing)
+    # The same rounding calibration's uint8_params applies (float32 scale, int zero).
+    chosen = {
+        root: (float(np.float32(params[root][0])), int(params[root][1]))
+        for root in set(plan.root.values())
+    }
+    _Rewriter(work, plan, chosen, per_channel).run()
+    return work
+
+
+def qdq_placement(
+    model: onnx.ModelProto, skip: Collection[str] = ()
+) -> tuple[onnx.ModelProto, QdqPlacement]:
+    """The working copy the static pass rewrites (functions inlined, constant weights
+    folded, sorted) and where it puts Q/DQ pairs on it, before any range is known."""
+    work = working_copy(model)
+    skipped = check_skip(work, skip)
+    fold_constant_weights(work)
+    toposort(work.graph)  # the plan walks value-moving ops from the last
+    opset = next((o.version for o in work.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        raise QuantizeError(f"per-channel QDQ needs opset 13 or newer; the model has {opset}")
+    return work, QdqPlacement(work, skipped)
+
+
+class QdqPlacement:
+    """Which nodes run quantized (`nodes`) and which tensors get a Q/DQ pair, each
+    with the tensor whose range it shares (`root`: tensor -> range root)."""
 
     def __init__(self, model: onnx.ModelProto, skipped: frozenset[str]) -> None:
         graph = model.graph
@@ -122,8 +165,9 @@ class _Plan:
                 self.root.setdefault(source, source)
 
     def drop(self, roots: set[str]) -> None:
-        """Leave the tensors of these ranges in float (calibration saw NaN/inf in them),
-        and the nodes reading them, which ORT could not fuse anyway."""
+        """Leave the tensors of these ranges in float (calibration saw NaN/inf in them,
+        or no range was given), and the nodes reading them, which ORT could not fuse
+        anyway."""
         if not roots:
             return
         lost = {name for name, root in self.root.items() if root in roots}
@@ -201,7 +245,7 @@ class _Rewriter:
     def __init__(
         self,
         model: onnx.ModelProto,
-        plan: _Plan,
+        plan: QdqPlacement,
         params: Mapping[str, tuple[float, int]],
         per_channel: bool,
     ) -> None:
