@@ -23,6 +23,9 @@ CASES = sorted(p.stem for p in ERRORS.glob("*.net") if not p.name.startswith("_"
 
 # Each error kind the corpus must show, and the cases that show it.
 KINDS: dict[str, list[str]] = {
+    "train: settings (unknown, wrong arguments, wrong values)": ["train_settings"],
+    "train: steps (loss, update, layers, duplicates)": ["train_steps"],
+    "train: @noise inputs": ["train_noise"],
     "syntax: missing ')'": ["syntax_missing_paren"],
     "syntax: missing '}'": ["syntax_missing_brace"],
     "syntax: stray character": ["syntax_stray_char"],

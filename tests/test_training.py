@@ -124,7 +124,7 @@ def check_error(text: str, needle: str) -> dslnet.CompileError:
             "out lost = cross_entropy(logits, y)|needs an output named loss",
         ),
         ("epochs: 3", "epochs: 3\n    times: 2|'times' is for a step"),
-        ("logits = net(x)", "logits = net(x) -> linear(4)|is not a layer of this declaration"),
+        ("logits = net(x)", "logits = net(x) -> linear(4)|is not one of the declaration's layers"),
         (
             "out loss = cross_entropy(logits, y)",
             'out loss = cross_entropy(logits, y, reduction="none")|must be a float scalar',
@@ -275,6 +275,11 @@ def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     )
     assert "no checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "o" / "net.onnx").exists()
+    done = ["train", str(spec), "--synthetic", "32", "--epochs", "1", "--out", str(tmp_path / "d")]
+    assert main([*done, "--no-export"]) == 0
+    assert main([*done, "--no-export"]) == 2  # a second run would overwrite the first
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*done, "--no-export", "--force"]) == 0
 
 
 def test_vae_objective_falls(tmp_path: Path) -> None:
@@ -550,3 +555,53 @@ def test_resume_in_the_middle_of_an_epoch(tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert again.losses == whole.losses
     assert [r["loss"] for r in again.history] == [r["loss"] for r in whole.history]
+
+
+def test_validation_metrics_are_measured_in_eval_mode(tmp_path: Path) -> None:
+    text = SMALL.replace(
+        "epochs: 3", 'epochs: 20\n    early_stopping: patience(2, metric="val_loss")'
+    )
+    plan = dslnet.loads(text).training("Fit")
+    x, y = torch.randn(256, 16), torch.randint(0, 4, (256,))  # labels are noise: it overfits
+    held_out = {"x": torch.randn(64, 16), "y": torch.randint(0, 4, (64,))}
+    trainer = Trainer(plan, {"x": x, "y": y}, validation=held_out)
+    history = trainer.fit()
+    assert trainer.stopped_early and len(history) < 20
+    net = trainer.layers["net"].eval()
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(net(held_out["x"]), held_out["y"])
+    assert history[-1]["val_loss"] == pytest.approx(float(expected), rel=1e-5)
+    assert 0.0 <= history[-1]["val_accuracy"] <= 1.0
+
+
+def test_the_command_takes_validation_data_and_a_device(tmp_path: Path) -> None:
+    spec = tmp_path / "t.net"
+    spec.write_text(SMALL)
+    np.savez(tmp_path / "val.npz", x=np.zeros((8, 16), np.float32), y=np.zeros(8, np.int64))
+    out = tmp_path / "run"
+    args = ["train", str(spec), "--synthetic", "64", "--out", str(out), "--no-export"]
+    assert main([*args, "--val-data", str(tmp_path / "val.npz"), "--device", "cpu"]) == 0
+    assert "val_loss" in read_csv(out / "metrics.csv")[0]
+    if not torch.cuda.is_available():
+        assert main([*args, "--device", "cuda"]) == 2
+
+
+def test_checkpoints_every_few_batches_from_the_command(tmp_path: Path) -> None:
+    spec = tmp_path / "t.net"
+    spec.write_text(SMALL.replace("epochs: 3", "epochs: 1"))
+    out = tmp_path / "run"
+    args = ["train", str(spec), "--synthetic", "64", "--out", str(out), "--no-export"]
+    assert main([*args, "--checkpoint-every", "2"]) == 0
+    from dslnet.training import checkpoint
+
+    _, state = checkpoint.load(out / "checkpoint.safetensors")
+    assert state["progress"]["epoch"] == 1 and state["progress"]["position"] == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_on_the_gpu_matches_the_cpu() -> None:
+    plan = dslnet.loads(SMALL).training("Fit")
+    x, y = torch.randn(128, 16), torch.randint(0, 4, (128,))
+    cpu = Trainer(plan, {"x": x, "y": y}).fit()
+    gpu = Trainer(plan, {"x": x, "y": y}, device="cuda").fit()
+    assert [r["loss"] for r in gpu] == pytest.approx([r["loss"] for r in cpu], abs=1e-4)

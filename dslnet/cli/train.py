@@ -52,6 +52,12 @@ def register(sub: Any) -> None:
         help="arrays named like the declaration's inputs (over its `data:` setting)",
     )
     p.add_argument(
+        "--val-data",
+        metavar="FILE.npz",
+        help="held-out arrays, measured after every epoch as val_loss, val_<metric> "
+        "(over the declaration's `validation:` setting)",
+    )
+    p.add_argument(
         "--synthetic",
         type=int,
         metavar="SAMPLES",
@@ -65,6 +71,16 @@ def register(sub: Any) -> None:
         "--resume",
         action="store_true",
         help="continue from DIR/checkpoint.safetensors where the last run stopped",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="where to train: auto (the GPU when there is one), cpu, cuda, cuda:1...",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start over in an --out that holds an earlier run's checkpoint",
     )
     p.add_argument(
         "--checkpoint-every",
@@ -100,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if args.nproc > 1 and "RANK" not in os.environ:
         return _launch(args)
     try:
-        return _train(args, program, plan, out)
+        return _train(args, plan, out)
     except TrainError as err:
         raise UsageError(str(err)) from None
 
@@ -138,7 +154,7 @@ def _launch(args: argparse.Namespace) -> int:
     return subprocess.call(command)
 
 
-def _train(args: argparse.Namespace, program: Program, plan: Any, out: Path) -> int:
+def _train(args: argparse.Namespace, plan: Any, out: Path) -> int:
     from dslnet.training import data as datasets
     from dslnet.training.distributed import session
     from dslnet.training.export import exported_files
@@ -154,6 +170,12 @@ def _train(args: argparse.Namespace, program: Program, plan: Any, out: Path) -> 
             f"no data: give --data FILE.npz (arrays named {', '.join(plan.data_inputs)}), "
             f"a `data:` setting, or --synthetic SAMPLES for a generated task"
         )
+    validation = None
+    val_file = args.val_data or (
+        str(spec_relative(plan, plan.validation)) if plan.validation else None
+    )
+    if val_file:
+        validation = datasets.load_npz(Path(val_file), plan.data_inputs)
     with session() as dist:
         main = dist is None or dist.rank == 0
         log = (lambda line: print(line, file=sys.stderr)) if main else None
@@ -167,6 +189,8 @@ def _train(args: argparse.Namespace, program: Program, plan: Any, out: Path) -> 
             progress=None if main else False,
             distributed=dist,
             after_epoch=metrics_log.write,
+            device=_device(args.device, dist),
+            validation=validation,
         )
         reduction = Reduction(trainer)
         checkpoint = out / CHECKPOINT
@@ -175,7 +199,15 @@ def _train(args: argparse.Namespace, program: Program, plan: Any, out: Path) -> 
                 raise UsageError(f"--resume: no checkpoint at {checkpoint}")
             trainer.resume(checkpoint)
             if main:
-                print(f"resumed from {checkpoint} after epoch {trainer.epoch}", file=sys.stderr)
+                where = f"after epoch {trainer.epoch}"
+                if trainer.position:
+                    where = f"in epoch {trainer.epoch + 1}, after batch {trainer.position}"
+                print(f"resumed from {checkpoint} {where}", file=sys.stderr)
+        elif checkpoint.exists() and not args.force:
+            raise UsageError(
+                f"{out} already holds a run ({CHECKPOINT}): --resume continues it, --force "
+                f"starts over, or choose another --out"
+            )
         trainer.fit(checkpoint_to=checkpoint, every=args.checkpoint_every)
         reduction.prune()
         if main and reduction.report is not None:
@@ -237,6 +269,19 @@ class MetricsLog:
     def close(self) -> None:
         if self.board is not None:
             self.board.close()
+
+
+def _device(requested: str, dist: Any) -> str:
+    """Under torchrun with GPUs, each process trains on its own (LOCAL_RANK)."""
+    if dist is not None and requested in ("auto", "cuda") and torch_cuda():
+        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return requested
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _csv(history: list[dict[str, Any]]) -> bytes:

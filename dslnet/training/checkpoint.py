@@ -93,6 +93,9 @@ def restore_optimizer(
 
 def rng_tensors(generators: Mapping[str, torch.Generator]) -> dict[str, torch.Tensor]:
     found = {"rng/torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            found[f"rng/cuda{i}"] = state
     for name, gen in generators.items():
         found[f"rng/{name}"] = gen.get_state()
     return found
@@ -102,5 +105,8 @@ def restore_rng(
     tensors: Mapping[str, torch.Tensor], generators: Mapping[str, torch.Generator]
 ) -> None:
     torch.set_rng_state(tensors["rng/torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng/cuda")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
     for name, gen in generators.items():
         gen.set_state(tensors[f"rng/{name}"])

@@ -146,11 +146,18 @@ def sample_count(arrays: Arrays) -> int:
 
 
 def epoch_batches(
-    samples: int, batch_size: int, seed: int, epoch: int, *, drop_last: bool = False
+    samples: int,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    *,
+    drop_last: bool = False,
+    shuffle: bool = True,
 ) -> list[torch.Tensor]:
-    """The sample indices of each batch of `epoch`: a shuffle drawn from (seed, epoch)."""
+    """The sample indices of each batch of `epoch`: a shuffle drawn from (seed, epoch),
+    or the samples in order."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(samples, generator=gen)
+    order = torch.randperm(samples, generator=gen) if shuffle else torch.arange(samples)
     batches = [order[i : i + batch_size] for i in range(0, samples, batch_size)]
     if drop_last and batches and len(batches[-1]) < batch_size:
         batches.pop()
@@ -185,9 +192,16 @@ class Source:
     exact_resume: bool = True  # the batches are a function of (seed, epoch) alone
 
     def batches(
-        self, batch_size: int, seed: int, epoch: int, drop_last: bool, start: int = 0
+        self,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        drop_last: bool,
+        start: int = 0,
+        shuffle: bool = True,
     ) -> Sequence[dict[str, torch.Tensor]] | Iterable[dict[str, torch.Tensor]]:
-        """The batches of `epoch` from the `start`-th on."""
+        """The batches of `epoch` from the `start`-th on (in sample order when not
+        `shuffle`: validation)."""
         raise NotImplementedError
 
     def batch_count(self, batch_size: int, drop_last: bool) -> int:
@@ -201,9 +215,17 @@ class ArraySource(Source):
         self.samples = sample_count(arrays)
 
     def batches(
-        self, batch_size: int, seed: int, epoch: int, drop_last: bool, start: int = 0
+        self,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        drop_last: bool,
+        start: int = 0,
+        shuffle: bool = True,
     ) -> list[dict[str, torch.Tensor]]:
-        picks = epoch_batches(self.samples, batch_size, seed, epoch, drop_last=drop_last)
+        picks = epoch_batches(
+            self.samples, batch_size, seed, epoch, drop_last=drop_last, shuffle=shuffle
+        )
         return [{n: t[i] for n, t in self.arrays.items()} for i in picks[start:]]
 
 
@@ -219,11 +241,19 @@ class DatasetSource(Source):
             raise TrainError("the dataset holds no samples")
 
     def batches(
-        self, batch_size: int, seed: int, epoch: int, drop_last: bool, start: int = 0
+        self,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        drop_last: bool,
+        start: int = 0,
+        shuffle: bool = True,
     ) -> Iterator[dict[str, torch.Tensor]]:
         from torch.utils.data import default_collate
 
-        every = epoch_batches(self.samples, batch_size, seed, epoch, drop_last=drop_last)
+        every = epoch_batches(
+            self.samples, batch_size, seed, epoch, drop_last=drop_last, shuffle=shuffle
+        )
         for picks in every[start:]:
             batch = default_collate([self.dataset[int(i)] for i in picks])
             yield named_batch(batch, self.inputs, "a dataset batch")
@@ -241,7 +271,13 @@ class LoaderSource(Source):
         self.samples = len(loader.dataset) if hasattr(loader, "dataset") else 0
 
     def batches(
-        self, batch_size: int, seed: int, epoch: int, drop_last: bool, start: int = 0
+        self,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        drop_last: bool,
+        start: int = 0,
+        shuffle: bool = True,
     ) -> Iterator[dict[str, torch.Tensor]]:
         for batch in itertools.islice(self.loader, start, None):
             yield named_batch(batch, self.inputs, "a DataLoader batch")
@@ -272,7 +308,7 @@ def named_batch(batch: Any, inputs: Mapping[str, TensorType], where: str) -> Arr
     return checked(found, inputs, where)
 
 
-def source_of(data: Any, inputs: Mapping[str, TensorType]) -> Source:
+def source_of(data: Any, inputs: Mapping[str, TensorType], what: str = "training") -> Source:
     """Arrays by name, a map-style Dataset or a DataLoader, as a Source."""
     from torch.utils.data import DataLoader, Dataset
 
@@ -283,8 +319,8 @@ def source_of(data: Any, inputs: Mapping[str, TensorType]) -> Source:
     ):
         return DatasetSource(data, inputs)
     if isinstance(data, Mapping):
-        return ArraySource(checked(data, inputs, "the training data"))
+        return ArraySource(checked(data, inputs, f"the {what} data"))
     raise TrainError(
-        f"training data must be arrays by input name, a Dataset or a DataLoader; got "
+        f"{what} data must be arrays by input name, a Dataset or a DataLoader; got "
         f"{type(data).__name__}"
     )

@@ -7,10 +7,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-from dslnet.training.trainer import Distributed
+
+@dataclass
+class Distributed:
+    """This process's place in a data-parallel run (torch.distributed initialised)."""
+
+    rank: int
+    world: int
 
 
 @contextmanager
@@ -21,8 +29,25 @@ def session() -> Iterator[Distributed | None]:
         yield None
         return
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":  # one GPU per process
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     torch.distributed.init_process_group(backend)
     try:
         yield Distributed(rank=torch.distributed.get_rank(), world=world)
     finally:
         torch.distributed.destroy_process_group()
+
+
+def average_gradients(params: list[nn.Parameter], world: int) -> None:
+    """What DistributedDataParallel does after backward, done here so that several
+    steps may share layers: sum every gradient over the processes, divide by their
+    number. One flat all-reduce per step."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p, g in zip(params, grads):
+        n = g.numel()
+        p.grad = flat[offset : offset + n].view_as(p).clone()
+        offset += n

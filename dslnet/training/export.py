@@ -36,7 +36,7 @@ def exported_files(
 
     files: dict[Path, bytes] = {}
     for ref in trainer.plan.layers.values():
-        state = {k: v.detach().contiguous() for k, v in trainer.state_dict(ref.name).items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in trainer.state_dict(ref.name).items()}
         files[out_dir / f"{ref.name}.safetensors"] = safetensors_bytes(state)
         graph = (graphs or {}).get(ref.name, ref.graph)
         if graph is None:

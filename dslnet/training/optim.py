@@ -120,3 +120,17 @@ def metric_mode(metric: str) -> Literal["min", "max"]:
     """Whether a metric improves downwards ("min": losses, errors) or upwards."""
     lowered = metric.lower()
     return "min" if any(w in lowered for w in ("loss", "error", "distance")) else "max"
+
+
+def scheduler_state(scheduler: Scheduler | None) -> dict[str, Any] | None:
+    if scheduler is None:
+        return None
+    state = scheduler.state_dict()
+    state.pop("lr_lambdas", None)  # functions, rebuilt from the plan
+    return {k: v for k, v in state.items() if k != "_scale_fn_ref"}
+
+
+def load_scheduler_state(scheduler: Scheduler, state: dict[str, Any]) -> None:
+    if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+        state = {**state, "lr_lambdas": [None] * len(scheduler.lr_lambdas)}
+    scheduler.load_state_dict(state)

@@ -15,38 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 from dslnet.diagnostics import CompileError, Diagnostics, Span, did_you_mean
 from dslnet.frontend import ast
-from dslnet.frontend.values import EvalError, is_poison, kind_of
+from dslnet.frontend.values import EvalError
 from dslnet.ir.graph import Graph
 from dslnet.ir.names import attribute_variant, is_attribute_name
 from dslnet.ir.types import DType, TensorType
 from dslnet.training import settings as fn
+from dslnet.training.setting_values import STEP_SETTINGS, TRAIN_SETTINGS, SettingReader
 
 if TYPE_CHECKING:
     from dslnet.frontend.loader import Program
 
-QUANTIZATIONS = ("fp16", "int8-dynamic", "int8-static")
 NOISE = ("normal", "uniform")
-
-# Setting name -> what it takes, said in its errors. Step settings may also be written
-# at the top level of a declaration without steps (or as defaults for every step).
-STEP_SETTINGS = {
-    "optimizer": f"an optimizer: {', '.join(fn.functions_for('optimizer'))}",
-    "schedule": f"a learning-rate schedule: {', '.join(fn.functions_for('schedule'))}",
-    "clip_grad_norm": "a positive number, the largest gradient norm",
-    "update": "a list of this declaration's layers, the ones this step's optimizer trains",
-    "times": "a positive int, how many times the step runs per iteration",
-}
-TRAIN_SETTINGS = {
-    "batch_size": "a positive int",
-    "epochs": "a non-negative int",
-    "seed": "a non-negative int",
-    "data": 'a ".npz" file name, relative to the spec',
-    "early_stopping": "patience(epochs, metric=...)",
-    "load_weights": 'a list of (layer path, ".safetensors" file) pairs',
-    "quantize": f"one of {', '.join(repr(q) for q in QUANTIZATIONS)}: the exported ONNX",
-    "qat": "true or false: train with fake quantization, export int8",
-    "prune": "iterative(target, ...) or lottery(target, ...)",
-}
 
 
 @dataclass(frozen=True)
@@ -87,6 +66,7 @@ class TrainPlan:
     epochs: int = 1
     seed: int = 0
     data: str | None = None
+    validation: str | None = None
     early_stopping: fn.Patience | None = None
     load_weights: tuple[tuple[str, str], ...] = ()
     quantize: str | None = None
@@ -120,6 +100,9 @@ class _Lowering:
         self.diags = diags
         self.expander = Expander(program, diags, program.limits)
         self.env: dict[str, Any] = {}
+        self.reader = SettingReader(
+            lambda expr: self.expander.constant(expr, dict(self.env)), self.error
+        )
 
     def as_block(self, body: tuple[ast.Stmt, ...], name: str) -> ast.BlockDecl:
         d = self.decl
@@ -134,7 +117,7 @@ class _Lowering:
         self.env = env
         noise = self.noise_inputs()
         layers = self.layers()
-        top = self.settings(d.settings, {**STEP_SETTINGS, **TRAIN_SETTINGS}, layers)
+        top = self.reader.settings(d.settings, {**STEP_SETTINGS, **TRAIN_SETTINGS}, layers)
         if d.steps:
             for name in ("update", "times"):
                 if name in top:
@@ -154,7 +137,7 @@ class _Lowering:
                 continue
             if step_name is not None:
                 seen[step_name] = span
-            own = self.settings(step_settings, STEP_SETTINGS, layers)
+            own = self.reader.settings(step_settings, STEP_SETTINGS, layers)
             step = self.step(step_name, (*d.body, *body), {**top, **own}, layers, span)
             if step is not None:
                 steps.append(step)
@@ -175,6 +158,7 @@ class _Lowering:
             epochs=values.get("epochs", 1),
             seed=values.get("seed", 0),
             data=values.get("data"),
+            validation=values.get("validation"),
             early_stopping=values.get("early_stopping"),
             load_weights=tuple(values.get("load_weights", ())),
             quantize=values.get("quantize"),
@@ -207,7 +191,10 @@ class _Lowering:
         arg = note.args[0] if len(note.args) == 1 and not note.kwargs else None
         word = arg.id if isinstance(arg, ast.Name) else None
         if word not in NOISE:
-            self.error("@noise takes one word: normal (the default) or uniform", note.span)
+            got = f"'{word}'" if word else "an expression"
+            self.error(
+                f"@noise takes one word, normal (the default) or uniform; got {got}", note.span
+            )
             return "normal"
         return word
 
@@ -329,125 +316,14 @@ class _Lowering:
             if p.module.split(".")[0] not in modules:
                 node = next((n for n in graph.nodes if n.module == p.module), None)
                 where = node.span if node is not None else span
+                op = node.op if node is not None else p.module
                 self.error(
-                    f"'{p.module}' has weights but is not a layer of this declaration; "
-                    f"declare it with layer NAME = ... (the layers are what is trained "
-                    f"and saved)",
+                    f"this {op} has weights but is not one of the declaration's layers, "
+                    f"which are what is trained and saved; declare it with "
+                    f"layer NAME = {op}(...) and call NAME(...)",
                     where,
                 )
                 return
-
-    # --- settings ------------------------------------------------------------------------
-
-    def settings(
-        self,
-        stmts: tuple[ast.SettingStmt, ...],
-        allowed: dict[str, str],
-        layers: dict[str, LayerRef],
-    ) -> dict[str, tuple[Any, Span]]:
-        found: dict[str, tuple[Any, Span]] = {}
-        for s in stmts:
-            if s.name not in allowed:
-                hint = did_you_mean(s.name, allowed)
-                where = "a step" if allowed is STEP_SETTINGS else "a train declaration"
-                self.error(
-                    f"unknown setting '{s.name}'{hint} in {where}; expected one of "
-                    f"{', '.join(allowed)}",
-                    s.name_span,
-                )
-                continue
-            if s.name in found:
-                self.error(f"setting '{s.name}' is given twice", s.name_span)
-                continue
-            try:
-                value = self.setting(s, allowed[s.name], layers)
-            except EvalError as err:
-                if err.message:
-                    self.error(err.message, err.span)
-                continue
-            found[s.name] = (value, s.span)
-        return found
-
-    def setting(self, s: ast.SettingStmt, usage: str, layers: dict[str, LayerRef]) -> Any:
-        expr = s.value
-        if s.name == "update":
-            return self.layer_list(expr, layers, usage)
-        if s.name in ("optimizer", "schedule", "early_stopping", "prune"):
-            kind = s.name
-            return self.function(expr, kind, usage)
-        value = self.expander.constant(expr, dict(self.env))
-        if is_poison(value):
-            raise EvalError("", expr.span)
-        problem = _simple_problem(s.name, value)
-        if problem is not None:
-            raise EvalError(f"'{s.name}' takes {usage}; got {problem}", expr.span)
-        if s.name == "clip_grad_norm":
-            return float(value)
-        if s.name == "load_weights":
-            return [tuple(pair) for pair in value]
-        return value
-
-    def function(self, expr: ast.Expr, kind: str, usage: str) -> fn.SettingFunction:
-        name = expr.func if isinstance(expr, ast.Call) else expr
-        if not isinstance(name, ast.Name) or name.id not in fn.FUNCTIONS:
-            text = name.id if isinstance(name, ast.Name) else None
-            hint = did_you_mean(text, fn.functions_for(kind)) if text else ""
-            raise EvalError(f"'{kind}' takes {usage}{hint}", expr.span)
-        cls = fn.FUNCTIONS[name.id]
-        if cls.kind != kind:
-            raise EvalError(f"{name.id}() is not a {kind.replace('_', ' ')}; {usage}", name.span)
-        args: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        if isinstance(expr, ast.Call):
-            args = [self.expander.constant(a, dict(self.env)) for a in expr.args]
-            kwargs = {k.name: self.expander.constant(k.value, dict(self.env)) for k in expr.kwargs}
-        if is_poison(args) or is_poison(tuple(kwargs.values())):
-            raise EvalError("", expr.span)
-        try:
-            return fn.build(name.id, args, kwargs)
-        except ValueError as err:
-            raise EvalError(str(err), expr.span) from None
-
-    def layer_list(
-        self, expr: ast.Expr, layers: dict[str, LayerRef], usage: str
-    ) -> tuple[str, ...]:
-        items = expr.items if isinstance(expr, (ast.ListExpr, ast.TupleExpr)) else (expr,)
-        names: list[str] = []
-        for item in items:
-            if not isinstance(item, ast.Name) or item.id not in layers:
-                text = item.id if isinstance(item, ast.Name) else "an expression"
-                hint = did_you_mean(text, layers) if isinstance(item, ast.Name) else ""
-                raise EvalError(f"'update' takes {usage}; '{text}' is not one{hint}", item.span)
-            names.append(item.id)
-        if not names:
-            raise EvalError(f"'update' takes {usage}; got an empty list", expr.span)
-        return tuple(names)
-
-
-def _simple_problem(name: str, value: Any) -> str | None:
-    """Why `value` does not suit setting `name`, or None."""
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    shown = f"{kind_of(value)} {value!r}"
-    if name in ("batch_size", "times"):
-        return None if is_int and value >= 1 else shown
-    if name in ("epochs", "seed"):
-        return None if is_int and value >= 0 else shown
-    if name == "clip_grad_norm":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-        return None if ok else shown
-    if name == "data":
-        return None if isinstance(value, str) and value else shown
-    if name == "qat":
-        return None if isinstance(value, bool) else shown
-    if name == "quantize":
-        return None if value in QUANTIZATIONS else shown
-    if name == "load_weights":
-        ok = isinstance(value, (list, tuple)) and all(
-            isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p)
-            for p in value
-        )
-        return None if ok else shown
-    return None
 
 
 def _without_annotations(stmt: ast.Stmt) -> ast.Stmt:

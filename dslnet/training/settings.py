@@ -12,6 +12,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dslnet.diagnostics import did_you_mean
+
 
 class SettingFunction(BaseModel):
     """A function a setting may call; its fields are the keyword arguments."""
@@ -206,29 +208,48 @@ def functions_for(kind: str) -> list[str]:
     return [name for name, f in FUNCTIONS.items() if f.kind == kind]
 
 
+class SettingError(ValueError):
+    """A setting function called wrongly; `field` names the argument at fault."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def build(name: str, args: list[Any], kwargs: dict[str, Any]) -> SettingFunction:
-    """The setting `name(*args, **kwargs)`; ValueError with a readable message."""
+    """The setting `name(*args, **kwargs)`; SettingError with a readable message."""
     cls = FUNCTIONS[name]
     if len(args) > len(cls.positional):
         takes = ", ".join(cls.positional) or "only keyword arguments"
-        raise ValueError(f"{name}() takes {takes} in order; got {len(args)} arguments")
+        raise SettingError(f"{name}() takes {takes} in order; got {len(args)} arguments")
     for field, value in zip(cls.positional, args):
         if field in kwargs:
-            raise ValueError(f"argument '{field}' of {name}() is given twice")
+            raise SettingError(f"argument '{field}' of {name}() is given twice", field)
         kwargs[field] = value
     try:
         return cls(**kwargs)
     except ValidationError as err:
-        raise ValueError(f"{name}(): {_first_problem(err, cls)}") from None
+        message, culprit = _first_problem(err, cls)
+        raise SettingError(f"{name}(): {message}", culprit) from None
 
 
-def _first_problem(err: ValidationError, cls: type[SettingFunction]) -> str:
+def _first_problem(err: ValidationError, cls: type[SettingFunction]) -> tuple[str, str | None]:
     problem = err.errors()[0]
-    where = ".".join(str(p) for p in problem["loc"])
+    loc = problem["loc"]
+    field = str(loc[0]) if loc else None
     if problem["type"] == "extra_forbidden":
-        known = ", ".join(cls.model_fields)
-        return f"no argument '{where}'; it takes {known}"
-    if problem["type"] == "missing":
-        return f"needs argument '{where}'"
+        known = list(cls.model_fields)
+        hint = did_you_mean(str(field), known)
+        return f"no argument '{field}'{hint}; it takes {', '.join(known)}", field
+    if problem["type"] == "missing" and len(loc) == 1:
+        return f"needs argument '{field}'", field
+    sized = problem["type"] in ("too_long", "too_short") or (
+        problem["type"] == "missing" and len(loc) > 1
+    )
+    if sized and field in cls.model_fields:
+        default = cls.model_fields[field].default
+        count = len(default) if isinstance(default, tuple) else None
+        wanted = f"{count} values" if count else "another number of values"
+        return f"{field}: expected {wanted}", field
     message = str(problem["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
+    return (f"{field}: {message}" if field else message), field

@@ -23,19 +23,33 @@ from torch import nn
 from dslnet.backends.torch_codegen import build_module
 from dslnet.training import checkpoint
 from dslnet.training import data as datasets
+from dslnet.training.distributed import Distributed, average_gradients
 from dslnet.training.errors import TrainError
-from dslnet.training.optim import Scheduler, make_optimizer, make_scheduler, metric_mode
+from dslnet.training.optim import (
+    Scheduler,
+    load_scheduler_state,
+    make_optimizer,
+    make_scheduler,
+    metric_mode,
+    scheduler_state,
+)
 from dslnet.training.plan import Step, TrainPlan
+from dslnet.training.transfer import load_weights_into
 
 Log = Callable[[str], None]
-
-
-@dataclass
-class Distributed:
-    """This process's place in a data-parallel run (torch.distributed initialised)."""
-
-    rank: int
-    world: int
+# What a checkpoint keeps of the run's progress, besides weights and optimizer state.
+PROGRESS = (
+    "epoch",
+    "history",
+    "losses",
+    "position",
+    "sums",
+    "counts",
+    "seconds",
+    "best",
+    "stale",
+    "stopped_early",
+)
 
 
 @dataclass
@@ -64,8 +78,11 @@ class Trainer:
         distributed: Distributed | None = None,
         after_step: Callable[[], None] | None = None,
         after_epoch: Callable[[Trainer], None] | None = None,
+        device: str | torch.device = "cpu",
+        validation: Any = None,
     ) -> None:
         self.plan = plan
+        self.device = resolve_device(device)
         self.epochs = plan.epochs if epochs is None else epochs
         self.log = log or (lambda _: None)
         self.progress = progress
@@ -83,6 +100,11 @@ class Trainer:
                 "trainer shards each global batch)"
             )
         self.check_batch()
+        # Held-out data (same forms as `data`): its loss and metrics, `val_...`, are
+        # measured after every epoch in eval mode; early stopping may watch them.
+        self.validation = None
+        if validation is not None:
+            self.validation = datasets.source_of(validation, plan.data_inputs, "validation")
         torch.manual_seed(plan.seed)
         self.layers = nn.ModuleDict()
         modules = [self.step_module(s) for s in plan.steps]
@@ -100,49 +122,23 @@ class Trainer:
         self.stopped_early = False
         for layer, file in plan.load_weights:  # transfer learning, before any optimizer
             self.load_layer_weights(layer, spec_relative(plan, file))
+        for module in modules:  # the shared layers move once, with the first
+            module.to(self.device)
         self.runtimes = [self.runtime(s, m) for s, m in zip(plan.steps, modules)]
 
     def load_layer_weights(self, path: str, file: Path) -> None:
         """Load `file` (safetensors, keyed as the module's own state_dict) into the
-        layer or sub-block at `path` (`net.backbone`)."""
-        from safetensors.torch import load_file
-
+        layer or sub-block at `path` (`net.backbone`): transfer learning."""
         head, _, rest = path.partition(".")
         ref = self.plan.layers.get(head)
         if ref is None or ref.module not in self.layers:
             raise TrainError(f"load_weights: '{head}' is not a layer of '{self.plan.name}'")
         try:
-            module = (
-                self.layers[ref.module].get_submodule(rest) if rest else self.layers[ref.module]
-            )
+            layer = self.layers[ref.module]
+            module = layer.get_submodule(rest) if rest else layer
         except AttributeError:
             raise TrainError(f"load_weights: '{path}' names no sub-block") from None
-        try:
-            weights = load_file(file)
-        except (OSError, ValueError) as err:
-            raise TrainError(f"load_weights: cannot read {file}: {err}") from None
-        own = module.state_dict()
-        missing = sorted(set(own) - set(weights))
-        extra = sorted(set(weights) - set(own))
-        if missing or extra:
-            raise TrainError(
-                f"load_weights: {file} does not fit '{path}': "
-                + "; ".join(
-                    part
-                    for part in (
-                        f"missing {', '.join(missing[:5])}" if missing else "",
-                        f"unexpected {', '.join(extra[:5])}" if extra else "",
-                    )
-                    if part
-                )
-            )
-        for key, value in weights.items():
-            if value.shape != own[key].shape or value.dtype != own[key].dtype:
-                raise TrainError(
-                    f"load_weights: '{key}' in {file} is {value.dtype}{list(value.shape)}, "
-                    f"'{path}' needs {own[key].dtype}{list(own[key].shape)}"
-                )
-        module.load_state_dict(weights)
+        load_weights_into(module, path, file)
 
     # --- building -----------------------------------------------------------------------
 
@@ -204,6 +200,8 @@ class Trainer:
         end = self.epochs if epochs is None else self.epoch + epochs
         while self.epoch < end and not self.stopped_early:
             record = self.run_epoch(end, checkpoint_to, every)
+            if self.validation is not None:
+                record.update(self.evaluate(self.validation))
             self.history.append(record)
             self.epoch += 1
             self.log(_describe(record, end))
@@ -245,7 +243,7 @@ class Trainer:
         )
         for batch in shown:
             size = len(next(iter(batch.values())))
-            feed = {name: t[self.shard(size)] for name, t in batch.items()}
+            feed = {name: t[self.shard(size)].to(self.device) for name, t in batch.items()}
             for rt in self.runtimes:
                 for _ in range(rt.plan.times):
                     values = self.train_step(rt, feed, size)
@@ -263,6 +261,34 @@ class Trainer:
         self.position, self.sums, self.counts, self.seconds = 0, {}, {}, 0.0
         return record
 
+    @torch.no_grad()
+    def evaluate(self, source: datasets.Source) -> dict[str, float]:
+        """Every step's loss and metrics over `source`, in eval mode (dropout off,
+        batchnorm's running statistics), as `val_...`; noise drawn the same each time."""
+        generator = torch.Generator().manual_seed(self.plan.seed + 2)
+        sums: dict[str, float] = {}
+        count = 0
+        for rt in self.runtimes:
+            rt.module.eval()
+        for batch in source.batches(self.plan.batch_size, 0, 0, False, shuffle=False):
+            size = len(next(iter(batch.values())))
+            drawn = datasets.noise(self.plan.noise_inputs, self.noise_types(), size, generator)
+            inputs = {n: t.to(self.device) for n, t in {**batch, **dict(drawn)}.items()}
+            for rt in self.runtimes:
+                prefix = "val_" if len(self.runtimes) == 1 else f"val_{rt.plan.name}_"
+                for key, value in self.outputs(rt, inputs).items():
+                    sums[prefix + key] = sums.get(prefix + key, 0.0) + float(value) * size
+            count += size
+        for rt in self.runtimes:
+            rt.module.train()
+        return {key: total / max(count, 1) for key, total in sums.items()}
+
+    def outputs(self, rt: StepRuntime, inputs: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+        """The step module's loss and metrics by name."""
+        outputs = rt.module(**inputs)
+        names = ("loss", *rt.plan.metrics)
+        return dict(zip(names, outputs)) if isinstance(outputs, tuple) else {"loss": outputs}
+
     def shard(self, size: int) -> slice:
         """This process's rows of a global batch of `size`."""
         if self.dist is None:
@@ -277,11 +303,12 @@ class Trainer:
         drawn = dict(
             datasets.noise(self.plan.noise_inputs, self.noise_types(), batch, self.noise_gen)
         )
-        inputs = {**feed, **{n: t[self.shard(batch)] for n, t in drawn.items()}}
+        # Drawn on the CPU for the whole global batch: the same values on any device
+        # and in any number of processes.
+        noise = {n: t[self.shard(batch)].to(self.device) for n, t in drawn.items()}
+        inputs = {**feed, **noise}
         rt.optimizer.zero_grad(set_to_none=True)
-        outputs = rt.module(**inputs)
-        names = ("loss", *rt.plan.metrics)
-        values = dict(zip(names, outputs)) if isinstance(outputs, tuple) else {"loss": outputs}
+        values = self.outputs(rt, inputs)
         loss = values["loss"]
         if not torch.isfinite(loss):
             raise TrainError(
@@ -290,7 +317,7 @@ class Trainer:
             )
         loss.backward()
         if self.dist is not None:
-            _average_gradients(rt.params, self.dist.world)
+            average_gradients(rt.params, self.dist.world)
         if rt.plan.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(rt.params, rt.plan.clip_grad_norm)
         rt.optimizer.step()
@@ -349,6 +376,7 @@ class Trainer:
     # --- checkpoints ---------------------------------------------------------------------
 
     def save(self, path: Path) -> None:
+        """A checkpoint of everything the rest of the run depends on."""
         tensors: dict[str, torch.Tensor] = {
             f"model/{k}": v for k, v in self.layers.state_dict().items()
         }
@@ -360,28 +388,20 @@ class Trainer:
         tensors.update(checkpoint.rng_tensors({"noise": self.noise_gen}))
         for layer, handle in self.qat.items():
             tensors.update({f"qat/{layer}/{k}": v for k, v in handle.observer_state().items()})
-        meta = {
+        state = {
             "train": self.plan.name,
-            "epoch": self.epoch,
-            "history": self.history,
-            "losses": self.losses,
-            "position": self.position,
-            "sums": self.sums,
-            "counts": self.counts,
-            "seconds": self.seconds,
-            "best": self.best,
-            "stale": self.stale,
-            "stopped_early": self.stopped_early,
+            "progress": {name: getattr(self, name) for name in PROGRESS},
             "optimizers": optimizers,
-            "schedulers": {rt.plan.name: _scheduler_state(rt.scheduler) for rt in self.runtimes},
+            "schedulers": {rt.plan.name: scheduler_state(rt.scheduler) for rt in self.runtimes},
         }
-        checkpoint.save(path, tensors, meta)
+        checkpoint.save(path, tensors, state)
 
     def resume(self, path: Path) -> None:
-        tensors, meta = checkpoint.load(path)
-        if meta.get("train") != self.plan.name:
+        """Continue from a checkpoint `save` wrote (of this same declaration)."""
+        tensors, state = checkpoint.load(path)
+        if state.get("train") != self.plan.name:
             raise TrainError(
-                f"{path} is a checkpoint of '{meta.get('train')}', not '{self.plan.name}'"
+                f"{path} is a checkpoint of '{state.get('train')}', not '{self.plan.name}'"
             )
         model = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
         try:
@@ -389,31 +409,36 @@ class Trainer:
         except RuntimeError as err:
             raise TrainError(f"the checkpoint's weights do not fit the layers: {err}") from None
         for rt in self.runtimes:
-            checkpoint.restore_optimizer(
-                f"optim/{rt.plan.name}", rt.optimizer, tensors, meta["optimizers"][rt.plan.name]
-            )
-            state = meta["schedulers"].get(rt.plan.name)
-            if rt.scheduler is not None and state is not None:
-                _load_scheduler(rt.scheduler, state)
+            meta = state["optimizers"][rt.plan.name]
+            checkpoint.restore_optimizer(f"optim/{rt.plan.name}", rt.optimizer, tensors, meta)
+            saved = state["schedulers"].get(rt.plan.name)
+            if rt.scheduler is not None and saved is not None:
+                load_scheduler_state(rt.scheduler, saved)
         checkpoint.restore_rng(tensors, {"noise": self.noise_gen})
         for layer, handle in self.qat.items():
             prefix = f"qat/{layer}/"
             handle.load_observer_state(
                 {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             )
-        self.epoch = meta["epoch"]
-        self.history = meta["history"]
-        self.losses = [(step, loss) for step, loss in meta["losses"]]
-        self.position, self.seconds = meta["position"], meta["seconds"]
-        self.sums, self.counts = meta["sums"], meta["counts"]
-        self.best, self.stale = meta["best"], meta["stale"]
-        self.stopped_early = meta["stopped_early"]
+        for name in PROGRESS:
+            setattr(self, name, state["progress"][name])
+        self.losses = [(step, loss) for step, loss in self.losses]  # JSON made them lists
 
     # --- results -------------------------------------------------------------------------
 
     def state_dict(self, layer: str) -> dict[str, torch.Tensor]:
         """The trained weights of `layer`, keyed as its own module's state_dict."""
         return self.layers[self.plan.layers[layer].module].state_dict()
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """ "auto" is the GPU when there is one; asking for one that is not there is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    found = torch.device(device)
+    if found.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"device {device}: CUDA is not available here (use cpu or auto)")
+    return found
 
 
 def spec_relative(plan: TrainPlan, path: str) -> Path:
@@ -423,35 +448,6 @@ def spec_relative(plan: TrainPlan, path: str) -> Path:
     if not target.is_relative_to(base):
         raise TrainError(f"'{path}' is outside the spec's directory {base}")
     return target
-
-
-def _average_gradients(params: list[nn.Parameter], world: int) -> None:
-    """What DistributedDataParallel does after backward, done here so that several
-    steps may share layers: sum every gradient over the processes, divide by their
-    number. One flat all-reduce per step."""
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    torch.distributed.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for p, g in zip(params, grads):
-        n = g.numel()
-        p.grad = flat[offset : offset + n].view_as(p).clone()
-        offset += n
-
-
-def _scheduler_state(scheduler: Scheduler | None) -> dict[str, Any] | None:
-    if scheduler is None:
-        return None
-    state = scheduler.state_dict()
-    state.pop("lr_lambdas", None)  # functions, rebuilt from the plan
-    return {k: v for k, v in state.items() if k != "_scale_fn_ref"}
-
-
-def _load_scheduler(scheduler: Scheduler, state: dict[str, Any]) -> None:
-    if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
-        state = {**state, "lr_lambdas": [None] * len(scheduler.lr_lambdas)}
-    scheduler.load_state_dict(state)
 
 
 def _describe(record: Mapping[str, float], end: int) -> str:
