@@ -289,26 +289,68 @@ def test_vae_objective_falls(tmp_path: Path) -> None:
     assert losses == sorted(losses, reverse=True) and losses[-1] < 0.98 * losses[0]
 
 
-def test_two_processes_follow_the_single_process_loss_curve(tmp_path: Path) -> None:
+BN_SPEC = """
+network CNN() {
+    in x: float32[N, 1, 12, 12]
+    out logits = x -> conv2d(4, k=3, p=1) -> batchnorm -> relu -> maxpool2d(2)
+        -> flatten -> linear(16) -> batchnorm -> relu -> linear(4)
+}
+
+train Fit() {
+    layer net = CNN()
+    in x: float32[N, 1, 12, 12]
+    in y: int64[N]
+    out loss = cross_entropy(net(x), y)
+    optimizer: sgd(0.05, momentum=0.9)
+    batch_size: 16
+    epochs: 2
+}
+"""
+
+
+@pytest.mark.parametrize(
+    "text", [SMALL.replace("epochs: 3", "epochs: 2"), BN_SPEC], ids=["mlp", "batchnorm"]
+)
+def test_two_processes_follow_the_single_process_loss_curve(tmp_path: Path, text: str) -> None:
+    """2 epochs x 10 batches = 20 steps; batchnorm normalises over the global batch."""
     spec = tmp_path / "t.net"
-    spec.write_text(SMALL.replace("epochs: 3", "epochs: 2"))  # 2 x 10 batches = 20 steps
+    spec.write_text(text)
     one, two = tmp_path / "one", tmp_path / "two"
-    base = [
-        sys.executable,
-        "-m",
-        "dslnet.cli",
-        "train",
-        str(spec),
-        "--synthetic",
-        "160",
-        "--no-export",
-    ]
+    base = [sys.executable, "-m", "dslnet.cli", "train", str(spec), "--synthetic", "160"]
     subprocess.run([*base, "--out", str(one)], check=True, capture_output=True)
     subprocess.run([*base, "--out", str(two), "--nproc", "2"], check=True, capture_output=True)
     a = [float(r["loss"]) for r in read_csv(one / "losses.csv")]
     b = [float(r["loss"]) for r in read_csv(two / "losses.csv")]
     assert len(a) == len(b) == 20
     assert max(abs(x - y) for x, y in zip(a, b)) <= 1e-4
+    wa, wb = load_file(one / "net.safetensors"), load_file(two / "net.safetensors")
+    assert max(float((wa[k].float() - wb[k].float()).abs().max()) for k in wa) <= 1e-4
+
+
+def test_synced_batchnorm_equals_batchnorm_in_one_process(tmp_path: Path) -> None:
+    import torch.distributed as dist
+
+    from dslnet.training.syncbn import sync_batchnorm
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        plain, synced = torch.nn.BatchNorm2d(3), torch.nn.BatchNorm2d(3)
+        assert sync_batchnorm(torch.nn.Sequential(synced)) == 1
+        x = torch.randn(6, 3, 4, 4, requires_grad=True)
+        for _ in range(3):
+            assert torch.allclose(plain(x), synced(x), atol=1e-5)
+        assert torch.allclose(plain.running_var, synced.running_var, atol=1e-6)
+        assert torch.equal(plain.num_batches_tracked, synced.num_batches_tracked)
+        synced(x).square().sum().backward()
+        grad = x.grad.clone()  # type: ignore[union-attr]
+        x.grad = None
+        plain(x).square().sum().backward()
+        assert torch.allclose(grad, x.grad, atol=1e-4)  # type: ignore[arg-type]
+        plain.eval(), synced.eval()
+        assert torch.allclose(plain(x), synced(x), atol=1e-5)
+    finally:
+        dist.destroy_process_group()
 
 
 QAT_SPEC = """

@@ -34,6 +34,9 @@ def session() -> Iterator[Distributed | None]:
     torch.distributed.init_process_group(backend)
     try:
         yield Distributed(rank=torch.distributed.get_rank(), world=world)
+        # Rank 0 still writes the results: the others wait rather than tear down the
+        # group under it (gloo aborts a process whose peer left mid-connection).
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 

@@ -34,6 +34,7 @@ from dslnet.training.optim import (
     scheduler_state,
 )
 from dslnet.training.plan import Step, TrainPlan
+from dslnet.training.syncbn import sync_batchnorm
 from dslnet.training.transfer import load_weights_into
 
 Log = Callable[[str], None]
@@ -124,6 +125,9 @@ class Trainer:
             self.load_layer_weights(layer, spec_relative(plan, file))
         for module in modules:  # the shared layers move once, with the first
             module.to(self.device)
+        if self.dist is not None:  # normalise over the global batch, as one process does
+            for module in modules:
+                sync_batchnorm(module)
         self.runtimes = [self.runtime(s, m) for s, m in zip(plan.steps, modules)]
 
     def load_layer_weights(self, path: str, file: Path) -> None:
