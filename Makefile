@@ -36,6 +36,7 @@ endef
 demo: $(STAMP)
 	$(BIN)/dslnet compile specs/mlp.net -n ResidualMLP --emit ir
 	$(BIN)/python examples/demo.py specs/mlp.net ResidualMLP
+	$(BIN)/dslnet train specs/mnist.net --synthetic 2048 --out build/demo/mnist --force
 
 lint: $(STAMP)
 	$(BIN)/ruff check dslnet tests bench examples

@@ -204,8 +204,10 @@ class Trainer:
         end = self.epochs if epochs is None else self.epoch + epochs
         while self.epoch < end and not self.stopped_early:
             record = self.run_epoch(end, checkpoint_to, every)
-            if self.validation is not None:
+            if self.validation is not None:  # beside the training metrics, before lr
+                lr, seconds = record.pop("lr"), record.pop("seconds")
                 record.update(self.evaluate(self.validation))
+                record.update(lr=lr, seconds=seconds)
             self.history.append(record)
             self.epoch += 1
             self.log(_describe(record, end))
