@@ -202,12 +202,16 @@ def _convert(name: str, text: str, kind: str | None) -> Any:
 
 
 def pick_network(program: Program, requested: str | None) -> str:
+    return pick_one(program.networks, requested, "a network with -n")
+
+
+def pick_one(have: Sequence[str], requested: str | None, how: str) -> str:
+    """`requested`, or the only one of `have`; else a usage error saying `how` to choose."""
     if requested:
         return requested
-    if len(program.networks) == 1:
-        return program.networks[0]
-    have = ", ".join(program.networks) or "none"
-    raise UsageError(f"choose a network with -n (this spec has: {have})")
+    if len(have) == 1:
+        return have[0]
+    raise UsageError(f"choose {how} (this spec has: {', '.join(have) or 'none'})")
 
 
 class OutputError(OSError, UsageError):

@@ -22,10 +22,11 @@ from dslnet.cli.common import (
     add_limits,
     limits_from,
     parse_overrides,
+    pick_one,
     require_file,
     write_files,
 )
-from dslnet.frontend.loader import Program, load
+from dslnet.frontend.loader import load
 from dslnet.training.errors import TrainError
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if args.nproc < 1:
         raise UsageError("--nproc must be at least 1")
     program = load(args.file, limits_from(args))
-    name = _pick(program, args.train)
+    name = pick_one(program.trainings, args.train, "a train declaration with -t")
     plan = program.training(name, **parse_overrides(program, name, args.set))
     out = Path(args.out or Path("runs") / name)
     if args.nproc > 1 and "RANK" not in os.environ:
@@ -119,15 +120,6 @@ def run(args: argparse.Namespace) -> int:
         return _train(args, plan, out)
     except TrainError as err:
         raise UsageError(str(err)) from None
-
-
-def _pick(program: Program, requested: str | None) -> str:
-    if requested:
-        return requested
-    if len(program.trainings) == 1:
-        return program.trainings[0]
-    have = ", ".join(program.trainings) or "none"
-    raise UsageError(f"choose a train declaration with -t (this spec has: {have})")
 
 
 def _launch(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ a resumed run sees the same ones."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +186,8 @@ def _size(dim: int | SymExpr) -> int:
 
 class Source:
     """Where the batches of an epoch come from: each batch is a dict of the global
-    batch's tensors, by input name."""
+    batch's tensors, by input name. Samples are drawn by index, in an order that is a
+    function of (seed, epoch) alone."""
 
     samples: int = 0
     exact_resume: bool = True  # the batches are a function of (seed, epoch) alone
@@ -199,9 +200,16 @@ class Source:
         drop_last: bool,
         start: int = 0,
         shuffle: bool = True,
-    ) -> Sequence[dict[str, torch.Tensor]] | Iterable[dict[str, torch.Tensor]]:
+    ) -> Iterable[dict[str, torch.Tensor]]:
         """The batches of `epoch` from the `start`-th on (in sample order when not
         `shuffle`: validation)."""
+        every = epoch_batches(
+            self.samples, batch_size, seed, epoch, drop_last=drop_last, shuffle=shuffle
+        )
+        return (self.take(picks) for picks in every[start:])
+
+    def take(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The samples at `indices`, as one batch."""
         raise NotImplementedError
 
     def batch_count(self, batch_size: int, drop_last: bool) -> int:
@@ -214,19 +222,8 @@ class ArraySource(Source):
         self.arrays = arrays
         self.samples = sample_count(arrays)
 
-    def batches(
-        self,
-        batch_size: int,
-        seed: int,
-        epoch: int,
-        drop_last: bool,
-        start: int = 0,
-        shuffle: bool = True,
-    ) -> list[dict[str, torch.Tensor]]:
-        picks = epoch_batches(
-            self.samples, batch_size, seed, epoch, drop_last=drop_last, shuffle=shuffle
-        )
-        return [{n: t[i] for n, t in self.arrays.items()} for i in picks[start:]]
+    def take(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: t[indices] for name, t in self.arrays.items()}
 
 
 class DatasetSource(Source):
@@ -240,23 +237,11 @@ class DatasetSource(Source):
         if self.samples == 0:
             raise TrainError("the dataset holds no samples")
 
-    def batches(
-        self,
-        batch_size: int,
-        seed: int,
-        epoch: int,
-        drop_last: bool,
-        start: int = 0,
-        shuffle: bool = True,
-    ) -> Iterator[dict[str, torch.Tensor]]:
+    def take(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         from torch.utils.data import default_collate
 
-        every = epoch_batches(
-            self.samples, batch_size, seed, epoch, drop_last=drop_last, shuffle=shuffle
-        )
-        for picks in every[start:]:
-            batch = default_collate([self.dataset[int(i)] for i in picks])
-            yield named_batch(batch, self.inputs, "a dataset batch")
+        batch = default_collate([self.dataset[int(i)] for i in indices])
+        return named_batch(batch, self.inputs, "a dataset batch")
 
 
 class LoaderSource(Source):
