@@ -647,3 +647,36 @@ def test_training_on_the_gpu_matches_the_cpu() -> None:
     cpu = Trainer(plan, {"x": x, "y": y}).fit()
     gpu = Trainer(plan, {"x": x, "y": y}, device="cuda").fit()
     assert [r["loss"] for r in gpu] == pytest.approx([r["loss"] for r in cpu], abs=1e-4)
+
+
+def test_frozen_batchnorm_keeps_its_running_statistics() -> None:
+    text = """
+network Backbone() {
+    in x: float32[N, 8]
+    out h = x -> linear(16) -> batchnorm -> relu
+}
+
+network Net() {
+    in x: float32[N, 8]
+    @freeze
+    layer backbone = Backbone()
+    out logits = x -> backbone -> linear(3)
+}
+
+train Fit() {
+    layer net = Net()
+    in x: float32[N, 8]
+    in y: int64[N]
+    out loss = cross_entropy(net(x), y)
+    epochs: 2
+    batch_size: 16
+}
+"""
+    trainer = Trainer(dslnet.loads(text).training("Fit"), samples=64)
+    before = {k: v.clone() for k, v in trainer.state_dict("net").items()}
+    trainer.fit()
+    after = trainer.state_dict("net")
+    frozen = [k for k in before if k.startswith("backbone.")]
+    assert any("running_mean" in k for k in frozen)
+    assert all(torch.equal(before[k], after[k]) for k in frozen)  # weights and statistics
+    assert not torch.equal(before["linear1.weight"], after["linear1.weight"])

@@ -234,7 +234,7 @@ class Trainer:
         size_of_batch, seed = self.plan.batch_size, self.plan.seed
         batches = self.source.batches(size_of_batch, seed, self.epoch, drop_last, self.position)
         for rt in self.runtimes:
-            rt.module.train()
+            train_mode(rt)
         sums, counts = self.sums, self.counts
 
         def status() -> str:
@@ -286,7 +286,7 @@ class Trainer:
                     sums[prefix + key] = sums.get(prefix + key, 0.0) + float(value) * size
             count += size
         for rt in self.runtimes:
-            rt.module.train()
+            train_mode(rt)
         return {key: total / max(count, 1) for key, total in sums.items()}
 
     def outputs(self, rt: StepRuntime, inputs: Mapping[str, torch.Tensor]) -> dict[str, Any]:
@@ -435,6 +435,15 @@ class Trainer:
     def state_dict(self, layer: str) -> dict[str, torch.Tensor]:
         """The trained weights of `layer`, keyed as its own module's state_dict."""
         return self.layers[self.plan.layers[layer].module].state_dict()
+
+
+def train_mode(rt: StepRuntime) -> None:
+    """Training mode, but a batchnorm under @freeze stays in eval: a frozen backbone
+    keeps the running statistics it was trained with (transfer learning)."""
+    rt.module.train()
+    for node in rt.plan.graph.nodes:
+        if node.op == "batchnorm" and node.marks.get("freeze"):
+            rt.module.get_submodule(node.module).eval()
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
