@@ -293,7 +293,8 @@ BN_SPEC = """
 network CNN() {
     in x: float32[N, 1, 12, 12]
     out logits = x -> conv2d(4, k=3, p=1) -> batchnorm -> relu -> maxpool2d(2)
-        -> flatten -> linear(16) -> batchnorm -> relu -> linear(4)
+        -> dropout(0.2, channel=true) -> flatten -> linear(16) -> batchnorm -> relu
+        -> dropout(0.3) -> linear(4)
 }
 
 train Fit() {
@@ -309,10 +310,11 @@ train Fit() {
 
 
 @pytest.mark.parametrize(
-    "text", [SMALL.replace("epochs: 3", "epochs: 2"), BN_SPEC], ids=["mlp", "batchnorm"]
+    "text", [SMALL.replace("epochs: 3", "epochs: 2"), BN_SPEC], ids=["mlp", "batchnorm-dropout"]
 )
 def test_two_processes_follow_the_single_process_loss_curve(tmp_path: Path, text: str) -> None:
-    """2 epochs x 10 batches = 20 steps; batchnorm normalises over the global batch."""
+    """2 epochs x 10 batches = 20 steps; batchnorm normalises over the global batch and
+    dropout draws its masks for it."""
     spec = tmp_path / "t.net"
     spec.write_text(text)
     one, two = tmp_path / "one", tmp_path / "two"
@@ -680,3 +682,18 @@ train Fit() {
     assert any("running_mean" in k for k in frozen)
     assert all(torch.equal(before[k], after[k]) for k in frozen)  # weights and statistics
     assert not torch.equal(before["linear1.weight"], after["linear1.weight"])
+
+
+def test_dropout_masks_drop_a_share_p_and_scale_the_rest() -> None:
+    from dslnet.training.dropout import MaskSource, share_dropout
+
+    layers = torch.nn.Sequential(torch.nn.Dropout(0.25), torch.nn.Dropout2d(0.5))
+    assert share_dropout(layers, MaskSource(0, torch.device("cpu"))) == 2
+    x = torch.ones(64, 8, 4, 4)
+    dropped = layers[0](x)
+    assert torch.equal(dropped.unique(), torch.tensor([0.0, 1 / 0.75]))
+    assert float((dropped == 0).float().mean()) == pytest.approx(0.25, abs=0.02)
+    channels = layers[1](x)
+    assert torch.equal(channels.amax((2, 3)), channels.amin((2, 3)))  # whole channels
+    layers.eval()
+    assert torch.equal(layers(x), x)

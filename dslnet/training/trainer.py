@@ -24,6 +24,7 @@ from dslnet.backends.torch_codegen import build_module
 from dslnet.training import checkpoint
 from dslnet.training import data as datasets
 from dslnet.training.distributed import Distributed, average_gradients
+from dslnet.training.dropout import MaskSource, share_dropout
 from dslnet.training.errors import TrainError
 from dslnet.training.optim import (
     Scheduler,
@@ -128,6 +129,11 @@ class Trainer:
         if self.dist is not None:  # normalise over the global batch, as one process does
             for module in modules:
                 sync_batchnorm(module)
+        # Dropout masks for the global batch: the same in any number of processes.
+        rank, world = (self.dist.rank, self.dist.world) if self.dist else (0, 1)
+        self.masks = MaskSource(plan.seed + 3, self.device, rank, world)
+        for module in modules:
+            share_dropout(module, self.masks)
         self.runtimes = [self.runtime(s, m) for s, m in zip(plan.steps, modules)]
 
     def load_layer_weights(self, path: str, file: Path) -> None:
@@ -312,6 +318,7 @@ class Trainer:
         # Drawn on the CPU for the whole global batch: the same values on any device
         # and in any number of processes.
         noise = {n: t[self.shard(batch)].to(self.device) for n, t in drawn.items()}
+        self.masks.local_batch = self.shard(batch).stop - self.shard(batch).start
         inputs = {**feed, **noise}
         rt.optimizer.zero_grad(set_to_none=True)
         values = self.outputs(rt, inputs)
@@ -391,7 +398,8 @@ class Trainer:
             found, meta = checkpoint.optimizer_state(f"optim/{rt.plan.name}", rt.optimizer)
             tensors.update(found)
             optimizers[rt.plan.name] = meta
-        tensors.update(checkpoint.rng_tensors({"noise": self.noise_gen}))
+        generators = {"noise": self.noise_gen, "dropout": self.masks.generator}
+        tensors.update(checkpoint.rng_tensors(generators))
         for layer, handle in self.qat.items():
             tensors.update({f"qat/{layer}/{k}": v for k, v in handle.observer_state().items()})
         state = {
@@ -420,7 +428,7 @@ class Trainer:
             saved = state["schedulers"].get(rt.plan.name)
             if rt.scheduler is not None and saved is not None:
                 load_scheduler_state(rt.scheduler, saved)
-        checkpoint.restore_rng(tensors, {"noise": self.noise_gen})
+        checkpoint.restore_rng(tensors, {"noise": self.noise_gen, "dropout": self.masks.generator})
         for layer, handle in self.qat.items():
             prefix = f"qat/{layer}/"
             handle.load_observer_state(
