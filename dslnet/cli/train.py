@@ -151,10 +151,10 @@ def _train(args: argparse.Namespace, plan: Any, out: Path) -> int:
     from dslnet.training.distributed import session
     from dslnet.training.export import exported_files
     from dslnet.training.reduce import Reduction
-    from dslnet.training.trainer import Trainer, spec_relative
+    from dslnet.training.trainer import Trainer
 
     arrays = None
-    data_file = args.data or (str(spec_relative(plan, plan.data)) if plan.data else None)
+    data_file = args.data or (str(plan.spec_file(plan.data)) if plan.data else None)
     if data_file and args.synthetic is None:
         arrays = datasets.load_npz(Path(data_file), plan.data_inputs)
     elif not data_file and args.synthetic is None:
@@ -163,9 +163,7 @@ def _train(args: argparse.Namespace, plan: Any, out: Path) -> int:
             f"a `data:` setting, or --synthetic SAMPLES for a generated task"
         )
     validation = None
-    val_file = args.val_data or (
-        str(spec_relative(plan, plan.validation)) if plan.validation else None
-    )
+    val_file = args.val_data or (str(plan.spec_file(plan.validation)) if plan.validation else None)
     if val_file:
         validation = datasets.load_npz(Path(val_file), plan.data_inputs)
     with session() as dist:

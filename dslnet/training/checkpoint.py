@@ -13,13 +13,17 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dslnet.training.errors import TrainError
+from dslnet.training.optim import load_scheduler_state, scheduler_state
+
+if TYPE_CHECKING:
+    from dslnet.training.trainer import Trainer
 
 FORMAT = "dslnet-checkpoint-1"
 
@@ -110,3 +114,70 @@ def restore_rng(
         torch.cuda.set_rng_state_all(cuda)
     for name, gen in generators.items():
         gen.set_state(tensors[f"rng/{name}"])
+
+
+# What a checkpoint keeps of the run's progress, besides weights and optimizer state.
+PROGRESS = (
+    "epoch",
+    "history",
+    "losses",
+    "position",
+    "sums",
+    "counts",
+    "seconds",
+    "best",
+    "stale",
+    "stopped_early",
+)
+
+
+def save_trainer(trainer: Trainer, path: Path) -> None:
+    """A checkpoint of everything the rest of the run depends on."""
+    tensors: dict[str, torch.Tensor] = {
+        f"model/{k}": v for k, v in trainer.layers.state_dict().items()
+    }
+    optimizers: dict[str, Any] = {}
+    for rt in trainer.runtimes:
+        found, meta = optimizer_state(f"optim/{rt.plan.name}", rt.optimizer)
+        tensors.update(found)
+        optimizers[rt.plan.name] = meta
+    generators = {"noise": trainer.noise_gen, "dropout": trainer.masks.generator}
+    tensors.update(rng_tensors(generators))
+    for layer, handle in trainer.qat.items():
+        tensors.update({f"qat/{layer}/{k}": v for k, v in handle.observer_state().items()})
+    state = {
+        "train": trainer.plan.name,
+        "progress": {name: getattr(trainer, name) for name in PROGRESS},
+        "optimizers": optimizers,
+        "schedulers": {rt.plan.name: scheduler_state(rt.scheduler) for rt in trainer.runtimes},
+    }
+    save(path, tensors, state)
+
+
+def resume_trainer(trainer: Trainer, path: Path) -> None:
+    """Continue from a checkpoint `save` wrote (of this same declaration)."""
+    tensors, state = load(path)
+    if state.get("train") != trainer.plan.name:
+        raise TrainError(
+            f"{path} is a checkpoint of '{state.get('train')}', not '{trainer.plan.name}'"
+        )
+    model = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
+    try:
+        trainer.layers.load_state_dict(model)
+    except RuntimeError as err:
+        raise TrainError(f"the checkpoint's weights do not fit the layers: {err}") from None
+    for rt in trainer.runtimes:
+        meta = state["optimizers"][rt.plan.name]
+        restore_optimizer(f"optim/{rt.plan.name}", rt.optimizer, tensors, meta)
+        saved = state["schedulers"].get(rt.plan.name)
+        if rt.scheduler is not None and saved is not None:
+            load_scheduler_state(rt.scheduler, saved)
+    restore_rng(tensors, {"noise": trainer.noise_gen, "dropout": trainer.masks.generator})
+    for layer, handle in trainer.qat.items():
+        prefix = f"qat/{layer}/"
+        handle.load_observer_state(
+            {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        )
+    for name in PROGRESS:
+        setattr(trainer, name, state["progress"][name])
+    trainer.losses = [(step, loss) for step, loss in trainer.losses]  # JSON made them lists

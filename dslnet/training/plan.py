@@ -74,6 +74,17 @@ class TrainPlan:
     prune: fn.Iterative | fn.Lottery | None = None
     span: Span = field(default_factory=Span.unknown)
 
+    def spec_file(self, path: str) -> Path:
+        """A file the spec names (data, weights): relative to the spec, and never above
+        its directory (TrainError otherwise)."""
+        from dslnet.training.errors import TrainError
+
+        base = self.spec_dir or Path.cwd()
+        target = (base / path).resolve()
+        if not target.is_relative_to(base):
+            raise TrainError(f"'{path}' is outside the spec's directory {base}")
+        return target
+
 
 def lower(program: Program, decl: ast.TrainDecl, overrides: dict[str, Any]) -> TrainPlan:
     """The plan of `decl` with `overrides` for its parameters; CompileError on errors."""

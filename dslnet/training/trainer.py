@@ -28,30 +28,15 @@ from dslnet.training.dropout import MaskSource, share_dropout
 from dslnet.training.errors import TrainError
 from dslnet.training.optim import (
     Scheduler,
-    load_scheduler_state,
     make_optimizer,
     make_scheduler,
     metric_mode,
-    scheduler_state,
 )
 from dslnet.training.plan import Step, TrainPlan
 from dslnet.training.syncbn import sync_batchnorm
 from dslnet.training.transfer import load_weights_into
 
 Log = Callable[[str], None]
-# What a checkpoint keeps of the run's progress, besides weights and optimizer state.
-PROGRESS = (
-    "epoch",
-    "history",
-    "losses",
-    "position",
-    "sums",
-    "counts",
-    "seconds",
-    "best",
-    "stale",
-    "stopped_early",
-)
 
 
 @dataclass
@@ -123,7 +108,7 @@ class Trainer:
         self.stale = 0  # epochs without improvement, for early stopping
         self.stopped_early = False
         for layer, file in plan.load_weights:  # transfer learning, before any optimizer
-            self.load_layer_weights(layer, spec_relative(plan, file))
+            self.load_layer_weights(layer, plan.spec_file(file))
         for module in modules:  # the shared layers move once, with the first
             module.to(self.device)
         if self.dist is not None:  # normalise over the global batch, as one process does
@@ -390,53 +375,11 @@ class Trainer:
 
     def save(self, path: Path) -> None:
         """A checkpoint of everything the rest of the run depends on."""
-        tensors: dict[str, torch.Tensor] = {
-            f"model/{k}": v for k, v in self.layers.state_dict().items()
-        }
-        optimizers: dict[str, Any] = {}
-        for rt in self.runtimes:
-            found, meta = checkpoint.optimizer_state(f"optim/{rt.plan.name}", rt.optimizer)
-            tensors.update(found)
-            optimizers[rt.plan.name] = meta
-        generators = {"noise": self.noise_gen, "dropout": self.masks.generator}
-        tensors.update(checkpoint.rng_tensors(generators))
-        for layer, handle in self.qat.items():
-            tensors.update({f"qat/{layer}/{k}": v for k, v in handle.observer_state().items()})
-        state = {
-            "train": self.plan.name,
-            "progress": {name: getattr(self, name) for name in PROGRESS},
-            "optimizers": optimizers,
-            "schedulers": {rt.plan.name: scheduler_state(rt.scheduler) for rt in self.runtimes},
-        }
-        checkpoint.save(path, tensors, state)
+        checkpoint.save_trainer(self, path)
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint `save` wrote (of this same declaration)."""
-        tensors, state = checkpoint.load(path)
-        if state.get("train") != self.plan.name:
-            raise TrainError(
-                f"{path} is a checkpoint of '{state.get('train')}', not '{self.plan.name}'"
-            )
-        model = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
-        try:
-            self.layers.load_state_dict(model)
-        except RuntimeError as err:
-            raise TrainError(f"the checkpoint's weights do not fit the layers: {err}") from None
-        for rt in self.runtimes:
-            meta = state["optimizers"][rt.plan.name]
-            checkpoint.restore_optimizer(f"optim/{rt.plan.name}", rt.optimizer, tensors, meta)
-            saved = state["schedulers"].get(rt.plan.name)
-            if rt.scheduler is not None and saved is not None:
-                load_scheduler_state(rt.scheduler, saved)
-        checkpoint.restore_rng(tensors, {"noise": self.noise_gen, "dropout": self.masks.generator})
-        for layer, handle in self.qat.items():
-            prefix = f"qat/{layer}/"
-            handle.load_observer_state(
-                {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            )
-        for name in PROGRESS:
-            setattr(self, name, state["progress"][name])
-        self.losses = [(step, loss) for step, loss in self.losses]  # JSON made them lists
+        checkpoint.resume_trainer(self, path)
 
     # --- results -------------------------------------------------------------------------
 
@@ -462,15 +405,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if found.type == "cuda" and not torch.cuda.is_available():
         raise TrainError(f"device {device}: CUDA is not available here (use cpu or auto)")
     return found
-
-
-def spec_relative(plan: TrainPlan, path: str) -> Path:
-    """A file a spec names: relative to the spec, never above its directory."""
-    base = plan.spec_dir or Path.cwd()
-    target = (base / path).resolve()
-    if not target.is_relative_to(base):
-        raise TrainError(f"'{path}' is outside the spec's directory {base}")
-    return target
 
 
 def _describe(record: Mapping[str, float], end: int) -> str:
