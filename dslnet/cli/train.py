@@ -1,8 +1,10 @@
 """`dslnet train FILE -t NAME`: run a spec's `train` declaration.
 
-Writes into --out: checkpoint.safetensors after every epoch, metrics.csv, and at
-the end each trained layer's weights (LAYER.safetensors) and, for the layers that
-are networks, LAYER.onnx. `--nproc N` runs N data-parallel processes via torchrun.
+Writes into --out: checkpoint.safetensors after every epoch (and every
+--checkpoint-every batches), metrics.csv and losses.csv, and at the end each trained
+layer's weights (LAYER.safetensors) and, for the layers that are networks, LAYER.onnx
+(and its int8 or fp16 forms when asked). `--nproc N` runs N data-parallel processes
+via torchrun.
 """
 
 from __future__ import annotations
@@ -147,78 +149,102 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, plan: Any, out: Path) -> int:
-    from dslnet.training import data as datasets
     from dslnet.training.distributed import session
-    from dslnet.training.export import exported_files
     from dslnet.training.reduce import Reduction
     from dslnet.training.trainer import Trainer
 
-    arrays = None
-    data_file = args.data or (str(plan.spec_file(plan.data)) if plan.data else None)
-    if data_file and args.synthetic is None:
-        arrays = datasets.load_npz(Path(data_file), plan.data_inputs)
-    elif not data_file and args.synthetic is None:
+    checkpoint = out / CHECKPOINT
+    if args.resume and not checkpoint.exists():
+        raise UsageError(f"--resume: no checkpoint at {checkpoint}")
+    if not args.resume and checkpoint.exists() and not args.force:
         raise UsageError(
-            f"no data: give --data FILE.npz (arrays named {', '.join(plan.data_inputs)}), "
-            f"a `data:` setting, or --synthetic SAMPLES for a generated task"
+            f"{out} already holds a run ({CHECKPOINT}): --resume continues it, --force "
+            f"starts over, or choose another --out"
         )
-    validation = None
-    val_file = args.val_data or (str(plan.spec_file(plan.validation)) if plan.validation else None)
-    if val_file:
-        validation = datasets.load_npz(Path(val_file), plan.data_inputs)
+    arrays, validation = _data(args, plan)
     with session() as dist:
         main = dist is None or dist.rank == 0
-        log = (lambda line: print(line, file=sys.stderr)) if main else None
         metrics_log = MetricsLog(out, tensorboard=main)
         trainer = Trainer(
             plan,
             arrays,
             samples=args.synthetic or 1024,
             epochs=args.epochs,
-            log=log,
+            log=(lambda line: print(line, file=sys.stderr)) if main else None,
             progress=None if main else False,
             distributed=dist,
             after_epoch=metrics_log.write,
             device=_device(args.device, dist),
             validation=validation,
         )
-        reduction = Reduction(trainer)
-        checkpoint = out / CHECKPOINT
+        reduction = Reduction(trainer)  # before resuming: QAT ranges are in checkpoints
         if args.resume:
-            if not checkpoint.exists():
-                raise UsageError(f"--resume: no checkpoint at {checkpoint}")
             trainer.resume(checkpoint)
             if main:
-                where = f"after epoch {trainer.epoch}"
-                if trainer.position:
-                    where = f"in epoch {trainer.epoch + 1}, after batch {trainer.position}"
-                print(f"resumed from {checkpoint} {where}", file=sys.stderr)
-        elif checkpoint.exists() and not args.force:
-            raise UsageError(
-                f"{out} already holds a run ({CHECKPOINT}): --resume continues it, --force "
-                f"starts over, or choose another --out"
-            )
+                print(f"resumed from {checkpoint} {_where(trainer)}", file=sys.stderr)
         trainer.fit(checkpoint_to=checkpoint, every=args.checkpoint_every)
         reduction.prune()
-        if main and reduction.report is not None:
-            print(reduction.report.render(), file=sys.stderr)
         metrics_log.close()
         if main:
+            if reduction.report is not None:
+                print(reduction.report.render(), file=sys.stderr)
             files = metrics_log.files(trainer)
             if not args.no_export:
-                files.update(
-                    exported_files(
-                        trainer,
-                        out,
-                        quantize=args.quantize or plan.quantize,
-                        graphs=reduction.graphs,
-                        qat_export=reduction.int8_model if plan.qat else None,
-                    )
-                )
+                files.update(_exports(args, trainer, reduction, out))
             write_files(files)
             for path in sorted(files):
                 print(f"wrote {path}", file=sys.stderr)
     return EXIT_OK
+
+
+def _data(args: argparse.Namespace, plan: Any) -> tuple[Any, Any]:
+    """The training arrays (None: a generated task) and the validation arrays."""
+    from dslnet.training.data import load_npz
+
+    data = args.data or (str(plan.spec_file(plan.data)) if plan.data else None)
+    if not data and args.synthetic is None:
+        raise UsageError(
+            f"no data: give --data FILE.npz (arrays named {', '.join(plan.data_inputs)}), "
+            f"a `data:` setting, or --synthetic SAMPLES for a generated task"
+        )
+    arrays = load_npz(Path(data), plan.data_inputs) if data and args.synthetic is None else None
+    held_out = args.val_data or (str(plan.spec_file(plan.validation)) if plan.validation else None)
+    validation = load_npz(Path(held_out), plan.data_inputs) if held_out else None
+    return arrays, validation
+
+
+def _where(trainer: Any) -> str:
+    if trainer.position:
+        return f"in epoch {trainer.epoch + 1}, after batch {trainer.position}"
+    return f"after epoch {trainer.epoch}"
+
+
+def _exports(
+    args: argparse.Namespace, trainer: Any, reduction: Any, out: Path
+) -> dict[Path, bytes]:
+    from dslnet.training.export import exported_files
+
+    plan = trainer.plan
+    return exported_files(
+        trainer,
+        out,
+        quantize=args.quantize or plan.quantize,
+        graphs=reduction.graphs,
+        qat_export=reduction.int8_model if plan.qat else None,
+    )
+
+
+def _device(requested: str, dist: Any) -> str:
+    """Under torchrun with GPUs, each process trains on its own (LOCAL_RANK)."""
+    if dist is not None and requested in ("auto", "cuda") and _cuda_available():
+        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return requested
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 class MetricsLog:
@@ -259,19 +285,6 @@ class MetricsLog:
     def close(self) -> None:
         if self.board is not None:
             self.board.close()
-
-
-def _device(requested: str, dist: Any) -> str:
-    """Under torchrun with GPUs, each process trains on its own (LOCAL_RANK)."""
-    if dist is not None and requested in ("auto", "cuda") and torch_cuda():
-        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    return requested
-
-
-def torch_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _csv(history: list[dict[str, Any]]) -> bytes:
