@@ -153,16 +153,25 @@ def _unrepresentable(value: float, dtype: DType) -> str | None:
     """Why `value` cannot be a `dtype` scalar exactly as written, or None when it can."""
     if dtype is DType.bool:
         return "cannot combine with a bool tensor (no arithmetic on bools)"
+    return number_problem(
+        value,
+        dtype,
+        fraction=f"and the other operand is {dtype}: PyTorch would make a float result, "
+        f"ONNX round the constant; use a float tensor",
+    )
+
+
+def number_problem(value: float, dtype: DType, *, fraction: str) -> str | None:
+    """Why a number or integer `dtype` cannot hold `value` exactly as written (out of
+    its range; or a fraction in an integer dtype, `fraction` saying why that matters),
+    or None when it can. The one rule for constants written next to a tensor."""
     if dtype.is_float:
         largest = 3.39e38 if dtype is DType.bfloat16 else float(np.finfo(dtype.value).max)
         if abs(value) > largest:
             return f"is out of {dtype}'s range (largest {largest:g})"
         return None
     if not float(value).is_integer():
-        return (
-            f"is not a whole number, and the other operand is {dtype}: PyTorch would "
-            f"make a float result, ONNX round the constant; use a float tensor"
-        )
+        return f"is not a whole number, {fraction}"
     info = np.iinfo(dtype.value)
     if not info.min <= value <= info.max:
         return f"is out of {dtype}'s range ({info.min} to {info.max})"

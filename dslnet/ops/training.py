@@ -17,6 +17,7 @@ from pydantic import Field
 from dslnet.ir.symbolic import dims_equal
 from dslnet.ir.types import DType, TensorType
 from dslnet.ops.channels import ELEMENTWISE, Channels
+from dslnet.ops.elementwise import number_problem
 from dslnet.ops.loss_base import LossGraph, check_batched, check_float, keyword_options
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
@@ -33,18 +34,8 @@ def _fill_problem(value: float, x: TensorType) -> str | None:
     dtype = x.dtype
     if dtype is DType.bool:
         return None if value in (0, 1) else f"does not fit {x}: a bool holds only 0 and 1"
-    if dtype.is_float:
-        largest = 3.39e38 if dtype is DType.bfloat16 else float(np.finfo(dtype.value).max)
-        return f"is out of {dtype}'s range (largest {largest:g})" if abs(value) > largest else None
-    if not float(value).is_integer():
-        return (
-            f"is not a whole number, and x is {x}: an integer tensor cannot hold it; fill a "
-            f"float tensor"
-        )
-    info = np.iinfo(dtype.value)
-    if not info.min <= value <= info.max:
-        return f"is out of {dtype}'s range ({info.min} to {info.max})"
-    return None
+    fraction = f"and x is {x}: an integer tensor cannot hold it; fill a float tensor"
+    return number_problem(value, dtype, fraction=fraction)
 
 
 def _python_scalar(value: float, dtype: DType) -> float | int | bool:
