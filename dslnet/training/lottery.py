@@ -150,21 +150,18 @@ def iterative_pruning(
     report = PruningReport("iterative magnitude pruning")
     metric = train_epochs(module, epochs if dense_epochs is None else dense_epochs)
     report.rounds.append(measure(0, module, metric, graph=graph))
-    masks: Masks | None = None
-    for k, target in enumerate(geometric_schedule(sparsity, cycles), start=1):
-        masks = magnitude_masks(
-            module,
-            target,
-            graph=graph,
-            scope=scope,
-            previous=masks,
-            exclude=exclude,
-            prune_output_layer=prune_output_layer,
-        )
-        with masked(masks, module):
-            metric = train_epochs(module, epochs)
-        report.rounds.append(measure(k, module, metric, graph=graph, masks=masks))
-    assert masks is not None
+    masks = _magnitude_rounds(
+        module,
+        train_epochs,
+        report,
+        sparsity=sparsity,
+        rounds=cycles,
+        epochs=epochs,
+        graph=graph,
+        scope=scope,
+        exclude=exclude,
+        prune_output_layer=prune_output_layer,
+    )
     return masks, report
 
 
@@ -218,6 +215,40 @@ def lottery_ticket(
                 f"training made {rewind_point.steps} steps"
             )
         rewind_point = rewind_point.weights
+    saved = rewind_point
+    masks = _magnitude_rounds(
+        module,
+        train_epochs,
+        report,
+        sparsity=sparsity,
+        rounds=rounds,
+        epochs=remaining,
+        graph=graph,
+        scope=scope,
+        exclude=exclude,
+        prune_output_layer=prune_output_layer,
+        before_training=lambda masks: rewind(module, saved, masks),
+    )
+    return LotteryTicket(masks, rewind_point, report)
+
+
+def _magnitude_rounds(
+    module: nn.Module,
+    train_epochs: TrainEpochs,
+    report: PruningReport,
+    *,
+    sparsity: float,
+    rounds: int,
+    epochs: int,
+    graph: Graph | None,
+    scope: Scope,
+    exclude: Sequence[str],
+    prune_output_layer: bool,
+    before_training: Callable[[Masks], None] | None = None,
+) -> Masks:
+    """`rounds` of: prune by magnitude to the next `geometric_schedule` target, then
+    (after `before_training`, a lottery ticket's rewind) train `epochs` with the masks
+    held; each round reported. The final masks."""
     masks: Masks | None = None
     for k, target in enumerate(geometric_schedule(sparsity, rounds), start=1):
         masks = magnitude_masks(
@@ -229,12 +260,13 @@ def lottery_ticket(
             exclude=exclude,
             prune_output_layer=prune_output_layer,
         )
-        rewind(module, rewind_point, masks)
+        if before_training is not None:
+            before_training(masks)
         with masked(masks, module):
-            metric = train_epochs(module, remaining)
+            metric = train_epochs(module, epochs)
         report.rounds.append(measure(k, module, metric, graph=graph, masks=masks))
     assert masks is not None
-    return LotteryTicket(masks, rewind_point, report)
+    return masks
 
 
 def iterative_structured_pruning(
