@@ -190,7 +190,6 @@ class Source:
     function of (seed, epoch) alone."""
 
     samples: int = 0
-    exact_resume: bool = True  # the batches are a function of (seed, epoch) alone
 
     def batches(
         self,
@@ -247,8 +246,6 @@ class DatasetSource(Source):
 class LoaderSource(Source):
     """A DataLoader's own batches, in its own order (its sampler decides how a resumed
     run continues, and its batch size wins over `batch_size:`)."""
-
-    exact_resume = False
 
     def __init__(self, loader: Any, inputs: Mapping[str, TensorType]) -> None:
         self.loader = loader

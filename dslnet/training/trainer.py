@@ -302,8 +302,9 @@ class Trainer:
         )
         # Drawn on the CPU for the whole global batch: the same values on any device
         # and in any number of processes.
-        noise = {n: t[self.shard(batch)].to(self.device) for n, t in drawn.items()}
-        self.masks.local_batch = self.shard(batch).stop - self.shard(batch).start
+        rows = self.shard(batch)
+        noise = {n: t[rows].to(self.device) for n, t in drawn.items()}
+        self.masks.local_batch = rows.stop - rows.start
         inputs = {**feed, **noise}
         rt.optimizer.zero_grad(set_to_none=True)
         values = self.outputs(rt, inputs)
