@@ -2,8 +2,10 @@
 
 Cases are generated from the language's constructs or mutated from the specs of the
 repository (specs/, the error corpus, every op's examples); see dslnet/fuzz/run.py for what
-each case must do. Prints the counts and saves the first case of each kind of crash or
-hang to --out. Exit status 1 when there is any.
+each case must do. A network that compiles is also run in PyTorch and ONNX Runtime, which
+must agree (dslnet/fuzz/differential.py; --no-run to skip). Prints the counts, the peak
+memory of a worker and the slowest case, and saves the first case of each kind of crash,
+hang or disagreement to --out. Exit status 1 when there is any.
 
     python bench/fuzz.py                       # 10,000 cases, seed 0, 2 worker processes
     python bench/fuzz.py --cases 300 --seed 7
@@ -13,6 +15,7 @@ hang to --out. Exit status 1 when there is any.
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import tempfile
 import time
@@ -20,6 +23,7 @@ from pathlib import Path
 
 from dslnet.console import progress
 from dslnet.fuzz import (
+    MAX_ELEMENTS,
     Settings,
     Tally,
     Verdict,
@@ -29,6 +33,7 @@ from dslnet.fuzz import (
     run_cases,
     warm_up,
 )
+from dslnet.fuzz.run import single_threaded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,13 +53,26 @@ def main(argv: list[str] | None = None) -> int:
         help="where reproducers of crashes and hangs go",
     )
     parser.add_argument("--case", type=int, help="run this one case and print it")
+    parser.add_argument(
+        "--no-run",
+        action="store_true",
+        help="do not run accepted networks in torch and ONNX Runtime",
+    )
     args = parser.parse_args(argv)
-    settings = repository_settings(ROOT, args.seed, args.timeout)
+    settings = repository_settings(
+        ROOT, args.seed, args.timeout, max_run_elements=0 if args.no_run else MAX_ELEMENTS
+    )
     if args.case is not None:
+        single_threaded()
         warm_up()
-        outcome = run_case(settings.case(args.case), args.timeout)
+        outcome = run_case(
+            settings.case(args.case),
+            args.timeout,
+            settings.max_onnx_elements,
+            settings.max_run_elements,
+        )
         print(reproducer(settings, outcome))
-        return int(outcome.verdict in (Verdict.CRASH, Verdict.HANG))
+        return int(outcome.verdict in (Verdict.CRASH, Verdict.HANG, Verdict.DISAGREE))
 
     tally = Tally()
     start = time.perf_counter()
@@ -63,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         tally.add(outcome)
     elapsed = time.perf_counter() - start
     print(summary(tally, settings, args.jobs, elapsed))
+    print(f"  peak RSS of a worker: {peak_rss_mib(args.jobs):.0f} MiB")
     saved = save_reproducers(tally, settings, args.out)
     for path in saved:
         print(f"  reproducer: {path}")
@@ -79,15 +98,30 @@ def summary(tally: Tally, settings: Settings, jobs: int, elapsed: float) -> str:
         f"  CompileError        {v[Verdict.REJECTED]:>7}",
         f"  crashes             {v[Verdict.CRASH]:>7}",
         f"  hangs               {v[Verdict.HANG]:>7}",
+        f"  disagreements       {v[Verdict.DISAGREE]:>7}",
         f"  backends on accepted networks: torch source compiled {tally.torch_checked}, "
         f"ONNX checked {tally.onnx_checked}, ONNX skipped as too big (over "
         f"{settings.max_onnx_elements:,} weights, or a dimension that large) {tally.onnx_skipped}",
+        f"  run in torch and ONNX Runtime and compared: {tally.compared} networks",
     ]
+    for why, count in sorted(tally.not_compared.items()):
+        lines.append(f"    not run: {why}: {count}")
     if tally.slowest is not None:
-        lines.append(f"  slowest case: {tally.slowest.index} ({tally.slowest.cpu_s:.2f} s CPU)")
+        slowest = tally.slowest
+        lines.append(
+            f"  slowest case: {slowest.index} ({slowest.cpu_s:.2f} s CPU, {slowest.wall_s:.2f} s)"
+        )
     for kind, count in sorted(tally.counts.items()):
         lines.append(f"  {count:>5} x {kind} (first: case {tally.first[kind].index})")
     return "\n".join(lines)
+
+
+def peak_rss_mib(jobs: int) -> float:
+    """The largest resident set of a worker process (of this process when inline), in
+    MiB: Linux reports kilobytes, macOS bytes."""
+    who = resource.RUSAGE_CHILDREN if jobs > 0 else resource.RUSAGE_SELF
+    peak = resource.getrusage(who).ru_maxrss
+    return peak / (1024**2 if sys.platform == "darwin" else 1024)
 
 
 def save_reproducers(tally: Tally, settings: Settings, out: Path) -> list[Path]:

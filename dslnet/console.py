@@ -79,13 +79,18 @@ def console(stream: TextIO) -> Console:
 
 
 def print_table(table: Table, stream: TextIO) -> None:
-    """Print a rich table: on a terminal fitted to its width, elsewhere (colour forced
-    on a pipe) at the table's own width, so that nothing is cut."""
+    """Print a rich table: on a terminal fitted to its width (but never narrower than
+    the table's minimum, where columns would vanish: the terminal wraps the lines
+    instead), elsewhere (colour forced on a pipe) at the table's own width, so that
+    nothing is cut."""
     from rich.measure import Measurement
 
     out = console(stream)
+    wide = Measurement.get(out, out.options.update_width(10_000), table)
     if not _isatty(stream):
-        out.width = Measurement.get(out, out.options.update_width(10_000), table).maximum
+        out.width = wide.maximum
+    elif wide.minimum > out.width:
+        out.width = wide.minimum
     out.print(table)
 
 

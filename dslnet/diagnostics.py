@@ -107,8 +107,24 @@ def _range(span: Span) -> dict[str, dict[str, int]] | None:
     }
 
 
+# What one diagnostic shows at most: a message naming a 3 MB string, or the line of a
+# spec written on one line, must not print megabytes.
+MAX_MESSAGE_CHARS = 1000
+EXCERPT_CHARS = 200  # of a long source line, around the caret
+EXCERPT_BEFORE = 60  # of those, before the caret
+
+
+def elide(text: str, limit: int) -> str:
+    """`text`, or its start and end around a count of what was left out."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit // 2 - 20, 1)
+    return f"{text[:keep]}... ({len(text) - 2 * keep} characters) ...{text[-keep:]}"
+
+
 def _header(span: Span, kind: str, message: str, color: bool) -> str:
     where = f"{span.file}:" if span.line <= 0 else f"{span}:"
+    message = elide(message, MAX_MESSAGE_CHARS)
     return f"{style(where, 'bold', color)} {style(kind, kind, color)}: {message}"
 
 
@@ -117,12 +133,22 @@ def _excerpt(span: Span, sources: SourceMap, kind: str, color: bool) -> list[str
     if text is None:
         return []
     text = text.expandtabs(1)
-    width = span.end_col - span.col if span.end_line == span.line else len(text) - span.col + 1
+    col = span.col
+    width = span.end_col - col if span.end_line == span.line else len(text) - col + 1
+    if len(text) > EXCERPT_CHARS:  # a window of the line around the caret
+        left = max(0, col - 1 - EXCERPT_BEFORE)
+        right = min(len(text), left + EXCERPT_CHARS)
+        left = max(0, min(left, right - EXCERPT_CHARS))
+        shown = text[left:right]
+        width = min(width, right - (col - 1))
+        if left:
+            shown, col = "..." + shown, col - left + 3
+        text = shown + ("..." if right < len(text) else "")
     width = max(1, width)
     gutter = f"{span.line:>4} | "
     return [
         style(gutter, "gutter", color) + text,
-        " " * (len(gutter) + span.col - 1) + style("^" * width, kind, color),
+        " " * (len(gutter) + col - 1) + style("^" * width, kind, color),
     ]
 
 

@@ -9,6 +9,7 @@ the parameters what the op really creates; the text cannot drift from the code.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from enum import Enum
 from typing import Any
@@ -22,6 +23,12 @@ HEADER = """# Op reference
 Generated from the op registry by `dslnet ops --markdown`; do not edit by hand (a test
 fails when this file is not current). Each example is compiled: the types after `->`
 are what the shape rule infers, and the parameters are the ones the op creates.
+
+Each op's `call` line reads like a Python signature: the inputs, then the attributes a
+call may give by position, then `*` and the keyword-only ones, with their defaults
+(`conv2d(x, 16, 3, stride=2)`, not `conv2d(x, 16, 3, 2)`). The input sizes PyTorch's
+constructors take (nn.Conv2d's in_channels, nn.BatchNorm2d's num_features) come from
+the input and are never written.
 """
 
 
@@ -41,6 +48,7 @@ def op_list() -> str:
 def op_text(op: OpDef, heading: str = "##") -> str:
     """The reference of one op, as markdown (readable as plain text too)."""
     lines = [f"{heading} {op.name}", "", op.doc or "(no description)", ""]
+    lines.append(f"- call: `{call_signature(op)}`")
     lines.append(f"- family: {op.family}")
     defined_by = _defined_by(op)
     if defined_by is not None:
@@ -85,6 +93,7 @@ def op_data(op: OpDef) -> dict[str, Any]:
             }
             for name, info in op.Attrs.model_fields.items()
         ],
+        "positional": list(op.positional),
         "short_names": dict(sorted(op.aliases.items())),
         "examples": list(op.examples),
         "defined_by": _defined_by(op),  # None for a built-in op
@@ -133,10 +142,27 @@ def _by_family(ops: Iterable[OpDef]) -> list[tuple[str, list[OpDef]]]:
     return [(f, sorted(members, key=lambda o: o.name)) for f, members in sorted(families.items())]
 
 
+def call_signature(op: OpDef) -> str:
+    """How a call reads, Python's way: the inputs, the attributes a call may give by
+    position, then `*` and the keyword-only ones with their defaults, e.g.
+    `linear(x, features, *, bias=true)`."""
+    parts = [*op.inputs, *(["..."] if op.variadic else [])]
+    parts += [f"[{n}]" for n in op.optional_inputs]
+    for index, (name, info) in enumerate(op.Attrs.model_fields.items()):
+        if index == len(op.positional):
+            parts.append("*")
+        parts.append(name if info.is_required() else f"{name}={format_value(info.default)}")
+    return f"{op.name}({', '.join(parts)})"
+
+
+# A period that ends one of these words ends no sentence.
+_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)\.(?:\s|$)")
+
+
 def _first_sentence(doc: str) -> str:
     text = " ".join(doc.split())
-    end = text.find(". ")
-    return text if end < 0 else text[: end + 1]
+    end = _SENTENCE_END.search(text)
+    return text if end is None else text[: end.start() + 1]
 
 
 def _inputs(op: OpDef) -> str:

@@ -1,79 +1,155 @@
-"""Per-layer summary of a network: output shapes, parameters and FLOPs.
+"""Per-layer summary of a network: output shapes, parameters, MACs and memory.
 
-Parameters of a shared layer count once (at its first use); FLOPs count every
-use. FLOPs are multiply-accumulates of one forward pass, the convention of
-published model tables; with symbolic input sizes they are a formula.
+Parameters of a shared layer count once (at its first use); MACs count every use.
+MACs are the multiply-accumulates of one forward pass, the convention of published
+model tables; FLOPs are 2 x MACs. With symbolic input sizes they are formulas.
+
+Every count that can depend on the input sizes (`macs`, `flops`,
+`activation_bytes`) is a string in the data, whether or not it does: the digits of
+an integer (`"1117056"`), else a formula (`"1814073344*N"`); `symbolic` says which.
+Parameter counts and bytes never depend on them and are ints.
+
+Memory: `param_bytes` is the parameters and buffers at their dtypes' sizes;
+`activation_bytes` is the sum of the sizes of every op's outputs for one sample
+(the batch dim set to 1): what a training forward pass keeps for the backward pass
+when nothing is freed or recomputed, not the peak of an inference run, which frees
+outputs as it goes.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dslnet.ir import symbolic
 from dslnet.ir.graph import Graph, Node
 from dslnet.ir.printer import format_value
 from dslnet.ir.symbolic import Dim, dim_str
-from dslnet.ir.types import TensorType, shape_str
+from dslnet.ir.types import DType, TensorType
 from dslnet.ops import registry
+from dslnet.summary_view import render, table
 
-if TYPE_CHECKING:
-    from rich.table import Table
+__all__ = ["render", "summarize", "table"]
+
+DTYPE_BYTES = {
+    DType.float32: 4,
+    DType.float16: 2,
+    DType.bfloat16: 2,
+    DType.float64: 8,
+    DType.int8: 1,
+    DType.uint8: 1,
+    DType.int16: 2,
+    DType.int32: 4,
+    DType.int64: 8,
+    DType.bool: 1,
+}
 
 
 def _dim_json(d: Dim) -> int | str:
     return d if isinstance(d, int) else dim_str(d)
 
 
+def count_text(d: Dim) -> str:
+    """A count as the summary data holds it: always a string (digits or a formula)."""
+    return str(d) if isinstance(d, int) else dim_str(d)
+
+
 def _type_json(t: TensorType) -> dict[str, Any]:
     return {"dtype": t.dtype.value, "shape": [_dim_json(d) for d in t.shape]}
 
 
-def _top_block(graph: Graph, node: Node) -> str | None:
-    """The outermost block instance a node was expanded in (None: the network itself)."""
-    return node.chain[0].instance if node.chain else None
+def batch_dim(graph: Graph) -> str | None:
+    """The batch symbol: the first dim of the first input, when it is a plain symbol."""
+    for name in graph.inputs:
+        shape = graph.type_of(name).shape
+        if shape and not isinstance(shape[0], int):
+            text = dim_str(shape[0])
+            return text if text.isidentifier() else None
+        return None
+    return None
+
+
+def _bytes(t: TensorType, per_sample: dict[str, Dim]) -> Dim:
+    size: Dim = DTYPE_BYTES[t.dtype]
+    for d in t.shape:
+        size = symbolic.mul(size, _per_sample(d, per_sample))
+    return size
+
+
+class _Totals:
+    """What a block instance (or the network) adds up."""
+
+    def __init__(self) -> None:
+        self.params = 0
+        self.macs: Dim = 0
+        self.activations: Dim = 0
+
+    def add(self, params: int, macs: Dim, activations: Dim) -> None:
+        self.params += params
+        self.macs = symbolic.add(self.macs, macs)
+        self.activations = symbolic.add(self.activations, activations)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "params": self.params,
+            "macs": count_text(self.macs),
+            "flops": count_text(symbolic.mul(2, self.macs)),
+            "activation_bytes": count_text(self.activations),
+        }
 
 
 def summarize(graph: Graph) -> dict[str, Any]:
     """The summary as plain data (what `--json` prints and `prog.summary` returns)."""
+    batch = batch_dim(graph)
+    per_sample: dict[str, Dim] = {batch: 1} if batch else {}
     counted: set[str] = set()
     layers: list[dict[str, Any]] = []
     blocks: dict[str, dict[str, Any]] = {}
-    total_flops: Dim = 0
+    block_totals: dict[str, _Totals] = {}
+    total = _Totals()
     for node in graph.nodes:
         op = registry.get(node.op)
         assert op is not None
         attrs = op.Attrs.model_validate(node.attrs, strict=False)
         in_types = [graph.type_of(v) for v in node.inputs]
         out_types = [graph.type_of(v) for v in node.outputs]
-        flops = op.flops(attrs, in_types, out_types)
+        macs = op.flops(attrs, in_types, out_types)
         params = 0
         for p in graph.parameters.values():
             if p.module == node.module and not p.buffer and p.name not in counted:
                 counted.add(p.name)
                 params += p.numel
-        total_flops = symbolic.add(total_flops, flops)
-        top = _top_block(graph, node)
+        activations: Dim = 0
+        for t in out_types:
+            activations = symbolic.add(activations, _bytes(t, per_sample))
+        total.add(params, macs, activations)
+        for depth, frame in enumerate(node.chain, start=1):
+            if frame.instance not in blocks:
+                parent = node.chain[depth - 2].instance if depth > 1 else None
+                blocks[frame.instance] = {
+                    "instance": frame.instance,
+                    "block": frame.block,
+                    "parent": parent,
+                    "depth": depth,
+                }
+                block_totals[frame.instance] = _Totals()
+            block_totals[frame.instance].add(params, macs, activations)
         layers.append(
             {
                 "name": node.name,
                 "op": node.op,
-                "block": top,
+                "block": _top_block(node),
+                "scope": node.chain[-1].instance if node.chain else None,
                 "output_shape": [_dim_json(d) for d in out_types[0].shape] if out_types else [],
                 "params": params,
-                "flops": _dim_json(flops),
+                "macs": count_text(macs),
+                "flops": count_text(symbolic.mul(2, macs)),
+                "activation_bytes": count_text(activations),
             }
         )
-        if top is not None:
-            entry = blocks.setdefault(
-                top, {"instance": top, "block": node.chain[0].block, "params": 0, "flops": 0}
-            )
-            entry["params"] += params
-            entry["flops"] = symbolic.add(entry["flops"], flops)
-    for entry in blocks.values():
-        entry["flops"] = _dim_json(entry["flops"])
+    for instance, entry in blocks.items():
+        entry.update(block_totals[instance].as_dict())
     trainable = sum(p.numel for p in graph.parameters.values() if not p.buffer)
+    param_bytes = sum(p.numel * DTYPE_BYTES[p.dtype] for p in graph.parameters.values())
     return {
         "network": graph.name,
         "args": {
@@ -82,163 +158,27 @@ def summarize(graph: Graph) -> dict[str, Any]:
         },
         "inputs": {name: _type_json(graph.type_of(name)) for name in graph.inputs},
         "outputs": {name: _type_json(graph.type_of(v)) for name, v in graph.outputs},
+        "batch_dim": batch,
+        "symbolic": _symbolic(total),
         "params": graph.num_parameters,
         "trainable_params": trainable,
         "buffers": sum(p.numel for p in graph.parameters.values() if p.buffer),
-        "flops": _dim_json(total_flops),
+        "param_bytes": param_bytes,
+        **{k: v for k, v in total.as_dict().items() if k != "params"},
+        "macs_per_sample": count_text(_per_sample(total.macs, per_sample)),
         "layers": layers,
         "blocks": list(blocks.values()),
     }
 
 
-def _num(value: int | str) -> str:
-    return f"{value:,}" if isinstance(value, int) else value
+def _per_sample(d: Dim, env: dict[str, Dim]) -> Dim:
+    return d if isinstance(d, int) else d.substitute(env)
 
 
-def render(summary: dict[str, Any]) -> str:
-    """A table grouped by block, with a total line per block and for the network."""
-    rows: list[tuple[str, str, str, str, str]] = []
-    block_totals = {b["instance"]: b for b in summary["blocks"]}
-    for block, layers in _grouped(summary["layers"]):
-        if block is None:
-            rows += [
-                (lay["name"], lay["op"], shape_text(lay), _num(lay["params"]), _num(lay["flops"]))
-                for lay in layers
-            ]
-            continue
-        total = block_totals[block]
-        rows.append(
-            (
-                f"{block} ({total['block']})",
-                "",
-                shape_text(layers[-1]),
-                _num(total["params"]),
-                _num(total["flops"]),
-            )
-        )
-        rows += [
-            (
-                "  " + lay["name"],
-                lay["op"],
-                shape_text(lay),
-                _num(lay["params"]),
-                _num(lay["flops"]),
-            )
-            for lay in layers
-        ]
-    header = ("layer", "op", "output", "params", "FLOPs")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
-
-    def line(r: tuple[str, ...]) -> str:
-        return "  ".join(
-            [
-                r[0].ljust(widths[0]),
-                r[1].ljust(widths[1]),
-                r[2].ljust(widths[2]),
-                r[3].rjust(widths[3]),
-                r[4].rjust(widths[4]),
-            ]
-        ).rstrip()
-
-    out = [_title(summary), line(header), line(tuple("-" * w for w in widths))]
-    out += [line(r) for r in rows]
-    out.append(
-        f"params: {_num(summary['params'])} (trainable {_num(summary['trainable_params'])}"
-        f", buffers {_num(summary['buffers'])})"
-    )
-    out.append(f"FLOPs (multiply-accumulates) for {_inputs(summary)}: {_num(summary['flops'])}")
-    return "\n".join(out) + "\n"
+def _top_block(node: Node) -> str | None:
+    """The outermost block instance a node was expanded in (None: the network itself)."""
+    return node.chain[0].instance if node.chain else None
 
 
-def table(summary: dict[str, Any]) -> Table:
-    """The summary as a rich table (for a terminal): a row per block, its layers
-    indented under it, numbers with thousands separators, a totals row."""
-    from rich.table import Table
-
-    rows: list[tuple[tuple[str, ...], str | None]] = []  # cells, style; None: a rule
-    block_totals = {b["instance"]: b for b in summary["blocks"]}
-    for block, layers in _grouped(summary["layers"]):
-        if block is None:
-            rows += [(_layer_row(lay["name"], lay), "") for lay in layers]
-            continue
-        total = block_totals[block]
-        head = (f"{block} ({total['block']})", "", shape_text(layers[-1]), *_cells(total))
-        rows.append((head, "bold"))
-        for lay in layers:  # named within the block: the row above gives the prefix
-            rows.append((_layer_row("  " + lay["name"].removeprefix(f"{block}."), lay), ""))
-        rows.append(((), None))
-    rows += [((), None), (("total", "", "", *_cells(summary)), "bold")]  # rules merge
-
-    grid = Table(
-        title=_title(summary),
-        title_justify="left",
-        title_style="bold",
-        caption=_caption(summary),
-        caption_justify="left",
-    )
-    # On a narrow terminal the names give way (cut with …); shapes and numbers do not.
-    for i, header in enumerate(("layer", "op", "output shape", "params", "FLOPs")):
-        fixed = i >= 2
-        widest = max((len(cells[i]) for cells, _ in rows if cells), default=0)
-        grid.add_column(
-            header,
-            justify="right" if i >= 3 else "left",
-            no_wrap=fixed,
-            overflow="ellipsis",
-            min_width=widest if fixed else None,
-        )
-    for cells, style in rows:
-        if style is None:
-            grid.add_section()
-        else:
-            grid.add_row(*cells, style=style)
-    return grid
-
-
-def _title(summary: dict[str, Any]) -> str:
-    args = ", ".join(f"{k}={v}" for k, v in summary["args"].items())
-    return f"{summary['network']}({args})"
-
-
-def _layer_row(name: str, layer: dict[str, Any]) -> tuple[str, ...]:
-    return (name, layer["op"], shape_text(layer), *_cells(layer))
-
-
-def _cells(entry: dict[str, Any]) -> tuple[str, str]:
-    return _digits_grouped(entry["params"]), _digits_grouped(entry["flops"])
-
-
-def _digits_grouped(value: int | str) -> str:
-    """Thousands separators, also inside a formula: `1,024*N`."""
-    return re.sub(r"\d{4,}", lambda m: f"{int(m.group()):,}", str(value))
-
-
-def _caption(summary: dict[str, Any]) -> str:
-    return (
-        f"trainable params {_num(summary['trainable_params'])}, buffers "
-        f"{_num(summary['buffers'])}; FLOPs are multiply-accumulates for {_inputs(summary)}"
-    )
-
-
-def _inputs(summary: dict[str, Any]) -> str:
-    return ", ".join(
-        f"{n}: {t['dtype']}{shape_str(tuple(t['shape']))}" for n, t in summary["inputs"].items()
-    )
-
-
-def shape_text(layer: dict[str, Any]) -> str:
-    return "[" + ", ".join(str(d) for d in layer["output_shape"]) + "]"
-
-
-def _grouped(layers: list[dict[str, Any]]) -> Iterator[tuple[str | None, list[dict[str, Any]]]]:
-    """Consecutive layers of the same top-level block, together."""
-    current: list[dict[str, Any]] = []
-    key: str | None = None
-    for layer in layers:
-        if current and (layer["block"] != key or key is None):
-            yield key, current
-            current = []
-        key = layer["block"]
-        current.append(layer)
-    if current:
-        yield key, current
+def _symbolic(total: _Totals) -> bool:
+    return symbolic.is_symbolic(total.macs) or symbolic.is_symbolic(total.activations)

@@ -167,7 +167,7 @@ def test_api_rejects_what_it_cannot_measure() -> None:
         ([*SMALL_MLP, "--dim", "N=3"], "N is the batch dim: give it as a batch size"),
         ([*SMALL_MLP, "--dim", "T"], "--dim expects NAME=SIZE with a size of 1 or more"),
         ([*SMALL_MLP, "--weights", "no/such.pt"], "no such weights file: no/such.pt"),
-        (["no/such/file.net"], "no such file: no/such/file.net"),
+        (["no/such/file.net"], "no such file or directory: no/such/file.net"),
     ],
 )
 def test_usage_errors_exit_2(
@@ -251,3 +251,45 @@ def test_cuda_without_any_runtime_exits_2(capsys: pytest.CaptureFixture[str]) ->
     err = capsys.readouterr().err
     assert "nothing can run on cuda here: torch" in err and "no CUDA provider" in err
     assert "skipping" not in err
+
+
+# --- a loaded machine ----------------------------------------------------------------------
+
+
+def test_load_warnings_say_when_timings_cannot_be_trusted() -> None:
+    from dslnet.cli.machine import Machine, load_warnings
+
+    assert load_warnings(Machine(load=0.2, cores=8), threads=4) == []
+    busy, threads = load_warnings(Machine(load=7.5, cores=8), threads=4)
+    assert busy.startswith("the machine is busy (load average 7.50 over the last minute, 8 cores)")
+    assert threads.startswith("torch will run 4 threads but only 0 of 8 cores are free")
+    assert threads.endswith("give --threads 1")
+    (threads,) = load_warnings(Machine(load=3.0, cores=8), threads=8)  # not busy, too many
+    assert "only 5 of 8 cores are free" in threads and threads.endswith("--threads 5")
+
+
+def _machine(monkeypatch: pytest.MonkeyPatch, load: float, cores: int) -> None:
+    import os
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+
+
+def test_bench_warns_on_a_loaded_machine_through_its_report(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _machine(monkeypatch, load=6.0, cores=4)
+    assert main(["bench", *SMALL_MLP, *FAST, "--threads", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("dslnet bench:")]
+    assert warnings == [
+        "dslnet bench: warning: the machine is busy (load average 6.00 over the last minute, "
+        "4 cores): timings will be slower and vary more than on an idle machine",
+        "dslnet bench: warning: torch will run 2 threads but only 0 of 4 cores are free: "
+        "torch's thread pool can slow down by orders of magnitude when its threads wait for "
+        "cores (ONNX Runtime much less); measure on an idle machine or give --threads 1",
+    ]
+    assert len(json.loads(captured.out)) == 2  # the rows are still measured
+    _machine(monkeypatch, load=0.0, cores=4)
+    assert main(["bench", *SMALL_MLP, *FAST, "--threads", "2", "--json"]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -47,10 +47,13 @@ def at_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
 
 
-def check_stderr(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+def check_output(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """What `dslnet check` prints on stdout (its findings); nothing goes to stderr."""
     capsys.readouterr()
     assert main(argv) == 1
-    return capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    return captured.out
 
 
 # --- the colour decision ----------------------------------------------------------------
@@ -87,12 +90,12 @@ def test_colour_on_a_terminal_only_unless_the_environment_or_flag_says(
 def test_color_always_styles_location_severity_and_caret(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    err = check_stderr(argv, capsys)
-    first, excerpt, caret = err.splitlines()[:3]
+    out = check_output(argv, capsys)
+    first, excerpt, caret = out.splitlines()[:3]
     assert first.startswith("\x1b[1mtests/errors/block_nested_chain.net:5:9:\x1b[0m ")
     assert f" {RED_ERROR}: add: shapes" in first
     assert caret.endswith("\x1b[1;31m^^^^^\x1b[0m")
-    assert "\x1b[1;36mnote\x1b[0m: in block 'Inner' called here" in err
+    assert "\x1b[1;36mnote\x1b[0m: in block 'Inner' called here" in out
     assert excerpt.startswith("\x1b[34m   5 | \x1b[0m")
 
 
@@ -101,10 +104,10 @@ def test_force_color_colours_a_pipe_and_warnings_are_yellow(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("FORCE_COLOR", "1")
-    err = check_stderr(["check", "tests/errors/out_missing.net"], capsys)
-    assert RED_ERROR in err
-    assert "\x1b[1;33mwarning\x1b[0m: unused value 'h'" in err
-    assert "\x1b[1;31m1 error\x1b[0m, \x1b[1;33m1 warning\x1b[0m" in err
+    out = check_output(["check", "tests/errors/out_missing.net"], capsys)
+    assert RED_ERROR in out
+    assert "\x1b[1;33mwarning\x1b[0m: unused value 'h'" in out
+    assert "\x1b[1;31m1 error\x1b[0m, \x1b[1;33m1 warning\x1b[0m" in out
 
 
 @pytest.mark.usefixtures("at_root")
@@ -115,13 +118,13 @@ def test_piped_output_is_the_plain_text_and_colour_only_adds_styles(
     case: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     expected = (ERRORS / f"{case}.expected").read_text()
-    plain = check_stderr(["check", f"tests/errors/{case}.net"], capsys)
+    plain = check_output(["check", f"tests/errors/{case}.net"], capsys)
     assert plain + "exit: 1\n" == expected
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("FORCE_COLOR", "1")  # NO_COLOR wins
-    assert check_stderr(["check", f"tests/errors/{case}.net"], capsys) == plain
+    assert check_output(["check", f"tests/errors/{case}.net"], capsys) == plain
     monkeypatch.delenv("NO_COLOR")
-    coloured = check_stderr(["check", f"tests/errors/{case}.net"], capsys)
+    coloured = check_output(["check", f"tests/errors/{case}.net"], capsys)
     assert coloured != plain and ANSI.sub("", coloured) == plain
 
 
@@ -230,9 +233,11 @@ def test_compile_json_diagnostics_go_to_stderr_and_stdout_stays_the_result(
 
 
 def test_usage_errors_stay_text_in_json_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing file is a usage error on stderr; the others are still checked."""
     assert main(["check", "--format", "json", MLP, "no/such.net"]) == 2
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err == "dslnet: error: no such file: no/such.net\n"
+    assert captured.err == "dslnet: error: no such file or directory: no/such.net\n"
+    assert [f["file"] for f in json.loads(captured.out)["files"]] == [MLP]
 
 
 # --- ops --json and the summary table ---------------------------------------------------
@@ -275,7 +280,7 @@ def test_summary_is_a_table_on_a_terminal_and_plain_text_on_a_pipe(
     assert re.search(r"residual_block1 \(ResidualBlock\)\s+│\s+│ \[N, 256\]", text)
     assert re.search(r"│   linear1 +│ linear +│ \[N, 512\] +│ +131,584 │ +131,072\*N │", text)
     caption = " ".join(text.split("└")[-1].split())  # wrapped to the table's width
-    assert "FLOPs are multiply-accumulates for x: float32[N, 784]" in caption
+    assert "MACs (multiply-accumulates) for x: float32[N, 784]: 989,696*N (990 k" in caption
 
 
 # --- progress ---------------------------------------------------------------------------

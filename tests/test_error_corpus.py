@@ -2,7 +2,8 @@
 
 Each `tests/errors/NAME.net` is a small spec with one kind of error (a few have
 several independent ones). Beside it, `NAME.expected` holds exactly what
-`dslnet check tests/errors/NAME.net` prints on stderr, then `exit: N`.
+`dslnet check tests/errors/NAME.net` prints (on stdout, like ruff and mypy: the
+findings are check's result), then `exit: N`.
 `pytest --accept` rewrites the .expected files from the current output.
 Files under `tests/errors/imports/` are helpers imported by cases, not cases.
 """
@@ -47,6 +48,26 @@ KINDS: dict[str, list[str]] = {
     "missing argument": ["arg_missing"],
     "unknown argument with did-you-mean": ["arg_unknown", "block_arg_type"],
     "too many positional arguments": ["arg_too_many"],
+    "torch habit: a size the op reads from its input (equal to it, or not)": [
+        "pos_batchnorm_channels",
+        "pos_instancenorm_channels",
+        "pos_groupnorm_channels",
+        "pos_conv_in_channels",
+        "pos_linear_in_features",
+        "pos_linear_mismatch",
+        "pos_torch_sizes",
+    ],
+    "keyword-only attribute given by position": [
+        "pos_conv_stride",
+        "pos_dropout_second",
+        "pos_pool_stride",
+    ],
+    "arguments to an op that takes none": ["pos_relu_args"],
+    "train: @noise that does not fit its input's dtype": [
+        "noise_int_input",
+        "noise_randint_float",
+        "noise_randint_bounds",
+    ],
     "shape mismatch in '+'": ["shape_add_mismatch", "block_error_two_sites"],
     "dtype mismatch": ["dtype_mismatch"],
     "a constant or an op the tensor's dtype cannot take": ["constant_dtype"],
@@ -74,6 +95,10 @@ KINDS: dict[str, list[str]] = {
     "limit: elements of one tensor": ["limit_tensor_elements"],
     "limit: parameters of a network": ["limit_parameters"],
     "syntax: nested too deep (found by fuzzing)": ["syntax_too_deep"],
+    "syntax: operator chains nested too deep, stopped while parsing (issue 19)": [
+        "syntax_too_deep_chain"
+    ],
+    "limit: buffers count with parameters (issue 19)": ["limit_buffers"],
     "integer literal over 64 bits (found by fuzzing)": ["int_too_large"],
     "range() with step 0, or too long to count (found by fuzzing)": ["range_invalid"],
     "compile-time int overflow, string or list too long (found by fuzzing)": [
@@ -86,6 +111,45 @@ KINDS: dict[str, list[str]] = {
         "attention_symbolic_width"
     ],
     "a float attribute that reads as infinity (found by fuzzing)": ["attr_infinite"],
+    "float attributes out of float32's range, infinite or nan (issue 19)": ["attr_float_range"],
+    "an attribute's default checked against the others (issue 19)": ["attr_default_checked"],
+    "an output_padding only PyTorch takes (issue 19)": ["conv_transpose_output_padding"],
+    "instancenorm over one element (found by differential fuzzing)": [
+        "instancenorm_one_element"
+    ],
+    "a 3-D average pool's kernel over its unpadded input (found by differential fuzzing)": [
+        "pool3d_kernel_over_input"
+    ],
+    "float32 weights with another float dtype; a fill the dtype cannot hold": [
+        "weights_dtype",
+        "pad_value_dtype",
+    ],
+    "every independent error after an op error, no follow-ons": [
+        "independent_after_op_error",
+        "independent_same_mistake_twice",
+        "independent_pipeline_stages",
+        "poisoned_input_dtype",
+    ],
+    "an error in a block hides nothing in another network": ["independent_across_networks"],
+    "failed condition, repeat count or loop list: what the body assigns is silent": [
+        "poisoned_control_flow"
+    ],
+    "block call on a failed value: its own arguments still checked": ["poisoned_block_call"],
+    "a layer's bad argument is one error at its declaration": ["layer_bad_args_used_twice"],
+    "syntax: missing '}' found where the next declaration starts": [
+        "syntax_unclosed_block",
+        "syntax_unclosed_nested",
+        "syntax_unclosed_two",
+    ],
+    "misspelt keyword with did-you-mean": ["keyword_typo_declaration", "keyword_typo_statement"],
+    "name used above its assignment, layer above its declaration": ["use_before_assignment"],
+    "statement outside any declaration": ["statement_outside_declaration"],
+    "parameter default of the wrong type, at the default": ["param_default_types"],
+    "dtype in PyTorch's or a short spelling": ["dtype_torch_names"],
+    "repeat count shown": ["repeat_literal_float", "repeat_not_int"],
+    "import of a directory": ["import_directory"],
+    "names a failed import would have supplied are not reported": ["import_failed_names"],
+    "train declaration over a failing network: no missing-loss follow-on": ["train_network_error"],
 }
 
 HEADER = re.compile(r"^(?P<path>\S+?):(?P<line>\d+):(?P<col>\d+): (?P<kind>error|warning|note): ")
@@ -94,12 +158,12 @@ CARET_LINE = re.compile(r"^ +\^+$")
 
 
 def run_check(path: str, capsys: pytest.CaptureFixture[str]) -> tuple[str, int]:
-    """`dslnet check PATH` in-process: (stderr + 'exit: N' line, exit code)."""
+    """`dslnet check PATH` in-process: (stdout + 'exit: N' line, exit code)."""
     capsys.readouterr()
     code = main(["check", path])
     captured = capsys.readouterr()
-    assert captured.out == ""
-    return f"{captured.err}exit: {code}\n", code
+    assert captured.err == ""
+    return f"{captured.out}exit: {code}\n", code
 
 
 @pytest.fixture
@@ -146,8 +210,14 @@ def test_every_error_is_located_with_source_and_caret(capsys: pytest.CaptureFixt
             source = SOURCE_LINE.match(lines[i + 1])
             assert source is not None and source["line"] == m["line"], (case, lines[i + 1])
             assert CARET_LINE.match(lines[i + 2]), (case, lines[i + 2])
-            caret_col = lines[i + 2].index("^") - (len(source.group(0)) - 1)
-            assert caret_col == int(m["col"]), (case, line)
+            caret_at = lines[i + 2].index("^") - len(source.group(0))
+            shown = lines[i + 1][len(source.group(0)) :]
+            if shown.startswith("..."):  # a long line, shown around the caret
+                file_lines = (ROOT / m["path"]).read_text().split("\n")
+                written = file_lines[int(m["line"]) - 1].expandtabs(1)
+                assert shown[caret_at] == written[int(m["col"]) - 1], (case, line)
+            else:
+                assert caret_at + 1 == int(m["col"]), (case, line)
         assert errors >= 1, case
         summary = lines[-2]
         noun = "error" if errors == 1 else "errors"
@@ -242,3 +312,19 @@ def test_api_ir_raises_compile_error_for_a_shape_error() -> None:
     assert "[N, 256]" in d.message and "[N, 128]" in d.message
     assert "shapes.net:5:13: error:" in str(info.value)
     assert program.ir("Net", width=256).outputs  # the same program compiles when it fits
+
+
+@pytest.mark.usefixtures("at_root")
+@pytest.mark.parametrize("command", [["summary"], ["compile"], ["summary", "-n", "B"]])
+def test_summary_and_compile_report_what_check_reports(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Errors in a block and in another network than the one built: the same report."""
+    case = "tests/errors/independent_across_networks.net"
+    text, _ = run_check(case, capsys)
+    findings = text.rsplit(f"{case}: ", 1)[0]  # without check's summary line
+    code = main([*command, case])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.out == ""
+    assert captured.err == findings

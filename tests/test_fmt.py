@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 
 import dslnet
 from dslnet.cli import main
-from dslnet.diagnostics import CompileError
+from dslnet.diagnostics import CompileError, Diagnostics
 from dslnet.frontend import format as fmt_package
 from dslnet.frontend.format import format_source
 from dslnet.frontend.format.doc import WIDTH
-from dslnet.frontend.parser import concrete_syntax
+from dslnet.frontend.nesting import NestingError
+from dslnet.frontend.parser import concrete_syntax, parse
 from dslnet.ir.printer import print_graph
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -365,7 +366,7 @@ def test_a_spec_with_every_construct_keeps_its_ir(tmp_path: Path) -> None:
 def _parses(path: Path) -> bool:
     try:
         concrete_syntax(path.read_text())
-    except lark.exceptions.UnexpectedInput:
+    except (lark.exceptions.UnexpectedInput, NestingError):
         return False
     return True
 
@@ -601,3 +602,79 @@ def test_a_formatter_bug_never_reaches_the_file(
     assert main(["fmt", str(path)]) == 3
     assert "formatter bug" in capsys.readouterr().err
     assert path.read_text() == UGLY
+
+
+def test_declarations_without_parentheses_keep_their_form() -> None:
+    source = spec(
+        """
+        network Net {
+          in x: float32[N, 8]
+            out y = x
+        }
+
+        train T   () { out loss = 1 }
+        """
+    )
+    assert fmt(source) == spec(
+        """
+        network Net {
+            in x: float32[N, 8]
+            out y = x
+        }
+
+        train T() { out loss = 1 }
+        """
+    )
+    assert fmt(fmt(source)) == fmt(source)
+
+
+# --- nesting: whatever check parses formats, the rest is refused as check refuses it ---
+
+# Chains without brackets, and brackets: `n` levels of each.
+CHAINS = {
+    "not": lambda n: "not " * n + "true",
+    "minus": lambda n: "-" * n + "1",
+    "plus": lambda n: "+" * n + "1",
+    "attributes": lambda n: "x" + ".y" * n,
+    "calls": lambda n: "x" + "()" * n,
+    "indexes": lambda n: "x" + "[0]" * n,
+    "pipeline": lambda n: "x" + " -> relu" * n,
+    "sum": lambda n: "1" + " + 1" * n,
+    "if-expressions": lambda n: "if c { " * n + "1" + " } else { 2 }" * n,
+    "else-if chains": lambda n: "if c { 1 } else { " * n + "2" + " }" * n,
+    "parentheses": lambda n: "(" * n + "1" + ")" * n,
+    "lists": lambda n: "[" * n + "1" + "]" * n,
+}
+NESTED = "nested more than 100 levels deep"
+
+
+def _chain_spec(kind: str, n: int) -> str:
+    return f"network Net() {{\n    in x: float32[N, 4]\n    c = {CHAINS[kind](n)}\n}}\n"
+
+
+def _too_deep_for_check(text: str) -> bool:
+    diags = Diagnostics()
+    parse(text, "t.net", diags)
+    return any(NESTED in d.message for d in diags.errors())
+
+
+@pytest.mark.parametrize("kind", CHAINS)
+def test_chains_as_deep_as_check_takes_format_and_deeper_ones_are_located_errors(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """About 330 levels of any of these once made fmt raise RecursionError (exit 3)."""
+    deepest = 1
+    while not _too_deep_for_check(_chain_spec(kind, deepest + 1)):
+        deepest += 1
+    assert deepest >= 95
+    text = _chain_spec(kind, deepest)
+    assert fmt(fmt(text)) == fmt(text)
+    for n in (deepest + 1, 330, 5000):
+        with pytest.raises(CompileError, match=NESTED) as info:
+            fmt(_chain_spec(kind, n))
+        (error,) = info.value.diagnostics
+        assert error.span.line == 3
+    path = tmp_path / "deep.net"
+    path.write_text(_chain_spec(kind, 330))
+    assert main(["fmt", str(path)]) == 1
+    assert f"{path}:3:" in capsys.readouterr().err

@@ -293,3 +293,82 @@ def test_a_byte_order_mark_is_not_part_of_the_spec(tmp_path: Path) -> None:
         dslnet.load(spec)
     assert err.value.diagnostics[0].span.line == 3
     assert err.value.diagnostics[0].span.col == 13
+
+
+# --- declarations without parameters, recovery at declaration level --------------------
+
+
+def test_declarations_without_parentheses_take_no_parameters() -> None:
+    from dslnet.ir.printer import print_graph
+
+    body = "{\n    in x: float32[N, 8]\n    out y = x -> Twice\n}\n"
+    block = "block Twice {\n    in x: float32[N, C]\n    out y = x + x\n}\n"
+    bare = dslnet.loads(f"network Net {body}{block}", filename="t.net")
+    empty = dslnet.loads(
+        f"network Net() {body}{block.replace('Twice {', 'Twice() {')}", filename="t.net"
+    )
+    assert print_graph(bare.ir("Net")) == print_graph(empty.ir("Net"))
+    train = "train T {\n    layer net = Net()\n    in x: float32[N, 8]\n"
+    train += "    in t: float32[N, 8]\n    out loss = mse_loss(net(x), t)\n}\n"
+    program = dslnet.loads(f"network Net {body}{block}{train}", filename="t.net")
+    assert program.trainings == ["T"] and program.training("T").steps
+
+
+def test_a_missing_brace_is_found_where_the_next_declaration_starts() -> None:
+    text = (
+        "block Mlp(width: int) {\n"
+        "    in x: float32[N, C]\n"
+        "    out y = x -> linear(width)  # no '}'\n"
+        "\n"
+        "network Net() {\n"
+        "    in x: float32[N, 8]\n"
+        "    out y = x -> Mlp(16) -> rleu\n"
+        "}\n"
+    )
+    assert errors(text) == [
+        "5:1: block Mlp opened at 1:23 is not closed before network Net at 5:1 (a '}' is missing)",
+        "7:29: unknown op or block 'rleu' (did you mean 'relu'?)",
+    ]
+    fixed = text.replace("rleu", "relu")
+    program = dslnet.loads(fixed, filename="t.net", strict=False)
+    assert program.blocks == ["Mlp"] and program.networks == ["Net"]
+
+
+def test_a_failed_value_silences_only_what_depends_on_it() -> None:
+    text = (
+        "network Net(n: int = 2) {\n"
+        "    in x: float32[N, 8]\n"
+        '    if n > "a" {\n'
+        "        h = x -> relu\n"
+        "    }\n"
+        "    a = h -> linear(16)\n"  # silent: h is unknown after the failed condition
+        '    b = a -> dropout(p="x")\n'  # its own argument: reported
+        "    c = x -> linear(out_features=3)\n"
+        "    out y = a + b + c + x\n"  # silent: each of a, b, c failed
+        "}\n"
+    )
+    found = errors(text)
+    assert [e.split(":")[0] for e in found] == ["3", "7", "8"], found
+
+
+def test_each_cycle_of_blocks_is_reported_once_named_by_its_first_block() -> None:
+    """One walk over all blocks (linear in the file): a cycle through a layer counts,
+    and two cycles sharing a block are two errors."""
+    text = "network Net() {\n    in x: float32[N, 4]\n    out y = x -> Pa\n}\n"
+    calls = {
+        "Pa": "x -> Qa",
+        "Qa": "x -> Pa -> Self",
+        "Self": "x -> Ea -> Self",
+        "Ea": "x -> f",  # layer f = Fa()
+        "Fa": "x -> Ea -> Ga",
+        "Ga": "x -> Fa",
+    }
+    for name, body in calls.items():
+        layer = "    layer f = Fa()\n" if name == "Ea" else ""
+        text += f"block {name}() {{\n    in x: [N, W]\n{layer}    out y = {body}\n}}\n"
+    assert errors(text) == [
+        "11:18: recursive block 'Pa': Pa -> Qa -> Pa",
+        "15:24: recursive block 'Self': Self -> Self",
+        "24:18: recursive block 'Ea': Ea -> Fa -> Ea",
+        "28:18: recursive block 'Fa': Fa -> Ga -> Fa",
+    ]

@@ -39,7 +39,8 @@ def test_parameter_counts_match_the_published_models(
 
 def test_resnet18_flops_are_the_known_1_8_giga_macs() -> None:
     summary = dslnet.load(SPECS / "resnet.net").summary("ResNet18")
-    assert summary["flops"] == "1814073344*N"  # 1.81 GMACs per 224x224 image
+    assert summary["macs"] == "1814073344*N"  # 1.81 GMACs per 224x224 image
+    assert summary["flops"] == "3628146688*N"  # FLOPs: 2 x MACs
     assert summary["outputs"] == {"logits": {"dtype": "float32", "shape": ["N", 1000]}}
 
 
@@ -47,8 +48,11 @@ def test_summary_table_groups_by_block_with_totals(capsys: pytest.CaptureFixture
     assert main(["summary", str(SPECS / "resnet.net"), "-n", "ResNet18"]) == 0
     out = capsys.readouterr().out
     assert "basic_stage1 (BasicStage)" in out
-    assert "params: 11,689,512 (trainable 11,689,512" in out
-    assert "FLOPs (multiply-accumulates) for x: float32[N, 3, 224, 224]: 1814073344*N" in out
+    assert "params: 11,689,512 (11.7 M); trainable 11,689,512" in out
+    assert (
+        "MACs (multiply-accumulates) for x: float32[N, 3, 224, 224]: 1,814,073,344*N "
+        "(1.81 G per sample)"
+    ) in out
 
 
 def test_shared_encoder_parameters_count_once() -> None:

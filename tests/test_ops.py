@@ -42,7 +42,8 @@ def test_bind_attrs_positional_named_and_aliases() -> None:
         ([2.5], {}, "argument 'features' of linear expects int, got float 2.5"),
         ([0], {}, "argument 'features' of linear must be greater than 0, got int 0"),
         ([3], {"bais": True}, "linear has no argument 'bais' (did you mean 'bias'?)"),
-        ([3, True, 4], {}, "linear takes at most 2 attribute argument(s) (features, bias), got 3"),
+        ([3, True, 4], {}, "linear takes 1 positional argument (features), got 3 (3, true, 4)"),
+        ([3, True], {}, "bias is keyword-only: write linear(3, bias=true)"),
         ([3], {"features": 4}, "argument 'features' of linear is given twice"),
     ],
 )

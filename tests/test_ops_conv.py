@@ -91,6 +91,8 @@ def test_conv_transpose_shapes_match_torch() -> None:
         expected = torch_shape(
             lambda: F.conv_transpose1d(x, w, None, s, p, extra, 1, d)  # noqa: B023
         )
+        if extra >= s:  # PyTorch takes it below the dilation; ONNX Runtime never: refused
+            expected = None
         attrs = {"kernel_size": k, "stride": s, "padding": p, "output_padding": extra}
         got = our_shape("conv_transpose1d", (1, 2, L), out_channels=3, dilation=d, **attrs)
         assert got == expected, (L, attrs, d)
@@ -265,8 +267,7 @@ SHAPE_ERRORS = [
     ("conv2d", t(N, 3, H, W), {"out_channels": 8, "k": 3, "s": 2, "p": "same"},
      "conv2d: padding='same' needs stride 1 (as in PyTorch), got stride 2 for float32[N, 3, H, W]"),
     ("conv_transpose2d", t(N, 3, H, W), {"out_channels": 8, "k": 3, "s": 2, "output_padding": 2},
-     "conv_transpose2d: output_padding 2 on axis 2 must be smaller than the stride (2) "
-     "or the dilation (1)"),
+     "conv_transpose2d: output_padding 2 on axis 2 must be smaller than the stride (2)"),
     ("conv2d", t(N, C, H, W), {"out_channels": 8, "k": 3},
      "conv2d needs a known channel count (axis 1), but the input is float32[N, C, H, W]"),
     ("conv2d", t(N, 3, H), {"out_channels": 8, "k": 3},

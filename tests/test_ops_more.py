@@ -84,12 +84,12 @@ SPECS = [
     "in x: float32[2, 3, 4]\nout y = reshape(x, [4, -1])",
     "in x: float32[N, 12]\nout y = reshape(x, [-1, 3, 2, 2])",
     # slices: negative, clamped and empty bounds on static axes
-    "in x: float32[N, 5]\nout y = slice(x, 1, -3, 100)",
-    "in x: float32[N, 5]\nout y = slice(x, 1, 4, 1)",
-    "in x: float32[N, 5]\nout y = slice(x, 1, -100, 2, 3)",
-    "in x: float32[N, 5, W]\nout y = slice(x, 1, 3, -4)",
-    "in x: float32[N, T, 5]\nout y = slice(x, 1, 0, 1)",
-    "in x: float32[N, 3, 7]\nout y = slice(x, 2, -6, -1, step=3)",
+    "in x: float32[N, 5]\nout y = slice(x, 1, start=-3, end=100)",
+    "in x: float32[N, 5]\nout y = slice(x, 1, start=4, end=1)",
+    "in x: float32[N, 5]\nout y = slice(x, 1, start=-100, end=2, step=3)",
+    "in x: float32[N, 5, W]\nout y = slice(x, 1, start=3, end=-4)",
+    "in x: float32[N, T, 5]\nout y = slice(x, 1, start=0, end=1)",
+    "in x: float32[N, 3, 7]\nout y = slice(x, 2, start=-6, end=-1, step=3)",
     # matmul's 1-D rules and batch broadcasting
     "in a: float32[4]\nin b: float32[4]\nout y = matmul(a, b)",
     "in a: float32[4]\nin b: float32[N, 4, 3]\nout y = matmul(a, b)",
@@ -178,7 +178,7 @@ def test_split_outputs_and_rule() -> None:
         "float32[N, 1, 2]",
         "float32[N, 4, 2]",
     ]
-    graph, _ = compile_net("in x: float32[N, 6]\na, b, c = split(x, 3)\nout y = a + b + c")
+    graph, _ = compile_net("in x: float32[N, 6]\na, b, c = split(x, parts=3)\nout y = a + b + c")
     (node,) = [n for n in graph.nodes if n.op == "split"]
     assert len(node.outputs) == 3
 
@@ -400,8 +400,8 @@ def test_module_traces_with_fullgraph_compile() -> None:
 in x: float32[N, 4, H, W]
 h = x -> batchnorm -> prelu(channels=true) -> groupnorm(2) -> instancenorm
 h = reshape(h, [N, 4, H*W]) -> permute([0, 2, 1]) -> layernorm
-a, b = split(h, [1, 3], axis=-1)
-s = slice(b, -1, 0, 1) -> transpose(1, 2)
+a, b = split(h, parts=[1, 3], axis=-1)
+s = slice(b, -1, start=0, end=1) -> transpose(1, 2)
 m = matmul(a, s) -> leaky_relu -> hardtanh -> elu -> log_softmax
 out y = reparameterize(l2_normalize(m, axis=-1), m)
 out d = cosine_similarity(a, a, axis=-1) + pairwise_distance(a, a)

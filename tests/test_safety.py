@@ -30,6 +30,7 @@ import dslnet
 from dslnet.backends.torch_codegen import docstring, generate_torch
 from dslnet.backends.weights import WeightsError, init_weights, load_weights
 from dslnet.cli import main
+from dslnet.diagnostics import Diagnostic, Severity, SourceMap, Span
 from dslnet.ir.names import MODULE_ATTRIBUTES
 from dslnet.ir.printer import format_value
 
@@ -352,6 +353,104 @@ def test_layer_names_that_collide_after_sanitising_stay_distinct() -> None:
     modules = sorted({p.module for p in graph.parameters.values()})
     assert modules == ["class_", "class__", "linear1", "linear6", "x_", "x__"]
     assert list(dslnet.loads(text, "c.net").torch("Net").state_dict()) == list(graph.parameters)
+
+
+# --- big inputs and the errors about them ------------------------------------------------
+
+
+def _peak_kb(script: str, *args: str) -> tuple[dict[str, Any], str]:
+    """Run `script` in a fresh Python (its last line printed as JSON) with the peak
+    resident size of that process (VmHWM) added as "kb"; and its stderr."""
+    probe = (
+        script + "\nimport re as _re\n"
+        "_peak = int(_re.search(r'VmHWM:\\s*(\\d+) kB', open('/proc/self/status').read())[1])\n"
+        "print(json.dumps({**result, 'kb': _peak}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def test_a_megabyte_string_gives_a_short_error_in_bounded_memory(tmp_path: Path) -> None:
+    """A 3 MB string once took 1.3 GB to read (a regex stack per character) and
+    printed 9.4 MB of error: the string is elided in the message, the line shown
+    around the caret."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs Linux's /proc to read a process's peak memory")
+    spec = tmp_path / "big.net"
+    big = "x" * 3_000_000
+    spec.write_text(SMALL.replace("linear(3)", f'linear(3, init="{big}")'))
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from dslnet.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):\n"
+        "    code = main(['check', sys.argv[1]])\n"
+        "result = {'code': code, 'output': out.getvalue()}"
+    )
+    result, _ = _peak_kb(script, str(spec))
+    assert result["code"] == 1
+    output = result["output"]
+    assert "got str 'xxxxxxxxxx" in output and "... (3000000 characters)" in output
+    assert len(output) < 2000
+    assert max(len(line) for line in output.splitlines()) < 400
+    assert result["kb"] < 400 * 1024
+
+
+def test_a_long_line_is_shown_around_the_caret() -> None:
+    line = "    c = " + " + ".join(f"v{k}" for k in range(5000))
+    col = line.index("v2500") + 1
+    sources = SourceMap()
+    sources.add("t.net", f"network N() {{\n{line}\n}}\n")
+    span = Span("t.net", 2, col, 2, col + 5)
+    rendered = Diagnostic(Severity.ERROR, "unknown name 'v2500'", span).render(sources)
+    header, shown, caret = rendered.splitlines()
+    assert header == f"t.net:2:{col}: error: unknown name 'v2500'"
+    assert shown.startswith("   2 | ...") and shown.endswith("...")
+    assert len(shown) < 230
+    start = caret.index("^")
+    assert caret[start:] == "^^^^^" and shown[start : start + 5] == "v2500"
+    # The start and the end of a line are shown as they are, with one ellipsis.
+    first = Diagnostic(Severity.ERROR, "x", Span("t.net", 2, 5, 2, 6)).render(sources)
+    assert first.splitlines()[1] == "   2 | " + line[:200] + "..."
+    end = len(line)
+    last = Diagnostic(Severity.ERROR, "x", Span("t.net", 2, end, 2, end + 1)).render(sources)
+    shown, caret = last.splitlines()[1:]
+    assert shown == "   2 | ..." + line[-200:] and caret.endswith(" ^")
+    assert len(caret) == len(shown)
+
+
+def test_loads_drops_a_byte_order_mark_as_load_does(tmp_path: Path) -> None:
+    path = tmp_path / "bom.net"
+    path.write_bytes(b"\xef\xbb\xbf" + SMALL.encode())
+    assert dslnet.load(path).networks == ["Net"]
+    assert dslnet.loads("\ufeff" + SMALL).networks == ["Net"]
+
+
+def test_building_modules_again_and_again_keeps_no_source_behind() -> None:
+    """Each module's source is in linecache (for tracebacks) while a module of it lives."""
+    import gc
+    import inspect
+    import linecache
+
+    def generated() -> int:
+        return sum(1 for name in linecache.cache if str(name).startswith("<dslnet:"))
+
+    gc.collect()
+    before = generated()
+    program = dslnet.loads(SMALL)
+    modules = [program.torch("Net") for _ in range(50)]
+    assert generated() == before + 50
+    assert "def forward" in inspect.getsource(type(modules[-1]).forward)
+    kept = modules[-1]
+    del modules
+    gc.collect()
+    assert generated() == before + 1
+    assert "def forward" in inspect.getsource(type(kept).forward)
+    del kept
+    gc.collect()
+    assert generated() == before
 
 
 # --- weights ------------------------------------------------------------------------------

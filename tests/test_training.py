@@ -697,3 +697,63 @@ def test_dropout_masks_drop_a_share_p_and_scale_the_rest() -> None:
     assert torch.equal(channels.amax((2, 3)), channels.amin((2, 3)))  # whole channels
     layers.eval()
     assert torch.equal(layers(x), x)
+
+
+DIFFUSION = """
+network Denoiser(T: int = 10) {
+    in x: float32[N, 4]
+    in t: int64[N]
+    out eps = x + embedding(t, T, 4) -> linear(4)
+}
+
+train Diffuse(T: int = 10) {
+    layer net = Denoiser(T=T)
+    in x: float32[N, 4]
+    @noise(randint(0, T)) in t: int64[N]
+    @noise in eps: float32[N, 4]
+    out loss = mse_loss(net(x + eps, t), eps)
+    optimizer: sgd(lr=0.1)
+    batch_size: 8
+    epochs: 2
+}
+"""
+
+
+def test_randint_noise_draws_integers_in_its_range() -> None:
+    from dslnet.training.data import noise
+    from dslnet.training.noise import Noise
+
+    plan = dslnet.loads(DIFFUSION).training("Diffuse", T=7)
+    assert plan.noise_inputs == {"t": Noise("randint", 0, 7), "eps": Noise("normal")}
+    types = {n: plan.steps[0].graph.type_of(n) for n in plan.noise_inputs}
+    drawn = dict(noise(plan.noise_inputs, types, 1000, torch.Generator().manual_seed(0)))
+    t = drawn["t"]
+    assert t.dtype == torch.int64 and t.shape == (1000,)
+    assert sorted(t.unique().tolist()) == list(range(7))  # every timestep, none outside
+    assert drawn["eps"].dtype == torch.float32 and drawn["eps"].shape == (1000, 4)
+    again = dict(noise(plan.noise_inputs, types, 1000, torch.Generator().manual_seed(0)))
+    assert torch.equal(again["t"], t)
+
+
+def test_randint_noise_resumes_bit_exact(tmp_path: Path) -> None:
+    """Timesteps come from the trainer's one noise generator, saved in a checkpoint."""
+    plan = dslnet.loads(DIFFUSION).training("Diffuse")
+    data = {"x": torch.randn(64, 4)}
+    whole = Trainer(plan, data)
+    whole.fit()
+    steps = [0]
+
+    def stop_after_five() -> None:
+        steps[0] += 1
+        if steps[0] == 5:
+            raise Interrupt
+
+    stopped = Trainer(plan, data, after_step=stop_after_five)
+    with pytest.raises(Interrupt):
+        stopped.fit(checkpoint_to=tmp_path / "c.safetensors", every=3)
+    again = Trainer(plan, data)
+    again.resume(tmp_path / "c.safetensors")
+    again.fit(checkpoint_to=tmp_path / "c.safetensors", every=3)
+    a, b = whole.state_dict("net"), again.state_dict("net")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert again.losses == whole.losses

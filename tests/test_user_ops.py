@@ -63,6 +63,7 @@ class ChannelScale(OpDef):
     family = "user"
     doc = "Multiplies each channel (axis 1) by its own learned scale."
     Attrs = ChannelScaleAttrs
+    positional = ("value",)  # a user's op is all keyword-only unless it says so
     examples = (
         "in x: float32[N, 4, H, W]\nout y = channel_scale(x)",
         "in x: float32[N, 3, T]\nout y = x -> channel_scale(0.5)",
@@ -330,6 +331,11 @@ class NotOpAttrs(BaseModel):
     factor: float = 1.0
 
 
+class TwoAttrs(OpAttrs):
+    scale: float = Field(1.0, description="multiplies")
+    shift: float = Field(0.0, description="then added")
+
+
 @pytest.mark.parametrize(
     ("cls", "message"),
     [
@@ -358,6 +364,20 @@ class NotOpAttrs(BaseModel):
             "its channels(self, x) overrides OpDef.channels, which dslnet calls as "
             "channels(self, attrs, inputs): take those arguments, or rename the method",
         ),
+        (
+            _op(Attrs=TwoAttrs, positional=("shift",)),
+            "its positional ('shift',) must name the leading attributes of its Attrs in "
+            "order (here: scale); the others are keyword-only",
+        ),
+        (
+            _op(Attrs=TwoAttrs, positional=("shift", "scale")),
+            "its positional ('shift', 'scale') must name the leading attributes",
+        ),
+        (
+            _op(Attrs=TwoAttrs, positional=("scale", "shift", "bias")),
+            "(here: scale, shift)",
+        ),
+        (_op(positional="scale"), "its positional must be a tuple of str, got 'scale'"),
     ],
     ids=lambda v: "" if isinstance(v, type) else v.split(":")[0][:40],
 )
@@ -439,7 +459,7 @@ class ShiftedReLU(OpDef):
     family = "activation"
     doc = "max(x - shift, 0)."
     Attrs = ShiftAttrs
-    examples = ("in x: float32[N, 5]\\nout y = shifted_relu(x, 0.25)",)
+    examples = ("in x: float32[N, 5]\\nout y = shifted_relu(x, shift=0.25)",)
 
     def infer(self, attrs, inputs):
         return (inputs[0],)
@@ -455,7 +475,7 @@ class ShiftedReLU(OpDef):
 
 SPEC = """network Demo() {
     in x: float32[N, 5]
-    out y = x -> linear(4) -> shifted_relu(0.1)
+    out y = x -> linear(4) -> shifted_relu(shift=0.1)
 }
 """
 
@@ -615,3 +635,24 @@ def test_a_broken_plugin_is_a_clear_error_naming_it(tmp_path: Path) -> None:
         "1.0 failed to load: ModuleNotFoundError: No module named 'no_such_module'\n"
         "(fix or uninstall missing-ops, or set DSLNET_NO_PLUGINS=1 to run without plugins)\n"
     )
+
+
+def test_a_users_op_is_keyword_only_unless_it_declares_positional_attributes() -> None:
+    spec = "network P() {\n    in x: float32[N, 3]\n    out y = x -> scaled(%s)\n}\n"
+    with registry.scoped():
+        register(_op("scaled", Attrs=TwoAttrs))
+        assert dslnet.loads(spec % "scale=2.0, shift=1.0").ir("P")
+        with pytest.raises(dslnet.CompileError) as err:
+            dslnet.loads(spec % "2.0, 1.0").ir("P")
+        assert (
+            "scaled takes no positional arguments, got 2: scale and shift are keyword-only: "
+            "write scaled(scale=2.0, shift=1.0)" in str(err.value)
+        )
+        assert registry.get("scaled").signature() == (  # type: ignore[union-attr]
+            "*, scale: float = 1.0, shift: float = 0.0"
+        )
+    with registry.scoped():
+        register(_op("scaled", Attrs=TwoAttrs, positional=("scale",)))
+        assert dslnet.loads(spec % "2.0, shift=1.0").ir("P")
+        with pytest.raises(dslnet.CompileError, match="shift is keyword-only"):
+            dslnet.loads(spec % "2.0, 1.0").ir("P")

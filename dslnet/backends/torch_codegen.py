@@ -12,6 +12,7 @@ import keyword
 import linecache
 import os
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,11 +213,17 @@ class TorchCodegen:
                 if new:
                     cls = self.emit_class(item, class_identifier(item.info.block))
                     init.append(f"        self.{attr} = {cls}()")
+                # A tensor given twice is one parameter of the callee (see class_body).
+                ins = ", ".join(self.ref(scope, v) for v in dict.fromkeys(item.info.inputs))
                 named = item.info.result_name
+                # An output that is a value the caller has (an input passed through) keeps
+                # its name: the callee returns that same tensor.
                 targets = [
-                    scope.bind(v, named or v[len(item.info.prefix) :]) for _, v in item.info.outputs
+                    "_"
+                    if v in scope.names or v in self.constants
+                    else scope.bind(v, named or v[len(item.info.prefix) :])
+                    for _, v in item.info.outputs
                 ]
-                ins = ", ".join(self.ref(scope, v) for v in item.info.inputs)
                 types = ", ".join(shape_str(graph.type_of(v).shape) for _, v in item.info.outputs)
                 body.append(
                     wrap_statement(
@@ -264,10 +271,10 @@ class TorchCodegen:
             if new:
                 init.append(f"        self.{attr} = {ctor}")
                 if node.init:
-                    roles = list(op.params(attrs, in_types))
+                    params = op.params(attrs, in_types)
                     init += [
                         "        " + line
-                        for line in init_schemes.torch_lines(node.init, attr, roles)
+                        for line in init_schemes.torch_lines(node.init, attr, params)
                     ]
                 if node.marks.get("freeze"):
                     init.append(f"        self.{attr}.requires_grad_(False)  # @freeze")
@@ -378,6 +385,15 @@ def generate_torch(graph: Graph, source_file: str | None = None) -> str:
 _counter = 0
 
 
+class _LinecacheEntry:
+    """Lives in a generated module's namespace, which every class and function made
+    from the source holds (as their globals): when the last of them is gone, so is the
+    source's linecache entry. Modules built again and again keep no source behind."""
+
+    def __init__(self, filename: str) -> None:
+        weakref.finalize(self, linecache.cache.pop, filename, None)
+
+
 def build_module(graph: Graph, source: str | None = None) -> Any:
     """An instance of the network's class, made by executing the generated source."""
     global _counter
@@ -386,6 +402,9 @@ def build_module(graph: Graph, source: str | None = None) -> Any:
     filename = f"<dslnet:{graph.name}:{_counter}>"
     # Registered so tracebacks, inspect and torch.compile can show the real lines.
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict[str, Any] = {"__name__": f"dslnet_generated_{identifier(graph.name)}"}
+    namespace: dict[str, Any] = {
+        "__name__": f"dslnet_generated_{identifier(graph.name)}",
+        "__dslnet_source__": _LinecacheEntry(filename),
+    }
     exec(compile(source, filename, "exec"), namespace)
     return namespace[class_identifier(graph.name)]()

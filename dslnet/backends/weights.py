@@ -12,7 +12,6 @@ Loaded values come from a `state_dict`-like mapping, a `.safetensors` file or a
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from dslnet.diagnostics import did_you_mean
+from dslnet.fileio import FileProblem
+from dslnet.fileio.weights import read_weights
 from dslnet.ir import init as init_schemes
 from dslnet.ir.graph import Graph, Node, Parameter
 from dslnet.ir.types import TensorType
@@ -29,7 +30,6 @@ from dslnet.ops.registry import OpAttrs, OpDef
 Array = np.ndarray[Any, Any]
 WeightsSource = Mapping[str, Any] | str | os.PathLike[str]
 
-_TORCH_SUFFIXES = (".pt", ".pth")
 _KINDS = {"f": "f", "i": "iu", "u": "iu", "b": "b"}  # array kinds accepted per dtype kind
 
 
@@ -73,7 +73,7 @@ def init_weights(graph: Graph, seed: int = 0) -> dict[str, Array]:
             param = graph.parameters.get(name)
             if param is None or name in drawn:
                 continue
-            if node.init and node.init != "default" and not param.buffer:
+            if node.init and init_schemes.draws(node.init, role, param.shape) and not param.buffer:
                 value = init_schemes.sample(node.init, role, param.shape, rng)
             else:
                 value = np.asarray(op.init_param(attrs, role, types, rng))
@@ -122,43 +122,12 @@ def _read(source: WeightsSource) -> Mapping[str, Any]:
 
 
 def _read_file(path: Path) -> Mapping[str, Any]:
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise WeightsError([f"no such weights file: {path}"])
-    suffix = path.suffix.lower()
     try:
-        if suffix == ".safetensors":
-            from safetensors.numpy import load_file
-
-            return load_file(str(path))
-        if suffix in _TORCH_SUFFIXES:
-            import torch
-
-            loaded = torch.load(path, weights_only=True, map_location="cpu")
-        else:
-            raise WeightsError(
-                [f"cannot read weights from {path}: use a .safetensors, .pt or .pth file"]
-            )
-    except WeightsError:
-        raise
-    except pickle.UnpicklingError:  # not a torch file, or one holding Python objects
-        raise WeightsError(
-            [
-                f"cannot read weights from {path}: not a file of plain tensors; .pt and "
-                f".pth files are read with torch.load(weights_only=True), which runs no "
-                f"pickled code (save a state_dict of tensors, or use .safetensors)"
-            ]
-        ) from None
-    except Exception as err:  # a corrupt file
-        raise WeightsError([f"cannot read weights from {path}: {err}"]) from None
-    return _state_dict_of(loaded, path)
-
-
-def _state_dict_of(loaded: Any, path: Path) -> Mapping[str, Any]:
-    """The state_dict in a loaded torch file (a checkpoint may nest it under 'state_dict')."""
-    if isinstance(loaded, Mapping):
-        inner = loaded.get("state_dict")
-        return inner if isinstance(inner, Mapping) else loaded
-    raise WeightsError([f"{path} holds a {type(loaded).__name__}, not a state_dict"])
+        return read_weights(path, numpy=True)
+    except FileProblem as err:
+        raise WeightsError([f"cannot read weights from {err.path}: {err.problem}"]) from None
 
 
 def _to_arrays(raw: Mapping[str, Any]) -> tuple[dict[str, Array], list[str]]:

@@ -1,6 +1,9 @@
 """The `dslnet` command: a thin layer over the Python API, one module a command.
 
-Exit codes: 0 ok, 1 errors in a spec, 2 usage errors, 3 internal error.
+Exit codes (the table in README.md): 0 ok, 1 errors in a spec, 2 usage errors (the
+command line, a missing or unreadable file, an output that cannot be written),
+3 internal error (a bug in dslnet), 130 interrupted. With several spec files, the
+worst code of any of them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dslnet", description="Compile .net network specs to PyTorch and ONNX."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     add_color(parser, default="auto")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
@@ -39,6 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     for command_parser in {id(p): p for p in sub.choices.values()}.values():
         add_color(command_parser, default=argparse.SUPPRESS)  # after the command too
     return parser
+
+
+def version() -> str:
+    """The installed distribution's version; the package's own when not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        return installed_version("dslnet")
+    except PackageNotFoundError:
+        import dslnet
+
+        return dslnet.__version__
 
 
 def add_color(parser: argparse.ArgumentParser, default: str) -> None:

@@ -24,12 +24,12 @@ from dslnet.cli.common import (
     UsageError,
     add_limits,
     add_network_choice,
-    limits_from,
     parse_overrides,
     pick_network,
     require_file,
 )
-from dslnet.frontend.loader import load
+from dslnet.cli.inputs import add_spec_paths, load_spec, one_spec, shown
+from dslnet.cli.machine import load_warnings, this_machine
 from dslnet.passes.pipeline import QUANTIZATIONS
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "bench", help="latency and throughput: torch, ONNX Runtime fp32 and quantized"
     )
-    p.add_argument("file", metavar="FILE")
+    add_spec_paths(p, one=True)
     add_network_choice(p, "network to measure (default: the only one)")
     p.add_argument("--batch", nargs="+", type=_count, metavar="B", help="batch sizes (default 1)")
     p.add_argument(
@@ -95,14 +95,14 @@ def run(args: argparse.Namespace) -> int:
     from dslnet.passes.base import PassError
     from dslnet.passes.quantize import QuantizeError
 
-    require_file(args.file)
+    args.file = one_spec(args, "bench")
     if args.weights:
         require_file(args.weights, "weights file")
     dims = _dims(args.dim)
-    args.report.start(args.file)
-    program = load(args.file, limits_from(args))
+    args.report.start(shown(args.file))
+    program = load_spec(args.file, args)
     args.report.add(program.warnings, program.sources)
-    network = _network(program, args.network)
+    network = pick_network(program, args.network)
     graph = program.ir(network, **parse_overrides(program, network, args.set))
     unbound = unbound_dims(graph, dims)
     if unbound:
@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
             f"network '{network}' has symbolic input dims {', '.join(unbound)} "
             f"({_inputs(graph)}): give their sizes, e.g. {example}"
         )
+    _warn_if_loaded(args)
     missing = unavailable(args.device)
     if len(missing) < len(RUNTIMES):  # else `benchmark` says that nothing can run
         for runtime, why in missing.items():
@@ -139,6 +140,21 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_table(_title(network, args, rows), rows)
     return EXIT_OK
+
+
+def _warn_if_loaded(args: argparse.Namespace) -> None:
+    """Warnings, through the diagnostics report, when timings here cannot be trusted."""
+    import torch
+
+    from dslnet.diagnostics import Diagnostic, Severity, SourceMap, Span
+
+    machine = this_machine()
+    if machine is None or args.device != "cpu":
+        return
+    threads = args.threads or torch.get_num_threads()
+    where = Span.unknown("dslnet bench")
+    found = [Diagnostic(Severity.WARNING, text, where) for text in load_warnings(machine, threads)]
+    args.report.add(found, SourceMap())
 
 
 def _count(text: str) -> int:
@@ -176,18 +192,6 @@ def _dims(pairs: Sequence[str]) -> dict[str, int]:
             raise UsageError(f"--dim expects NAME=SIZE with a size of 1 or more, got '{pair}'")
         sizes[name] = value
     return sizes
-
-
-def _network(program: Any, requested: str | None) -> str:
-    """The chosen network, with a did-you-mean for a name the spec lacks."""
-    from dslnet.diagnostics import did_you_mean
-
-    network = pick_network(program, requested)
-    if network not in program.networks:
-        have = ", ".join(program.networks) or "none"
-        hint = did_you_mean(network, program.networks)
-        raise UsageError(f"no network '{network}'{hint}; this spec has: {have}")
-    return network
 
 
 def _inputs(graph: Graph) -> str:

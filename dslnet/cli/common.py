@@ -7,13 +7,14 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from dslnet.console import use_color
-from dslnet.diagnostics import Diagnostic, SourceMap
+from dslnet.diagnostics import Diagnostic, SourceMap, did_you_mean
+from dslnet.fileio import atomic
+from dslnet.fileio.regular import why_unusable
 from dslnet.frontend.limits import Limits
 from dslnet.frontend.loader import Program
 
@@ -28,11 +29,13 @@ class UsageError(Exception):
 _LIMIT_FLAGS = (
     ("--max-nodes", "max_nodes", "IR nodes in one network"),
     ("--max-iterations", "max_iterations", "compile-time loop iterations (and list length)"),
+    ("--max-steps", "max_steps", "compile-time evaluation steps in expanding one network"),
     ("--max-depth", "max_depth", "blocks nested in one another"),
     ("--max-imports", "max_imports", "files imported, directly or not"),
     ("--max-file-bytes", "max_file_bytes", "bytes of one spec file"),
+    ("--max-total-bytes", "max_total_bytes", "bytes of a spec and its imports together"),
     ("--max-tensor-elements", "max_tensor_elements", "elements of one tensor"),
-    ("--max-parameters", "max_parameters", "learned parameters of a network"),
+    ("--max-parameters", "max_parameters", "elements of the parameters and buffers of a network"),
 )
 
 
@@ -101,14 +104,16 @@ def add_network_choice(parser: argparse.ArgumentParser, help: str) -> None:
 
 def require_file(path: str, what: str = "file") -> Path:
     if not Path(path).is_file():
-        raise UsageError(f"no such {what}: {path}")
+        if not os.path.lexists(path):
+            raise UsageError(f"no such {what}: {path}")
+        raise UsageError(f"{what} {path}: {why_unusable(path) or 'not a regular file'}")
     return Path(path)
 
 
-def add_diagnostics_format(parser: argparse.ArgumentParser, json_to_stdout: bool = False) -> None:
-    """`--format text|json`: how spec errors and warnings are reported; the JSON
-    document goes to stdout when it is the command's result (`check`), else stderr."""
-    parser.set_defaults(diagnostics_to_stdout=json_to_stdout)
+def add_diagnostics_format(parser: argparse.ArgumentParser, to_stdout: bool = False) -> None:
+    """`--format text|json`: how spec errors and warnings are reported; they go to
+    stdout when they are the command's result (`check`), else to stderr."""
+    parser.set_defaults(diagnostics_to_stdout=to_stdout)
     parser.add_argument(
         "--format",
         dest="diagnostics_format",
@@ -122,16 +127,17 @@ def add_diagnostics_format(parser: argparse.ArgumentParser, json_to_stdout: bool
 class DiagnosticsReport:
     """Where a command's spec errors and warnings go.
 
-    text: rendered on stderr as they come, in colour when `console.use_color` says so.
+    Both go to `stream`: stdout for `check`, whose result they are (like ruff and
+    mypy), stderr for commands whose stdout is their result (`compile`, `summary`).
+    text: rendered as they come, in colour when `console.use_color` says so.
     json: collected per spec file and written by `finish` as one JSON document on one
     line: {"version", "files": [{file, ok, errors, warnings}], "diagnostics": [...]}
-    (see `Diagnostic.to_json`). It goes to `json_stream`: stdout for `check`, whose
-    result it is, stderr for commands whose stdout is their result.
+    (see `Diagnostic.to_json`).
     """
 
-    def __init__(self, json_format: bool, json_stream: TextIO) -> None:
+    def __init__(self, json_format: bool, stream: TextIO) -> None:
         self.json = json_format
-        self._stream = json_stream
+        self._stream = stream
         self._files: list[dict[str, Any]] = []
         self._diagnostics: list[dict[str, Any]] = []
 
@@ -155,9 +161,19 @@ class DiagnosticsReport:
         if self.json:
             self._diagnostics += [d.to_json() for d in diags]
             return
-        color = use_color(sys.stderr)
+        color = use_color(self._stream)
         for d in diags:
-            print(d.render(sources, color), file=sys.stderr)
+            print(d.render(sources, color), file=self._stream)
+
+    @property
+    def stream(self) -> TextIO:
+        """Where the text (or the JSON document) goes."""
+        return self._stream
+
+    def note(self, message: str) -> None:
+        """A line for the user beside the diagnostics (text only: not in the JSON)."""
+        if not self.json:
+            print(f"dslnet: {message}", file=self._stream)
 
     def finish(self) -> None:
         """Write the JSON document (text was written as it came)."""
@@ -167,15 +183,32 @@ class DiagnosticsReport:
 
 
 def parse_overrides(program: Program, network: str, pairs: Sequence[str]) -> dict[str, Any]:
-    """`--set name=value` pairs, converted to the declared parameter types."""
+    """`--set name=value` pairs, converted to the declared parameter types. A malformed
+    pair, a name the network (or train declaration) lacks and a parameter without a
+    default left out are usage errors: the spec is fine, the command line is not."""
     decl = program.block(network) or program.train_decls.get(network)
     types = {p.name: p.type_name for p in decl.params} if decl else {}
+    kind = "train declaration" if network in program.train_decls else "network"
     out: dict[str, Any] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
+        name = name.strip()
         if not sep or not name:
             raise UsageError(f"--set expects NAME=VALUE, got '{pair}'")
-        out[name.strip()] = _convert(name.strip(), text.strip(), types.get(name.strip()))
+        if decl is not None and name not in types:
+            have = ", ".join(types) or "none"
+            raise UsageError(
+                f"--set {name}: {kind} '{network}' has no parameter '{name}'"
+                f"{did_you_mean(name, types)} (its parameters: {have})"
+            )
+        out[name] = _convert(name, text.strip(), types.get(name))
+    for param in decl.params if decl else ():
+        if param.default is None and param.name not in out:
+            kind_of = f" ({param.type_name})" if param.type_name else ""
+            raise UsageError(
+                f"{kind} '{network}' needs parameter '{param.name}'{kind_of}, which has no "
+                f"default: give it with --set {param.name}=..."
+            )
     return out
 
 
@@ -202,7 +235,17 @@ def _convert(name: str, text: str, kind: str | None) -> Any:
 
 
 def pick_network(program: Program, requested: str | None) -> str:
-    return pick_one(program.networks, requested, "a network with -n")
+    """`-n NET` (a usage error when the spec has no such network), or the only one."""
+    network = pick_one(program.networks, requested, "a network with -n")
+    check_network(program, network)
+    return network
+
+
+def check_network(program: Program, network: str) -> None:
+    if network not in program.networks:
+        have = ", ".join(program.networks) or "none"
+        hint = did_you_mean(network, program.networks)
+        raise UsageError(f"no network '{network}'{hint}; this spec has: {have}")
 
 
 def pick_one(have: Sequence[str], requested: str | None, how: str) -> str:
@@ -226,54 +269,35 @@ class OutputError(OSError, UsageError):
         return f"cannot write {self.filename}: {self.strerror}"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, report: DiagnosticsReport | None = None) -> None:
     """Write beside the target, then rename: readers never see a partial file."""
-    write_files({path: data})
+    write_files({path: data}, report)
 
 
-def write_files(files: Mapping[Path, bytes]) -> None:
-    """Write every file, or none: each goes to a temporary file beside its target, and
-    only when all are complete are they renamed over the targets. On any error or an
-    interrupt the temporary files are removed and the targets are as they were.
-    A target that is a symbolic link is written where the link points."""
-    written: list[tuple[str, Path]] = []  # (temporary file, target)
-    current = Path()  # the file being written, for the error
+def write_files(files: Mapping[Path, bytes], report: DiagnosticsReport | None = None) -> None:
+    """Write every file, or none (dslnet.fileio.atomic.write_all): on any error or an
+    interrupt the targets are as they were.
+
+    A missing directory on the way to a target is created, and each one created is
+    said on stderr (`dslnet: created directory out/`, through `report` when given),
+    so that a mistyped path does not go unnoticed."""
     try:
-        for path, data in files.items():
-            current = Path(os.path.realpath(path))
-            written.append((_write_temporary(current, data), current))
-        for tmp, target in written:
-            current = target
-            os.replace(tmp, target)
+        created = atomic.write_all(files)
     except OSError as err:
-        _remove([tmp for tmp, _ in written])
-        raise OutputError(current, err) from None
-    except BaseException:
-        _remove([tmp for tmp, _ in written])
-        raise
+        raise OutputError(Path(err.filename or "."), err) from None
+    for directory in created:
+        message = f"created directory {_as_given(directory, files)}{os.sep}"
+        if report is not None:
+            report.note(message)
+        else:
+            print(f"dslnet: {message}", file=sys.stderr)
 
 
-def _write_temporary(target: Path, data: bytes) -> str:
-    """`data` in a new file beside `target`, flushed to disk; its name."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        # mkstemp makes the file private (0600): give it the mode the file had, or the
-        # one a plain open() would give under the umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~umask
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # the rename must not land before the bytes do
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def _remove(paths: Sequence[str]) -> None:
-    for tmp in paths:
-        Path(tmp).unlink(missing_ok=True)
+def _as_given(directory: Path, files: Mapping[Path, bytes]) -> Path:
+    """`directory` (a real path) spelled as the user's paths spell it, where one of
+    them leads there."""
+    for path in files:
+        for parent in Path(path).parents:
+            if parent != Path(".") and Path(os.path.realpath(parent)) == directory:
+                return parent
+    return directory

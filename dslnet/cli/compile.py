@@ -14,19 +14,18 @@ from dslnet.cli.common import (
     add_diagnostics_format,
     add_limits,
     add_network_choice,
-    limits_from,
     parse_overrides,
     pick_network,
     require_file,
     write_files,
 )
+from dslnet.cli.inputs import add_spec_paths, load_spec, one_spec, shown
 from dslnet.frontend import ast
-from dslnet.frontend.loader import load
 
 
 def register(sub: Any) -> None:
     comp = sub.add_parser("compile", help="print or write a compiled form of a network")
-    comp.add_argument("file", metavar="FILE")
+    add_spec_paths(comp, one=True)
     add_network_choice(comp, "network to compile (default: the only one)")
     comp.add_argument(
         "--emit",
@@ -35,7 +34,12 @@ def register(sub: Any) -> None:
         help="what to produce: syntax tree, typed IR, IR after the reduction passes, "
         "PyTorch source, ONNX model",
     )
-    comp.add_argument("-o", "--output", help="write here instead of standard output")
+    comp.add_argument(
+        "-o",
+        "--output",
+        help="write here instead of standard output (a missing directory is created, "
+        "and said so on stderr)",
+    )
     comp.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     comp.add_argument(
         "--onnx-functions",
@@ -138,9 +142,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    require_file(args.file)
-    args.report.start(args.file)
-    program = load(args.file, limits_from(args))
+    args.file = one_spec(args, "compile")
+    args.report.start(shown(args.file))
+    program = load_spec(args.file, args)
     args.report.add(program.warnings, program.sources)
     if args.emit == "onnx" and not args.output:
         raise UsageError("--emit onnx writes a binary model: give -o FILE.onnx")
@@ -182,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{beside}; name the source FILE.py"
                 )
             files[beside] = sidecar
-        write_files(files)
+        write_files(files, args.report)
     else:
         sys.stdout.write(data.decode("utf-8"))
     return EXIT_OK
@@ -260,7 +264,7 @@ def _emit(graph: Any, args: argparse.Namespace, weights: Any) -> bytes:
     if args.emit == "torch":
         from dslnet.backends.torch_codegen import generate_torch
 
-        return generate_torch(graph, args.file).encode("utf-8")
+        return generate_torch(graph, shown(args.file)).encode("utf-8")
     from dslnet.backends.onnx_emit import emit_onnx_bytes
     from dslnet.backends.weights import WeightsError
 

@@ -17,6 +17,7 @@ from dslnet.cli.common import (
     add_diagnostics_format,
     write_atomic,
 )
+from dslnet.cli.inputs import collect, missing_message
 from dslnet.diagnostics import CompileError, Diagnostic, Severity, SourceMap, Span
 from dslnet.frontend.format import format_source
 
@@ -79,25 +80,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _collect(paths: list[str]) -> list[str]:
     """The files to format, in order, each once: directories give their .net files
-    (sorted, hidden folders skipped)."""
-    files: list[str] = []
-    for name in paths:
-        if name == STDIN:
-            files.append(STDIN)
-            continue
-        path = Path(name)
-        if path.is_dir():
-            found = (p for p in path.rglob("*.net") if p.is_file())
-            files += [str(p) for p in sorted(found) if not _hidden(p.relative_to(path))]
-        elif path.is_file():
-            files.append(name)
-        else:
-            raise UsageError(f"no such file or directory: {name}")
-    return list(dict.fromkeys(files))
-
-
-def _hidden(path: Path) -> bool:
-    return any(part.startswith(".") for part in path.parts)
+    (sorted, hidden folders skipped). A missing path stops the run before any work:
+    fmt rewrites files, so half a run is worse than none."""
+    specs = collect(paths)
+    for spec in specs:
+        if not spec.found:
+            raise UsageError(missing_message(spec.name))
+    return [spec.name for spec in specs]
 
 
 def _shown(file: str) -> str:

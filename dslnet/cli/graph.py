@@ -13,14 +13,13 @@ from dslnet.cli.common import (
     UsageError,
     add_diagnostics_format,
     add_limits,
-    limits_from,
     parse_overrides,
     pick_network,
-    require_file,
     write_atomic,
 )
+from dslnet.cli.inputs import add_spec_paths, load_spec, one_spec, shown
 from dslnet.diagnostics import did_you_mean
-from dslnet.frontend.loader import Program, load
+from dslnet.frontend.loader import Program
 from dslnet.ir.graph import Graph
 
 
@@ -33,7 +32,7 @@ def register(sub: Any) -> None:
         "box (marked 'shared xN') with the edges of every use. Without -o the DOT text "
         "goes to standard output.",
     )
-    p.add_argument("file", metavar="FILE")
+    add_spec_paths(p, one=True)
     p.add_argument(
         "-n",
         "--network",
@@ -59,7 +58,8 @@ def register(sub: Any) -> None:
         "--output",
         metavar="OUT",
         help="write OUT; its suffix picks the format: .dot (or .gv), .svg, .png "
-        "(.svg and .png need Graphviz's dot program)",
+        "(.svg and .png need Graphviz's dot program); a missing directory is created, "
+        "and said so on stderr",
     )
     fold = p.add_mutually_exclusive_group()
     fold.add_argument(
@@ -93,15 +93,15 @@ def run(args: argparse.Namespace) -> int:
     from dslnet.graphfold import ViewError, ViewOptions
     from dslnet.graphrender import FORMATS, RenderError, find_dot, render, to_dot
 
-    require_file(args.file)
+    args.file = one_spec(args, "graph")
     if args.all and args.network:
         raise UsageError("give either -n NET or --all, not both")
     fmt = _format(args.output, FORMATS)
     try:
         if fmt is not None:  # before compiling: nothing is worth doing without it
             find_dot(fmt)
-        args.report.start(args.file)
-        program = load(args.file, limits_from(args))
+        args.report.start(shown(args.file))
+        program = load_spec(args.file, args)
         args.report.add(program.warnings, program.sources)
         graphs = _graphs(program, _chosen(program, args), args.set)
         options = ViewOptions(args.depth, tuple(args.expand), args.direction)
@@ -112,10 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(text)
         return EXIT_OK
-    try:
-        write_atomic(Path(args.output), data)
-    except OSError as err:
-        raise UsageError(f"cannot write {args.output}: {err.strerror or err}") from None
+    write_atomic(Path(args.output), data, args.report)  # OutputError: a usage error
     return EXIT_OK
 
 
@@ -133,7 +130,7 @@ def _format(output: str | None, formats: dict[str, str | None]) -> str | None:
 def _chosen(program: Program, args: argparse.Namespace) -> list[str]:
     if args.all:
         if not program.networks:
-            raise UsageError(f"{args.file} has no network")
+            raise UsageError(f"{shown(args.file)} has no network")
         return program.networks
     if not args.network:
         if len(program.networks) > 1:

@@ -10,6 +10,7 @@ via torchrun.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import os
@@ -32,6 +33,7 @@ from dslnet.frontend.loader import load
 from dslnet.training.errors import TrainError
 
 CHECKPOINT = "checkpoint.safetensors"
+_LOCK_HELD = "DSLNET_RUN_LOCKED"  # set by the --nproc launcher for the processes it starts
 METRICS = "metrics.csv"  # a row an epoch
 LOSSES = "losses.csv"  # a row an optimizer step
 
@@ -117,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
     plan = program.training(name, **parse_overrides(program, name, args.set))
     out = Path(args.out or Path("runs") / name)
     if args.nproc > 1 and "RANK" not in os.environ:
-        return _launch(args)
+        with contextlib.ExitStack() as stack:  # the launcher holds --out for its processes
+            _lock(out, stack)
+            return _launch(args)
     try:
         return _train(args, plan, out)
     except TrainError as err:
@@ -145,10 +149,34 @@ def _launch(args: argparse.Namespace) -> int:
         "dslnet.cli",
         *argv,
     ]
-    return subprocess.call(command)
+    return subprocess.call(command, env={**os.environ, _LOCK_HELD: "1"})
 
 
 def _train(args: argparse.Namespace, plan: Any, out: Path) -> int:
+    with contextlib.ExitStack() as stack:
+        # Under a plain torchrun the first process holds --out; under --nproc, the launcher.
+        if os.environ.get("RANK", "0") == "0" and _LOCK_HELD not in os.environ:
+            _lock(out, stack)
+        return _train_locked(args, plan, out)
+
+
+def _lock(out: Path, stack: contextlib.ExitStack) -> None:
+    """Hold --out for this run: a second run into it stops at once (exit 2)."""
+    from dslnet.fileio import atomic
+    from dslnet.fileio.regular import os_reason
+
+    created = not out.exists()
+    try:
+        stack.enter_context(atomic.locked(out))
+        if created:  # as -o of the other commands: a mistyped path shows
+            print(f"dslnet: created directory {out}{os.sep}", file=sys.stderr)
+    except atomic.DirectoryBusy as err:
+        raise UsageError(f"--out {err}; wait for it to end, or choose another --out") from None
+    except OSError as err:
+        raise UsageError(f"cannot use --out {out}: {os_reason(err)}") from None
+
+
+def _train_locked(args: argparse.Namespace, plan: Any, out: Path) -> int:
     from dslnet.training.distributed import session
     from dslnet.training.reduce import Reduction
     from dslnet.training.trainer import Trainer
@@ -207,9 +235,14 @@ def _data(args: argparse.Namespace, plan: Any) -> tuple[Any, Any]:
             f"no data: give --data FILE.npz (arrays named {', '.join(plan.data_inputs)}), "
             f"a `data:` setting, or --synthetic SAMPLES for a generated task"
         )
-    arrays = load_npz(Path(data), plan.data_inputs) if data and args.synthetic is None else None
+    graphs = [step.graph for step in plan.steps]
+    roots = None if args.data else plan.spec_roots  # a spec's files stay below its directory
+    arrays = None
+    if data and args.synthetic is None:
+        arrays = load_npz(Path(data), plan.data_inputs, roots, graphs)
     held_out = args.val_data or (str(plan.spec_file(plan.validation)) if plan.validation else None)
-    validation = load_npz(Path(held_out), plan.data_inputs) if held_out else None
+    roots = None if args.val_data else plan.spec_roots
+    validation = load_npz(Path(held_out), plan.data_inputs, roots, graphs) if held_out else None
     return arrays, validation
 
 

@@ -19,7 +19,13 @@ from dslnet.diagnostics import Diagnostics, Note, Span, closest, did_you_mean
 from dslnet.frontend import ast
 from dslnet.frontend.annotations import resolve as resolve_annotation
 from dslnet.frontend.bound import ExpansionBound
-from dslnet.frontend.limits import elements, parameters_problem, tensor_problem, value_problem
+from dslnet.frontend.limits import (
+    elements,
+    parameters_problem,
+    symbolic_work,
+    tensor_problem,
+    value_problem,
+)
 from dslnet.frontend.resolve import walk_exprs, walk_stmts
 from dslnet.frontend.values import (
     POISON,
@@ -48,7 +54,34 @@ if TYPE_CHECKING:
     from dslnet.frontend.loader import Program
 
 _BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+# Other frameworks' names for dslnet's dtypes (torch.float, torch.half, torch.long...).
+DTYPE_ALIASES = {
+    "float": "float32",
+    "fp32": "float32",
+    "f32": "float32",
+    "half": "float16",
+    "fp16": "float16",
+    "f16": "float16",
+    "bf16": "bfloat16",
+    "double": "float64",
+    "fp64": "float64",
+    "f64": "float64",
+    "long": "int64",
+    "i64": "int64",
+    "int": "int32",
+    "i32": "int32",
+    "short": "int16",
+    "i16": "int16",
+    "i8": "int8",
+    "byte": "uint8",
+    "u8": "uint8",
+    "boolean": "bool",
+}
+_TORCH_DTYPE_NAMES = {"float", "half", "double", "long", "int", "short"}
 BUILTINS = ("range", "len", "min", "max")
+# What a block call costs in max_steps besides its statements: binding its
+# parameters and inputs takes about as long as twenty statements.
+BLOCK_CALL_STEPS = 20
 
 
 @dataclass
@@ -104,8 +137,10 @@ class Expander:
         self.frame: Frame | None = None
         self.active: list[str] = []
         self.iterations = 0
+        self.steps = 0  # compile-time work so far, for max_steps (see charge)
+        self.steps_reported = False
         self.bound = ExpansionBound(program, limits)  # asked before block calls and loops
-        self.parameters = 0  # learned values so far, for max_parameters
+        self.parameters = 0  # elements of parameters and buffers so far, for max_parameters
         self.parameters_seen = 0  # entries of graph.parameters already counted
         self.node_limit_reported = False
         self.marks: dict[str, Any] = {}  # what the annotations around us ask of new nodes
@@ -220,7 +255,9 @@ class Expander:
         span: Span,
         is_network: bool = False,
     ) -> dict[str, Any] | None:
-        """Bind call arguments to a block's parameters, checking their types."""
+        """Bind call arguments to a block's parameters, checking their types; None when
+        one fails. A network gets its parameters even then, the failed ones POISON: its
+        body is still checked for errors of its own."""
         what = f"{decl.kind} '{decl.name}'"
         params = decl.params
         ok = True
@@ -245,11 +282,8 @@ class Expander:
             if p.name in given:
                 value = given[p.name]
             elif p.default is not None:
-                try:
-                    value = self.constant(p.default, dict(env))
-                except EvalError as err:  # located in the default, not at the call
-                    if err.message:
-                        self.diags.error(err.message, err.span)
+                value = self.default(decl, p, env)
+                if is_poison(value):
                     env[p.name] = POISON  # later defaults using it stay quiet
                     ok = False
                     continue
@@ -260,14 +294,44 @@ class Expander:
                 ok = False
                 continue
             if is_poison(value):
+                env[p.name] = POISON
                 ok = False
                 continue
             problem = check_param_type(p, value)
             if problem:
                 self.error(f"argument '{p.name}' of {what} {problem}", span)
                 ok = False
+                value = POISON
             env[p.name] = value
-        return env if ok else None
+        return env if ok or is_network else None
+
+    def default(self, decl: ast.BlockDecl, param: ast.Param, env: dict[str, Any]) -> Any:
+        """The default of `param` given the parameters before it (`env`); its errors are
+        located in the default, not at a call, and make it POISON."""
+        assert param.default is not None
+        try:
+            value = self.constant(param.default, dict(env))
+        except EvalError as err:
+            if err.message:
+                self.diags.error(err.message, err.span)
+            return POISON
+        if not is_poison(value) and check_param_type(param, value):
+            self.diags.error(
+                f"parameter '{param.name}' of {decl.kind} '{decl.name}' is declared "
+                f"{param.type_name}, but its default is {registry.value_words(value)}",
+                param.default.span,
+            )
+            return POISON
+        return value
+
+    def check_defaults(self, decl: ast.BlockDecl) -> None:
+        """Check every default of `decl` once, called or not. A default that needs a
+        parameter without one is left to the calls."""
+        env: dict[str, Any] = {}
+        for p in decl.params:
+            if p.default is None:
+                return
+            env[p.name] = self.default(decl, p, env)
 
     # --- statements -----------------------------------------------------------------------
 
@@ -280,8 +344,40 @@ class Expander:
             self.frame = saved
 
     def run(self, stmts: Sequence[ast.Stmt]) -> None:
-        for stmt in stmts:
+        for index, stmt in enumerate(stmts):
+            if self.steps >= self.limits.max_steps:
+                self.stop(stmts[index:])
+                return
+            self.steps += 1
             self.exec(stmt)
+
+    def charge(self, steps: int, span: Span) -> None:
+        """Count `steps` of compile-time work against max_steps, before doing it: a loop
+        under max_iterations can still run a long body, or square a symbolic size."""
+        self.steps += steps
+        if self.steps > self.limits.max_steps:
+            raise EvalError(self.out_of_steps(), span)
+
+    def out_of_steps(self) -> str:
+        """The error for passing max_steps, the first time; after that "" (one error
+        for the network, not one per statement skipped)."""
+        if self.steps_reported:
+            return ""
+        self.steps_reported = True
+        return (
+            f"expansion takes more than {self.limits.max_steps} steps of compile-time work "
+            f"(statements, expressions, list items; raise the limit with --max-steps)"
+        )
+
+    def stop(self, rest: Sequence[ast.Stmt]) -> None:
+        """Out of steps: say so once, and leave what `rest` would bind as an error."""
+        assert self.frame is not None
+        message = self.out_of_steps()
+        if message:
+            self.error(message, rest[0].span)
+        self.poison(_assigned_in(rest))
+        outs = [(s.name, POISON, s.span) for s in rest if isinstance(s, ast.OutStmt)]
+        self.frame.outputs += outs
 
     def exec(self, stmt: ast.Stmt) -> None:
         frame = self.frame
@@ -323,7 +419,8 @@ class Expander:
                     raise EvalError("", stmt.count.span)
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise EvalError(
-                        f"repeat needs a non-negative int, got {kind_of(value)}", stmt.count.span
+                        f"repeat needs a non-negative int, got {registry.value_words(value)}",
+                        stmt.count.span,
                     )
                 self.count_iterations(value, stmt.count.span)
                 variables = (stmt.var,) if stmt.var else ()
@@ -331,13 +428,19 @@ class Expander:
                 self.check_growth(nodes, "this loop", stmt.count.span)
                 count = value  # only once every check passed
             if not isinstance(count, int):
+                self.poison(_assigned_in(stmt.body))
                 return
             for i in range(count):
                 if stmt.var:
                     frame.env[stmt.var] = i
                 self.run(stmt.body)
+                if self.steps_reported:
+                    break
         elif isinstance(stmt, ast.IfStmt):
-            with self.statement():
+            # A condition that fails leaves unknown which branch ran: what any of them
+            # assigns is poisoned (no error for it).
+            branches = [body for _, body in stmt.branches] + [stmt.orelse]
+            with self.statement([n for body in branches for n in _assigned_in(body)]):
                 for cond, body in stmt.branches:
                     if self.condition(cond):
                         self.run(body)
@@ -360,13 +463,19 @@ class Expander:
                 self.check_growth(nodes, "this loop", stmt.iterable.span)
                 items = value  # only once every check passed
         if not isinstance(items, tuple):
-            for t in stmt.targets:
-                frame.env[t] = POISON
+            self.poison([*stmt.targets, *_assigned_in(stmt.body)])
             return
         for item in items:
             with self.statement(stmt.targets):
                 self.assign(stmt.targets, item, stmt.span)
             self.run(stmt.body)
+            if self.steps_reported:
+                break
+
+    def poison(self, names: Sequence[str]) -> None:
+        assert self.frame is not None
+        for name in names:
+            self.frame.env[name] = POISON
 
     def count_iterations(self, n: int, span: Span) -> None:
         reported = self.iterations > self.limits.max_iterations
@@ -485,8 +594,16 @@ class Expander:
         try:
             return DType(ttype.dtype)
         except ValueError:
-            hint = did_you_mean(ttype.dtype, [d.value for d in DType])
-            raise EvalError(f"unknown dtype '{ttype.dtype}'{hint}", ttype.span) from None
+            span = ttype.span
+            where = Span(span.file, span.line, span.col, span.line, span.col + len(ttype.dtype))
+            alias = DTYPE_ALIASES.get(ttype.dtype)
+            if alias is not None and ttype.dtype in _TORCH_DTYPE_NAMES:
+                hint = f" (did you mean '{alias}'? torch.{ttype.dtype} is torch.{alias})"
+            elif alias is not None:
+                hint = f" (did you mean '{alias}'?)"
+            else:
+                hint = did_you_mean(ttype.dtype, [d.value for d in DType])
+            raise EvalError(f"unknown dtype '{ttype.dtype}'{hint}", where) from None
 
     def match_input(self, stmt: ast.InStmt, actual: Any) -> None:
         """Match a block input's declared type against the tensor it was given."""
@@ -539,7 +656,11 @@ class Expander:
 
     def eval(self, expr: ast.Expr, hint: str | None = None) -> Any:
         method: Callable[[Any, str | None], Any] = getattr(self, "eval_" + type(expr).__name__)
-        return method(expr, hint)
+        self.charge(1, expr.span)
+        value = method(expr, hint)
+        if type(value) is tuple:  # each use of a list walks it (is_poison)
+            self.charge(len(value), expr.span)
+        return value
 
     def eval_Name(self, expr: ast.Name, hint: str | None) -> Any:
         frame = self.frame
@@ -552,7 +673,7 @@ class Expander:
         if callee is not None:
             return callee
         if expr.span in self.program.unresolved or expr.id in self.program.broken:
-            raise EvalError("", expr.span)  # reported before expansion
+            return POISON  # reported before expansion
         later = self.program.const_decl(expr.id)
         if later is not None and later.span.contains(expr.span):
             raise EvalError(f"constant '{expr.id}' is defined in terms of itself", expr.span)
@@ -562,6 +683,16 @@ class Expander:
                 "constant can use only the constants declared above it",
                 expr.span,
             )
+        later_stmt = _binding_after(frame.decl.body, expr.id, expr.span)
+        if later_stmt is not None:
+            declared = isinstance(later_stmt, (ast.LayerStmt, ast.InStmt))
+            raise EvalError(
+                f"'{expr.id}' is {'declared' if declared else 'assigned'} on line "
+                f"{later_stmt.span.line}, after this use",
+                expr.span,
+            )
+        if expr.span.file in self.program.incomplete_files:
+            return POISON  # perhaps one a failed import would have given: it said so
         candidates = [*frame.env, *self.program.visible_names()]
         raise EvalError(f"unknown name '{expr.id}'{did_you_mean(expr.id, candidates)}", expr.span)
 
@@ -569,6 +700,12 @@ class Expander:
         return expr.value
 
     def eval_ListExpr(self, expr: ast.ListExpr, hint: str | None) -> Any:
+        if len(expr.items) > self.limits.max_iterations:  # the bound on list lengths
+            raise EvalError(
+                f"a list of {len(expr.items)} items is over the limit of "
+                f"{self.limits.max_iterations} (raise it with --max-iterations)",
+                expr.span,
+            )
         return tuple(self.eval(e) for e in expr.items)
 
     eval_TupleExpr = eval_ListExpr
@@ -606,6 +743,7 @@ class Expander:
             return POISON
         tensors = isinstance(left, TensorVal) or isinstance(right, TensorVal)
         if not tensors:
+            self.charge(symbolic_work(expr.op, left, right), expr.span)
             if expr.op in ("==", "!=", "<", "<=", ">", ">="):
                 return compare(expr.op, left, right, expr.span)
             result = arith(expr.op, left, right, expr.span)
@@ -722,8 +860,52 @@ class Expander:
     def call(
         self, func: Any, args: list[Any], kwargs: dict[str, Any], span: Span, hint: str | None
     ) -> Any:
-        if is_poison(func) or any(is_poison(a) for a in args) or is_poison(tuple(kwargs.values())):
+        """The value of a call; a failed one is reported and gives POISON, so the rest of
+        the statement (a pipeline's later stages) and what uses it are still checked."""
+        if is_poison(func) or is_poison(tuple(kwargs.values())):
             return POISON
+        try:
+            if any(is_poison(a) for a in args):
+                self.check_arguments(func, args, kwargs, span)
+                return POISON
+            return self.call_checked(func, args, kwargs, span, hint)
+        except EvalError as err:
+            if err.message:
+                self.error(err.message, err.span)
+            return POISON
+
+    def check_arguments(
+        self, func: Any, args: Sequence[Any], kwargs: dict[str, Any], span: Span
+    ) -> None:
+        """A call whose input tensors failed earlier: what its other arguments do not fit
+        is an independent mistake and is reported; nothing that needs the inputs is.
+        Silent when a failed value may be one of those other arguments."""
+        if not isinstance(func, Callee) or func.kind == "builtin":
+            return  # a layer's arguments were checked where it was declared
+        leading = next(
+            (i for i, a in enumerate(args) if not (isinstance(a, TensorVal) or is_poison(a))),
+            len(args),
+        )
+        rest = args[leading:]
+        if is_poison(tuple(rest)):
+            return
+        kwargs = {k: v for k, v in kwargs.items() if not isinstance(v, TensorVal)}
+        opdef = registry.get(func.name) if func.kind == "op" else None
+        if opdef is not None:
+            most = len(opdef.inputs) + len(opdef.optional_inputs)
+            if opdef.variadic or leading <= most:
+                known = [a.type for a in args[:1] if isinstance(a, TensorVal)]
+                self.bind_op_attrs(opdef, rest, kwargs, span, known)
+            return
+        decl = self.program.block(func.name)
+        inputs = [s for s in decl.body if isinstance(s, ast.InStmt)] if decl else []
+        if decl is not None and leading <= len(inputs) and func.name not in self.active:
+            self.take_init(kwargs, span)
+            self.bind_params(decl, rest, kwargs, span)
+
+    def call_checked(
+        self, func: Any, args: list[Any], kwargs: dict[str, Any], span: Span, hint: str | None
+    ) -> Any:
         if isinstance(func, LayerVal):
             return self.apply_layer(func, args, kwargs, span, hint)
         if not isinstance(func, Callee):
@@ -766,6 +948,7 @@ class Expander:
                     f"{self.limits.max_iterations} (raise it with --max-iterations)",
                     span,
                 )
+            self.charge(size, span)
             return tuple(r)
         if name == "len":
             if len(args) != 1 or not isinstance(args[0], (tuple, str)):
@@ -796,17 +979,8 @@ class Expander:
             raise EvalError(
                 f"{op_name} takes {count} input tensor(s) ({names}), got {len(tensors)}", span
             )
-        kwargs = dict(kwargs)
-        init = self.take_init(kwargs, span)
+        attrs, init = self.bind_op_attrs(opdef, rest, kwargs, span, [t.type for t in tensors])
         has_weights = type(opdef).params is not registry.OpDef.params
-        if init is not None and not has_weights:
-            raise EvalError(f"{op_name} has no weights to initialise (init=)", span)
-        try:
-            attrs = opdef.bind_attrs(rest, kwargs)
-        except AttrError as err:
-            for message in err.messages[:-1]:
-                self.error(message, span)
-            raise EvalError(err.messages[-1], span) from None
         local = frame.local_name(opdef.short_name or op_name)
         path = module if module is not None else frame.module_prefix + local
         n_out = len(opdef.outputs)
@@ -843,6 +1017,27 @@ class Expander:
             return vals[0]
         return Record(tuple(zip(opdef.outputs, vals)))
 
+    def bind_op_attrs(
+        self,
+        opdef: registry.OpDef,
+        rest: Sequence[Any],
+        kwargs: dict[str, Any],
+        span: Span,
+        inputs: Sequence[TensorType] = (),
+    ) -> tuple[Any, str | None]:
+        """An op call's attributes and `init=` scheme, checked against its schema
+        (`inputs`, its input types where known, for the messages)."""
+        kwargs = dict(kwargs)
+        init = self.take_init(kwargs, span)
+        if init is not None and type(opdef).params is registry.OpDef.params:
+            raise EvalError(f"{opdef.name} has no weights to initialise (init=)", span)
+        try:
+            return opdef.bind_attrs(rest, kwargs, inputs), init
+        except AttrError as err:
+            for message in err.messages[:-1]:
+                self.error(message, span)
+            raise EvalError(err.messages[-1], span) from None
+
     def take_init(self, kwargs: dict[str, Any], span: Span) -> str | None:
         """Remove and check an `init=` argument (any op with weights, any block)."""
         if "init" not in kwargs:
@@ -853,14 +1048,16 @@ class Expander:
             hint = did_you_mean(value, init_schemes.names()) if isinstance(value, str) else ""
             raise EvalError(
                 f"init expects one of {', '.join(init_schemes.names())}, got "
-                f"{kind_of(value)}{' ' + repr(value) if isinstance(value, str) else ''}{hint}",
+                f"{registry.value_words(value) if isinstance(value, str) else kind_of(value)}"
+                f"{hint}",
                 span,
             )
         return scheme
 
     def check_sizes(self, op_name: str, outputs: Sequence[str], span: Span) -> None:
-        """The tensors a node made and the network's parameter count against the
-        limits: types and shapes only, before any weight exists."""
+        """The tensors a node made and the network's count of parameters and buffers
+        (both take memory in the module) against the limits: types and shapes only,
+        before any weight exists."""
         assert self.builder is not None
         graph, limits = self.builder.graph, self.limits
         new = len(graph.parameters) - self.parameters_seen
@@ -871,7 +1068,7 @@ class Expander:
             if elements(param.shape) > limits.max_tensor_elements:
                 what = f"{op_name}'s {param.role} {shape_str(param.shape)}"
                 raise EvalError(tensor_problem(what, param.shape, limits) or "", span)
-            self.parameters += 0 if param.buffer else param.numel
+            self.parameters += param.numel
         # Reported where the count crosses the limit, not again at every later layer.
         if before <= limits.max_parameters < self.parameters:
             raise EvalError(parameters_problem(self.parameters, limits) or "", span)
@@ -921,8 +1118,25 @@ class Expander:
                 f"{func.name}(...)); apply it afterwards: {stmt.name}(x)",
                 expr.span,
             )
+        self.check_layer_arguments(func, args, kwargs, expr.span)
         module = frame.module_prefix + frame.layer_segment(stmt.name)
         return LayerVal(func, args, kwargs, module, stmt.span, marks=dict(self.marks))
+
+    def check_layer_arguments(
+        self, func: Callee, args: Sequence[Any], kwargs: dict[str, Any], span: Span
+    ) -> None:
+        """A layer's arguments, checked where it is declared: a mistake there is one
+        error, not one per use."""
+        opdef = registry.get(func.name) if func.kind == "op" else None
+        if opdef is not None:
+            self.bind_op_attrs(opdef, args, kwargs, span)
+            return
+        decl = self.program.block(func.name)
+        if decl is not None:
+            params = dict(kwargs)
+            self.take_init(params, span)
+            if self.bind_params(decl, args, params, span) is None:
+                raise EvalError("", span)  # reported by bind_params
 
     def apply_layer(
         self, layer: LayerVal, args: list[Any], kwargs: dict[str, Any], span: Span, hint: str | None
@@ -967,6 +1181,7 @@ class Expander:
         assert decl is not None
         if name in self.active:
             return POISON  # recursion is reported once, statically
+        self.charge(BLOCK_CALL_STEPS, span)
         if len(self.active) >= self.limits.max_depth:
             raise EvalError(
                 f"blocks nest deeper than {self.limits.max_depth} levels "
@@ -1048,6 +1263,27 @@ class Expander:
         if any(is_poison(v) for _, v, _ in outs):
             return POISON
         return Record(tuple((n or f"out{i}", v) for i, (n, v, _) in enumerate(outs)))
+
+
+def _binding_after(body: Sequence[ast.Stmt], name: str, use: Span) -> ast.Stmt | None:
+    """The first statement of `body` after `use` that binds `name`, if any."""
+    for stmt, _ in walk_stmts(body):
+        if stmt.span > use and name in _assigned_in([stmt], nested=False):
+            return stmt
+    return None
+
+
+def _assigned_in(body: Sequence[ast.Stmt], nested: bool = True) -> list[str]:
+    """The names that statements of `body` (nested ones too) bind."""
+    names: list[str] = []
+    for stmt, _ in walk_stmts(body) if nested else ((s, 0) for s in body):
+        if isinstance(stmt, (ast.AssignStmt, ast.ForStmt)):
+            names += stmt.targets
+        elif isinstance(stmt, (ast.LayerStmt, ast.ConstDecl, ast.InStmt)):
+            names.append(stmt.name)
+        elif isinstance(stmt, ast.RepeatStmt) and stmt.var:
+            names.append(stmt.var)
+    return names
 
 
 def split_inputs(args: Sequence[Any], span: Span) -> tuple[list[TensorVal], list[Any]]:

@@ -26,23 +26,33 @@ class Limits:
 
     max_nodes: IR nodes in one network.
     max_iterations: compile-time loop iterations in one network (and list length).
+    max_steps: compile-time work in expanding one network: each statement run and each
+        expression evaluated counts one, a list value one per item, `range(n)` n, and an
+        operation on symbolic sizes one per pair of terms it combines.
     max_depth: blocks nested inside one another.
     max_imports: files imported, directly or not.
     max_file_bytes: the size of one spec file (and of a string built from others).
+    max_total_bytes: the size of a spec and all the files it imports together.
     max_tensor_elements: elements of one tensor (a weight, a buffer or an activation;
         an activation's size names such as `N` count as 1).
-    max_parameters: learned parameters of one network, checked before any is allocated.
+    max_parameters: elements of the parameters and buffers of one network (what its
+        module holds), checked before any is allocated.
     import_roots: directories, besides the importing file's own, whose files may be
         imported.
     """
 
-    # Each bound keeps the worst spec under it to about a second of compiling: a loop
-    # iteration costs up to ~15 µs, parsing ~100 KB/s in error recovery.
+    # Each bound stops a runaway at once (a fan-out, a loop of a billion, a 4 MiB bracket
+    # nest), but a spec that stays under all of them still costs what it holds: parsing
+    # runs at ~100 KB/s (4 MiB of blocks: ~40 s and ~1 GB), a million nodes ~1 minute
+    # and ~2 GB. Loops are bounded by the work they do (max_steps: ~5 µs a step), not
+    # only by their iterations, and imports by the bytes they add (max_total_bytes).
     max_nodes: int = 1_000_000
     max_iterations: int = 100_000
+    max_steps: int = 5_000_000
     max_depth: int = 64
     max_imports: int = 256
     max_file_bytes: int = 4 * 1024 * 1024
+    max_total_bytes: int = 8 * 1024 * 1024
     max_tensor_elements: int = 2**31
     max_parameters: int = 10**10
     import_roots: tuple[str, ...] = ()
@@ -61,6 +71,17 @@ def value_problem(value: Any) -> str | None:
     if isinstance(value, SymExpr) and len(str(value)) > MAX_SYMBOLIC_CHARS:
         return f"a symbolic size over {MAX_SYMBOLIC_CHARS} characters long"
     return None
+
+
+def symbolic_work(op: str, a: Any, b: Any) -> int:
+    """Steps (max_steps) that `a op b` costs beyond one when a side is a symbolic size:
+    a product or quotient pairs every term of one side with every term of the other,
+    a sum or comparison walks both; each pair costs about as much as a statement."""
+    if not isinstance(a, SymExpr) and not isinstance(b, SymExpr):
+        return 0
+    left = a.term_count if isinstance(a, SymExpr) else 1
+    right = b.term_count if isinstance(b, SymExpr) else 1
+    return left * right if op in ("*", "/", "//", "%") else left + right
 
 
 def elements(shape: Iterable[Any]) -> int:
@@ -84,10 +105,11 @@ def tensor_problem(what: str, shape: Iterable[Any], limits: Limits) -> str | Non
 
 
 def parameters_problem(total: int, limits: Limits) -> str | None:
-    """An error message when a network's `total` parameters pass `max_parameters`."""
+    """An error message when a network's `total` elements of parameters and buffers
+    pass `max_parameters`."""
     if total <= limits.max_parameters:
         return None
     return (
-        f"the network has {total} parameters, over the limit of {limits.max_parameters} "
-        f"(raise it with --max-parameters)"
+        f"the network has {total} parameters and buffers, over the limit of "
+        f"{limits.max_parameters} (raise it with --max-parameters)"
     )

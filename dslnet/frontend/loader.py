@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from dslnet.diagnostics import CompileError, Diagnostic, Diagnostics, Note, SourceMap, Span
+from dslnet.fileio import FileProblem, open_regular
 from dslnet.frontend import ast
 from dslnet.frontend.expand import BUILTINS, Expander
 from dslnet.frontend.limits import Limits as Limits  # re-exported: dslnet.Limits
@@ -65,6 +66,9 @@ class Program:
         self._order: list[str] = []  # networks and blocks in file order
         self.broken: set[str] = set()
         self.unresolved: set[Span] = set()  # names reported unknown before expansion
+        # Files with an import that failed: a name unknown there may be one it would
+        # have supplied, so none is reported (the import's error says it all).
+        self.incomplete_files: set[str] = set()
         self.modules: list[ast.Module] = []  # every file read, imports first
 
     # --- what is in it ----------------------------------------------------------------
@@ -327,6 +331,15 @@ class Program:
                 lower_into(self, decl, {}, diags)
         return diags.sorted()
 
+    def checked(self) -> Program:
+        """This program when `check` finds no error in it; else CompileError with all
+        that `check` reports (warnings too), so that a command building one network
+        (`compile`, `summary`) refuses a spec with the same errors as `dslnet check`."""
+        found = self.check()
+        if any(d.is_error for d in found):
+            raise CompileError(found, self.sources)
+        return self
+
     def _main_file(self) -> str:
         return next(iter(self.sources.texts), "<spec>")
 
@@ -342,18 +355,21 @@ class _Loader:
         self.program = program
         self.loaded: set[Path] = set()
         self.imports = 0  # files read for import statements
+        self.total_bytes = 0  # of the spec and every file read for it, for max_total_bytes
         self.modules: list[ast.Module] = []
         self.broken: dict[str, set[str]] = {}
         self.syntax_error_lines: dict[str, set[int]] = {}
 
     def load_text(self, text: str, file: str, real: Path | None, stack: tuple[Path, ...]) -> None:
         program = self.program
+        self.total_bytes += _size(text)
         program.sources.add(file, text)
         before = set(program.diags.errors())
-        module, broken = parse(text, file, program.diags)
+        intact: set[int] = set()
+        module, broken = parse(text, file, program.diags, intact)
         self.syntax_error_lines[file] = {
             d.span.line for d in program.diags.errors() if d not in before
-        }
+        } - intact
         self.broken[file] = broken
         program.broken |= broken
         for decl in module.decls:
@@ -362,6 +378,14 @@ class _Loader:
         self.modules.append(module)
 
     def load_import(
+        self, decl: ast.ImportDecl, importer: Path | None, stack: tuple[Path, ...]
+    ) -> None:
+        errors = len(self.program.diags.errors())
+        self.import_file(decl, importer, stack)
+        if len(self.program.diags.errors()) > errors:
+            self.program.incomplete_files.add(decl.span.file)
+
+    def import_file(
         self, decl: ast.ImportDecl, importer: Path | None, stack: tuple[Path, ...]
     ) -> None:
         diags = self.program.diags
@@ -384,6 +408,12 @@ class _Loader:
             return
         if target in self.loaded:
             return
+        if _is_dir(target):
+            diags.error(
+                f"import '{decl.path}' is a directory ({_shown(target)}); import a .net file in it",
+                decl.span,
+            )
+            return
         if not _is_file(target):
             diags.error(f"import '{decl.path}' not found (looked for {_shown(target)})", decl.span)
             return
@@ -396,9 +426,20 @@ class _Loader:
             return
         self.imports += 1
         self.loaded.add(target)
-        text = _read(target, diags, decl.span, limits.max_file_bytes)
-        if text is not None:
-            self.load_text(text, _shown(target), target, (*stack, target))
+        # Checked again on the file opened: a link swapped in since cannot lead out.
+        text = _read(target, diags, decl.span, limits.max_file_bytes, roots)
+        if text is None:
+            return
+        total = self.total_bytes + _size(text)
+        if total > limits.max_total_bytes:
+            # Each file is bounded, but 256 of them would still take hours to check.
+            diags.error(
+                f"this import brings the spec and its imports to {total} bytes, over the "
+                f"limit of {limits.max_total_bytes} (raise it with --max-total-bytes)",
+                decl.span,
+            )
+            return
+        self.load_text(text, _shown(target), target, (*stack, target))
 
     def finish(self) -> None:
         """Build the namespace, evaluate constants, run the static checks."""
@@ -443,6 +484,9 @@ class _Loader:
                 program._consts[c.name] = value
             else:
                 program.broken.add(c.name)
+        for decl in program.decls.values():
+            if decl.kind == "block":  # a network's are checked when it is expanded
+                expander.check_defaults(decl)
         global_names = set(program.visible_names()) | program.broken
         for decl in program.decls.values():
             lines = self.syntax_error_lines.get(decl.span.file, set())
@@ -454,6 +498,7 @@ class _Loader:
                 self.broken.get(decl.span.file, set()),
                 damaged=any(decl.span.line <= n <= decl.span.end_line for n in lines),
                 unresolved=program.unresolved,
+                quiet_unknown=decl.span.file in program.incomplete_files,
             )
         for train in program.train_decls.values():
             lines = self.syntax_error_lines.get(train.span.file, set())
@@ -465,17 +510,29 @@ class _Loader:
                 self.broken.get(train.span.file, set()),
                 damaged=any(train.span.line <= n <= train.span.end_line for n in lines),
                 unresolved=program.unresolved,
+                quiet_unknown=train.span.file in program.incomplete_files,
             )
         check_recursion(program.decls, diags)
 
 
-def _read(path: Path, diags: Diagnostics, span: Span | None, max_bytes: int) -> str | None:
+def _read(
+    path: Path,
+    diags: Diagnostics,
+    span: Span | None,
+    max_bytes: int,
+    roots: Sequence[Path] | None = None,
+) -> str | None:
     """The text of a spec file; a located error when it is unreadable, too big or not UTF-8.
-    Never more than `max_bytes` + 1 bytes are read, whatever the file claims to hold."""
+    Never more than `max_bytes` + 1 bytes are read, whatever the file claims to hold.
+    With `roots` (an import), the file opened must be a regular file really below one
+    of them, and the text is read from that same open file."""
     where = span or Span.unknown(_shown(path))
     try:
-        with path.open("rb") as f:
+        with path.open("rb") if roots is None else open_regular(path, roots) as f:
             data = f.read(max_bytes + 1)  # bounded whatever the file (or pipe) holds
+    except FileProblem as err:
+        diags.error(f"cannot read {_shown(path)}: {err.problem}", where)
+        return None
     except OSError as err:
         diags.error(f"cannot read {_shown(path)}: {err.strerror or err}", where)
         return None
@@ -494,10 +551,22 @@ def _read(path: Path, diags: Diagnostics, span: Span | None, max_bytes: int) -> 
         return None
 
 
+def _size(text: str) -> int:
+    """Bytes of `text` in UTF-8 (lone surrogates, which a str may hold, count too)."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def _is_file(path: Path) -> bool:
     try:
         return path.is_file()
     except OSError:  # a name too long, say: not a file that can be imported
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
         return False
 
 
@@ -550,10 +619,11 @@ def loads(
     text: str, filename: str = "<string>", limits: Limits | None = None, *, strict: bool = True
 ) -> Program:
     """Load spec text; imports resolve relative to `filename`'s directory."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as `load` drops it
     program = Program(limits or Limits())
     real = Path(filename).resolve()
     loader = _Loader(program)
-    size = len(text.encode("utf-8", "surrogatepass"))
+    size = _size(text)
     if size > program.limits.max_file_bytes:
         program.diags.error(
             f"the spec text is {size} bytes, over the limit of {program.limits.max_file_bytes} "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -21,6 +22,15 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from dslnet.diagnostics import Diagnostics, Span
 from dslnet.frontend import ast
+from dslnet.frontend.nesting import (
+    MAX_NESTING,
+    NESTING_MESSAGE,
+    DepthTree,
+    NestingCounter,
+    NestingError,
+    statement_around,
+)
+from dslnet.frontend.syntax_hints import Separator, keyword_or_placement, unclosed_declaration
 
 Tree = _LarkTree[Any]
 MAX_SYNTAX_ERRORS = 50
@@ -37,6 +47,8 @@ class _LexState:
     brackets: list[Token] = field(default_factory=list)
     stmt_start: int = 0
     sep_end: int = 0  # just after the last statement separator
+    # The last separators and the token after each (where a missing '}' goes).
+    separators: deque[Separator] = field(default_factory=lambda: deque(maxlen=64))
 
 
 class _PostLexer:
@@ -50,6 +62,7 @@ class _PostLexer:
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         self.state = state = _LexState()
+        nesting = NestingCounter()
         after_newline = True
         pending: Token | None = None  # a statement break, held until we see what follows
         for tok in stream:
@@ -63,6 +76,7 @@ class _PostLexer:
                 if kind != "_ARROW":
                     after_newline = True
                     state.sep_end = pending.end_pos or 0
+                    state.separators.append(Separator(pending.start_pos or 0, tok))
                     yield pending
                 pending = None
             if after_newline:
@@ -72,6 +86,7 @@ class _PostLexer:
                 state.brackets.append(tok)
             elif kind in _CLOSERS and state.brackets and state.brackets[-1].type == _CLOSERS[kind]:
                 state.brackets.pop()
+            nesting.see(tok, len(state.brackets))
             yield tok
         if pending is not None:
             state.sep_end = pending.end_pos or 0
@@ -89,6 +104,7 @@ class _Parser:
             postlex=self.postlex,
             propagate_positions=True,
             maybe_placeholders=True,
+            tree_class=DepthTree,  # stops a parse at the first node nested too deep
         )
         self.terminals = {t.name: t for t in self.lark.terminals}
 
@@ -103,12 +119,15 @@ def _parser() -> _Parser:
     return parser
 
 
-def parse(text: str, file: str, diags: Diagnostics) -> tuple[ast.Module, set[str]]:
+def parse(
+    text: str, file: str, diags: Diagnostics, intact_lines: set[int] | None = None
+) -> tuple[ast.Module, set[str]]:
     """Parse `text`; syntax errors go to `diags`.
 
     Returns the module built from what parsed, and the names declared by the
     statements that were blanked out (so later phases do not report them as
-    unknown: one mistake, one error).
+    unknown: one mistake, one error). `intact_lines` receives the lines of errors
+    that lost no statement (a missing '}' supplied where the next declaration starts).
     """
     parser = _parser()
     work = _without_surrogates(text, file, diags)
@@ -123,8 +142,25 @@ def parse(text: str, file: str, diags: Diagnostics) -> tuple[ast.Module, set[str
         try:
             tree = parser.lark.parse(work)
         except UnexpectedInput as err:
+            state = parser.postlex.state
+            unclosed = None
+            if isinstance(err, UnexpectedToken):
+                unclosed = unclosed_declaration(
+                    err.token, work, file, state.brackets, state.separators
+                )
+            if unclosed is not None:  # close the body and check the rest normally
+                diags.error(unclosed.message, unclosed.span)
+                if intact_lines is not None:
+                    intact_lines.add(unclosed.span.line)
+                at = unclosed.insert_at
+                work = work[:at] + "}" * unclosed.braces + work[at:]
+                continue
             diags.error(*_describe(err, work, file, parser))
-            region = _recovery_region(work, err, parser.postlex.state)
+            region = _recovery_region(work, err, state)
+        except NestingError as err:  # stopped before the whole tree was built
+            span = Span(file, err.line, err.column, err.line, err.column + err.width)
+            diags.error(NESTING_MESSAGE, span)
+            region = statement_around(work, err.pos)
         else:
             problem = _unbuildable(tree)
             if problem is None:
@@ -136,8 +172,17 @@ def parse(text: str, file: str, diags: Diagnostics) -> tuple[ast.Module, set[str
             break
         start, end = region
         broken_names |= _declared_names(work[start:end])
-        work = work[:start] + re.sub(r"[^\n]", " ", work[start:end]) + work[end:]
+        work = work[:start] + _blank(work[start:end]) + work[end:]
     return ast.Module(file, ()), broken_names
+
+
+def _blank(text: str) -> str:
+    """`text` with every character but newlines a space (line numbers stay); a run at
+    a time, not a character: a megabyte line must not cost a match object a byte."""
+    return _LINE_RUN.sub(lambda run: " " * len(run.group()), text)
+
+
+_LINE_RUN = re.compile(r"[^\n]+")
 
 
 def _without_surrogates(text: str, file: str, diags: Diagnostics) -> str:
@@ -156,7 +201,6 @@ def _without_surrogates(text: str, file: str, diags: Diagnostics) -> str:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-MAX_NESTING = 100  # levels of syntax tree: deeper would exhaust Python's stack later
 MAX_INT = 2**63 - 1  # sizes and counts are int64 in every backend
 
 
@@ -171,11 +215,7 @@ def _unbuildable(tree: Tree) -> tuple[str, Tree | Token, Tree] | None:
     while stack:
         node, depth, statement = stack.pop()
         if depth > MAX_NESTING and statement is not None:
-            message = (
-                f"nested more than {MAX_NESTING} levels deep (brackets, calls, operators, "
-                f"pipeline stages and bodies count); split it into several statements"
-            )
-            return message, node, statement
+            return NESTING_MESSAGE, node, statement
         if node.data == "step_decl" and str(node.children[0]) != "step":
             word = node.children[0]
             return f"expected 'step NAME {{...}}' here, not '{word}'", word, node
@@ -202,10 +242,11 @@ def _int_too_large(literal: str) -> str:
 def concrete_syntax(text: str) -> tuple[Tree, list[Token]]:
     """The Lark tree of `text` with every position, and its tokens without the
     statement separators: what a tool that prints the source back needs (`dslnet fmt`).
-    Raises lark's UnexpectedInput on a syntax error (`parse` reports those)."""
+    Raises lark's UnexpectedInput on a syntax error, NestingError on text nested too
+    deep (`parse` reports both)."""
     parser = _parser()
-    tokens = [t for t in parser.lark.lex(text) if t.type != "_NL"]
-    return parser.lark.parse(text), tokens
+    tree = parser.lark.parse(text)  # first: it stops early on text nested too deep
+    return tree, [t for t in parser.lark.lex(text) if t.type != "_NL"]
 
 
 # --- error messages --------------------------------------------------------------
@@ -296,6 +337,10 @@ def _describe(err: UnexpectedInput, text: str, file: str, parser: _Parser) -> tu
         # reduction later. Ask the parser which tokens it really accepts here.
         expected = set(interactive.accepts())
     span = _token_span(token, text, file)
+    in_body = any(b.type == "LBRACE" for b in state.brackets)
+    hint = keyword_or_placement(token, text, file, state.stmt_start, in_body)
+    if hint is not None:
+        return hint
     message = f"unexpected {_found(token)}"
     if state.brackets:
         # A statement that ran on past a bracket it never closed: say which one.
@@ -411,7 +456,8 @@ def _statement_end(text: str, start: int, min_end: int) -> int:
 
 
 _DECLARED = re.compile(
-    r"^\s*(?:(?:block|network)\s+(\w+)|(?:layer|const|out)\s+(\w+)\s*=|in\s+(\w+)\b"
+    # `block B(`, `layer fc =`, `in x:`, and the same after a misspelt keyword
+    r"^\s*(?:[A-Za-z_]\w*\s+(\w+)\s*[({=:]|in\s+(\w+)\b"
     r"|for\s+\(?\s*(\w+(?:\s*,\s*\w+)*)|(\w+(?:\s*,\s*\w+)*)\s*=[^=])"
 )
 

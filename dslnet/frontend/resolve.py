@@ -89,12 +89,15 @@ def check_block(
     damaged: bool = False,
     unresolved: set[Span] | None = None,
     warn_unused: bool = True,
+    quiet_unknown: bool = False,
 ) -> None:
     """Resolve the names of one block or network and check its statements.
 
     `damaged`: a syntax error blanked part of the body, so a missing `out` or an
     unused value may be its doing; those are not reported. The spans of names
     reported unknown here go to `unresolved` (expansion stays silent on them).
+    `quiet_unknown`: an import of the file failed, so unknown names are not reported
+    (they may be ones it supplies) but still go to `unresolved`.
     """
     what = f"{decl.kind} '{decl.name}'"
     seen_params: set[str] = set()
@@ -156,7 +159,6 @@ def check_block(
     if not has_out and not damaged:
         diags.error(f"{what} has no 'out': say what it computes, e.g. out y = ...", decl.name_span)
 
-    known = defined | global_names
     used: set[str] = set()
     for stmt, _ in walk_stmts(decl.body):
         for expr in stmt_exprs(stmt):
@@ -165,10 +167,14 @@ def check_block(
                 if not isinstance(e, ast.Name):
                     continue
                 used.add(e.id)
-                if e.id in known:
+                # Two lookups, not a union: copying the file's names for every block
+                # would make the checks quadratic in the number of blocks.
+                if e.id in defined or e.id in global_names:
                     continue
                 if unresolved is not None:
                     unresolved.add(e.span)
+                if quiet_unknown:
+                    continue
                 if id(e) in calls:
                     hint = did_you_mean(e.id, [*callables(), *defined])
                     diags.error(f"unknown op or block '{e.id}'{hint}", e.span)
@@ -178,10 +184,12 @@ def check_block(
     for p in decl.params:
         if p.default is not None:
             for e in walk_exprs(p.default):
-                if isinstance(e, ast.Name) and e.id not in global_names | seen_params:
+                if isinstance(e, ast.Name) and not (e.id in global_names or e.id in seen_params):
                     if unresolved is not None:
                         unresolved.add(e.span)
-                    diags.error(f"unknown name '{e.id}'{did_you_mean(e.id, global_names)}", e.span)
+                    if not quiet_unknown:
+                        hint = did_you_mean(e.id, global_names)
+                        diags.error(f"unknown name '{e.id}'{hint}", e.span)
 
     for stmt, _ in walk_stmts(() if damaged or not warn_unused else decl.body):
         if isinstance(stmt, ast.InStmt) and stmt.name not in used and not stmt.name.startswith("_"):
@@ -203,6 +211,7 @@ def check_train(
     *,
     damaged: bool = False,
     unresolved: set[Span] | None = None,
+    quiet_unknown: bool = False,
 ) -> None:
     """Resolve a train declaration: each step is checked as the shared statements
     followed by its own (a name reported twice is reported once), and unused names
@@ -222,6 +231,7 @@ def check_train(
             damaged=damaged,
             unresolved=unresolved,
             warn_unused=False,
+            quiet_unknown=quiet_unknown,
         )
     if damaged:
         return
@@ -234,48 +244,53 @@ def check_train(
 
 
 def check_recursion(blocks: dict[str, ast.BlockDecl], diags: Diagnostics) -> None:
-    """A block may not call itself, directly or through others."""
-    calls: dict[str, list[tuple[str, ast.Expr]]] = {}
-    site: ast.Expr
+    """A block may not call itself, directly or through others.
+
+    One depth-first walk over all blocks (each explored once, so the check stays
+    linear in the size of the file): a call of a block still on the walk's path
+    closes a cycle, reported once, named by its block that comes first in the file."""
+    calls: dict[str, dict[str, ast.Expr]] = {}  # block -> callee -> first call site
     for name, decl in blocks.items():
-        found = []
+        sites: dict[str, ast.Expr] = {}
         layers = _layer_blocks(decl, blocks)
         for stmt, _ in walk_stmts(decl.body):
             for expr in stmt_exprs(stmt):
                 for c in callee_exprs(expr):
                     if isinstance(c, ast.Name) and c.id in blocks:
-                        found.append((c.id, c))
+                        sites.setdefault(c.id, c)
                     elif isinstance(c, ast.Name) and c.id in layers:
-                        found.append((layers[c.id], c))
-        first_site: dict[str, tuple[str, ast.Expr]] = {}
-        for target, site in found:
-            first_site.setdefault(target, (target, site))
-        calls[name] = list(first_site.values())
+                        sites.setdefault(layers[c.id], c)
+        calls[name] = sites
 
+    order = {name: i for i, name in enumerate(blocks)}
+    explored: set[str] = set()
     reported: set[frozenset[str]] = set()
-    for start in blocks:
-        stack: list[tuple[str, int]] = [(start, 0)]
-        path = [start]
-        visited = {start}  # explored from `start` already: no second walk (keeps this linear)
-        while stack:
-            node, i = stack[-1]
-            edges = calls.get(node, [])
-            if i >= len(edges):
-                stack.pop()
-                path.pop()
-                continue
-            stack[-1] = (node, i + 1)
-            target, site = edges[i]
-            if target == start:
-                cycle = frozenset(path)
-                if cycle not in reported:
-                    reported.add(cycle)
-                    chain = " -> ".join([*path, start])
-                    diags.error(f"recursive block '{start}': {chain}", site.span)
-            elif target not in visited:
-                stack.append((target, 0))
+    for root in blocks:
+        if root in explored:
+            continue
+        explored.add(root)
+        path = [root]
+        on_path = {root: 0}  # block -> its index in `path`
+        pending = [iter(calls[root])]
+        while pending:
+            target = next(pending[-1], None)
+            if target is None:
+                pending.pop()
+                del on_path[path.pop()]
+            elif target in on_path:
+                cycle = path[on_path[target] :]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    first = min(range(len(cycle)), key=lambda k: order[cycle[k]])
+                    cycle = cycle[first:] + cycle[:first]
+                    chain = " -> ".join([*cycle, cycle[0]])
+                    site = calls[cycle[-1]][cycle[0]]
+                    diags.error(f"recursive block '{cycle[0]}': {chain}", site.span)
+            elif target not in explored:
+                explored.add(target)
+                on_path[target] = len(path)
                 path.append(target)
-                visited.add(target)
+                pending.append(iter(calls[target]))
 
 
 def _layer_blocks(decl: ast.BlockDecl, blocks: dict[str, ast.BlockDecl]) -> dict[str, str]:

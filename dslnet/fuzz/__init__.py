@@ -1,6 +1,7 @@
 """Fuzzing the compiler: random specs must compile or fail with located errors.
 
-Specs come from other people, so compiling one must be as safe as reading a data file.
+Specs come from other people, so compiling one must be as safe as reading a data file,
+and what compiles must run the same in PyTorch and in ONNX Runtime (dslnet.fuzz.differential).
 `run_cases` compiles generated and mutated specs in worker processes and reports what
 each did (dslnet.fuzz.run); a case is made again from its seed and index
 (dslnet.fuzz.cases), by the generator (dslnet.fuzz.generate) or by mutating a real
@@ -19,6 +20,7 @@ Ops a user registers are fuzzed too: the generator calls every op of the registr
 """
 
 from dslnet.fuzz.cases import Case, Seed, make_case, op_example_seeds, seeds_from_files
+from dslnet.fuzz.differential import MAX_ELEMENTS, Disagreement, run_both
 from dslnet.fuzz.run import (
     Outcome,
     Settings,
@@ -33,7 +35,9 @@ from dslnet.fuzz.run import (
 )
 
 __all__ = [
+    "MAX_ELEMENTS",
     "Case",
+    "Disagreement",
     "Outcome",
     "Seed",
     "Settings",
@@ -44,6 +48,7 @@ __all__ = [
     "op_example_seeds",
     "repository_settings",
     "reproducer",
+    "run_both",
     "run_case",
     "run_cases",
     "seeds_from_files",

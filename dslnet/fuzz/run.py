@@ -7,14 +7,17 @@ errors, then every network at its defaults) and through the API (`dslnet.loads`,
 - compiled: then the backends must take it too: the IR verifies and prints, the
   generated PyTorch source compiles as Python, and the ONNX model passes the ONNX
   checker (a network with more than `max_onnx_elements` weights, or a dimension that
-  large, is not emitted, and counted);
+  large, is not emitted, and counted); and, unless the run turns it off, the generated
+  module and ONNX Runtime run it on the same weights and inputs and agree
+  (dslnet.fuzz.differential): a difference is a disagreement;
 - rejected: diagnostics that each name a file of the spec and a position in it, show
   the line that position names, and render. A network `check` passed must compile.
 
-Anything else is a crash (another exception, a misplaced diagnostic, a worker process
-that died) or a hang: over the time limit in CPU time, rather than wall time, so that a
-loaded machine does not turn slow cases into hangs; a worker that does not answer in
-many times that (stuck in C code) is killed and counted as hanging too.
+Anything else is a crash (another exception, a backend that cannot build an accepted
+network, a misplaced diagnostic, a worker process that died) or a hang: over the time
+limit in CPU time, rather than wall time, so that a loaded machine does not turn slow
+cases into hangs; a worker that does not answer in many times that (stuck in C code) is
+killed and counted as hanging too.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import re
 import signal
 import time
 import traceback
@@ -40,6 +44,7 @@ from dslnet.backends.onnx_emit import emit_onnx
 from dslnet.backends.torch_codegen import generate_torch
 from dslnet.diagnostics import CompileError
 from dslnet.fuzz.cases import Case, Seed, make_case, op_example_seeds, seeds_from_files
+from dslnet.fuzz.differential import MAX_ELEMENTS, Disagreement, run_both
 from dslnet.ir.graph import Graph
 from dslnet.ir.printer import print_graph
 from dslnet.ir.verifier import verify
@@ -53,6 +58,7 @@ class Verdict(str, Enum):
     REJECTED = "rejected"
     CRASH = "crash"
     HANG = "hang"
+    DISAGREE = "disagree"  # torch and ONNX Runtime differ on an accepted network
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,9 @@ class Outcome:
     torch_checked: int = 0
     onnx_checked: int = 0
     onnx_skipped: int = 0
+    compared: int = 0  # networks run in both backends
+    not_compared: tuple[str, ...] = ()  # why others were not: "over 4,000,000 elements"
+    wall_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,9 @@ class Settings:
     directory: Path  # where generated cases claim to live
     timeout_s: float = 2.0
     max_onnx_elements: int = MAX_ONNX_ELEMENTS
+    # Run accepted networks in both backends and compare (0: don't) up to this size:
+    # weights plus the largest value, in elements.
+    max_run_elements: int = MAX_ELEMENTS
     # A worker stuck where signals are not seen (in C) is killed after this long; None:
     # many times `timeout_s`, so that a loaded machine does not trigger it.
     kill_after_s: float | None = None
@@ -87,13 +99,17 @@ class Settings:
         return make_case(self.seed, index, self.seeds, self.directory)
 
 
-def repository_settings(root: Path, seed: int, timeout_s: float = 2.0) -> Settings:
+def repository_settings(
+    root: Path, seed: int, timeout_s: float = 2.0, max_run_elements: int = MAX_ELEMENTS
+) -> Settings:
     """A run seeded from a dslnet checkout at `root`: its spec library, its error corpus
     (and the files that imports) and every registered op's examples. Generated cases
     live beside the library, so they can import its specs."""
     files = sorted(root.glob("specs/*.net")) + sorted(root.glob("tests/errors/**/*.net"))
     seeds = seeds_from_files(files) + op_example_seeds(root / "specs")
-    return Settings(seed, tuple(seeds), root / "specs", timeout_s)
+    return Settings(
+        seed, tuple(seeds), root / "specs", timeout_s, max_run_elements=max_run_elements
+    )
 
 
 class _CpuTimeout(BaseException):
@@ -104,53 +120,74 @@ class _CpuTimeout(BaseException):
 # --- one case --------------------------------------------------------------------------
 
 
-def run_case(case: Case, timeout_s: float, max_onnx_elements: int = MAX_ONNX_ELEMENTS) -> Outcome:
-    """Compile `case` under a CPU-time limit (signals: call it from the main thread)."""
+def run_case(
+    case: Case,
+    timeout_s: float,
+    max_onnx_elements: int = MAX_ONNX_ELEMENTS,
+    max_run_elements: int = MAX_ELEMENTS,
+) -> Outcome:
+    """Compile `case` under a CPU-time limit (signals: call it from the main thread), and
+    run what compiles in both backends (up to `max_run_elements`; 0: not at all)."""
 
     def expired(signum: int, frame: Any) -> None:
         raise _CpuTimeout
 
     previous = signal.signal(signal.SIGPROF, expired)
-    start = time.process_time()
+    start, wall_start = time.process_time(), time.perf_counter()
     stats: Counter[str] = Counter()  # backend checks done and skipped
+    limits = _Limits(max_onnx_elements, max_run_elements)
     try:
         signal.setitimer(signal.ITIMER_PROF, timeout_s)
         try:
-            verdict, problem = _compile(case, stats, max_onnx_elements)
+            verdict, problem = _compile(case, stats, limits)
         finally:
             signal.setitimer(signal.ITIMER_PROF, 0)
     except _CpuTimeout as err:
-        return Outcome(
-            case.index,
-            Verdict.HANG,
-            f"over {timeout_s:g} s of CPU at {_where(err)}",
-            traceback.format_exc(),
-            time.process_time() - start,
-        )
+        verdict, kind = Verdict.HANG, f"over {timeout_s:g} s of CPU at {_where(err)}"
+        problem = traceback.format_exc()
+    except Disagreement as err:
+        verdict, kind, problem = Verdict.DISAGREE, _disagreement_kind(str(err)), str(err)
     except BaseException as err:  # anything but a CompileError is what we look for
-        return Outcome(
-            case.index,
-            Verdict.CRASH,
-            f"{type(err).__name__} at {_where(err)}",
-            traceback.format_exc(),
-            time.process_time() - start,
-        )
+        verdict, kind = Verdict.CRASH, f"{type(err).__name__} at {_where(err)}"
+        problem = traceback.format_exc()
+    else:
+        kind = problem.split(":")[0]
+        if problem:
+            verdict = Verdict.CRASH
     finally:
         signal.signal(signal.SIGPROF, previous)
-    cpu = time.process_time() - start
-    if problem:
-        return Outcome(case.index, Verdict.CRASH, problem.split(":")[0], problem, cpu)
     return Outcome(
         case.index,
         verdict,
-        cpu_s=cpu,
+        kind,
+        problem,
+        cpu_s=time.process_time() - start,
         torch_checked=stats["torch"],
         onnx_checked=stats["onnx"],
         onnx_skipped=stats["onnx skipped"],
+        compared=stats["compared"],
+        not_compared=tuple(k.removeprefix("not run: ") for k in stats if k.startswith("not run: ")),
+        wall_s=time.perf_counter() - wall_start,
     )
 
 
-def _compile(case: Case, stats: Counter[str], max_onnx_elements: int) -> tuple[Verdict, str]:
+@dataclass(frozen=True)
+class _Limits:
+    max_onnx_elements: int
+    max_run_elements: int
+
+
+def _disagreement_kind(message: str) -> str:
+    """A disagreement's kind, for grouping: what differed and, when a backend refused,
+    its error (sizes, names and values left out)."""
+    what = message.split(": ", 1)[-1]  # after "at N=2, T=3"
+    what = re.sub(r"output '[^']*'", "output", what)
+    what = re.sub(r": torch .*, ONNX Runtime .*$", "", what)  # the values that differ
+    what = re.sub(r"[-+]?\b\d[\w.+-]*|\[[^\]]*\]|\([^)]*\)|'[^']*'|\{[^}]*\}", "#", what)
+    return "disagreement: " + what[:120]
+
+
+def _compile(case: Case, stats: Counter[str], limits: _Limits) -> tuple[Verdict, str]:
     """(verdict, problem). As `dslnet check` does first (load without stopping at errors,
     then every network at its defaults: all the diagnostics), then as the API does
     (`ir` per network, which must succeed for every network check passed)."""
@@ -175,22 +212,27 @@ def _compile(case: Case, stats: Counter[str], max_onnx_elements: int) -> tuple[V
             if problem:
                 return verdict, problem
             continue
-        _backends(graph, stats, max_onnx_elements)
+        _backends(graph, stats, limits)
     return verdict, ""
 
 
-def _backends(graph: Graph, stats: Counter[str], max_onnx_elements: int) -> None:
-    """What `dslnet compile` makes of an accepted network; a failure raises."""
+def _backends(graph: Graph, stats: Counter[str], limits: _Limits) -> None:
+    """What `dslnet compile` makes of an accepted network, and running it in both
+    backends; a failure raises (Disagreement: the backends differ)."""
     verify(graph)
     print_graph(graph)
     source = generate_torch(graph, graph.span.file if graph.span else None)
     compile(source, f"<torch source of {graph.name}>", "exec")
     stats["torch"] += 1
-    if _too_big_for_onnx(graph, max_onnx_elements):
+    if _too_big_for_onnx(graph, limits.max_onnx_elements):
         stats["onnx skipped"] += 1
         return
     onnx.checker.check_model(emit_onnx(graph))
     stats["onnx"] += 1
+    if limits.max_run_elements <= 0:
+        return
+    why_not = run_both(graph, source, limits.max_run_elements)
+    stats[f"not run: {why_not}" if why_not else "compared"] += 1
 
 
 def _too_big_for_onnx(graph: Graph, max_elements: int) -> bool:
@@ -212,7 +254,8 @@ def diagnostics_problem(err: CompileError, case: Case) -> str:
     '\n' only, as the parser counts them), and rendering must succeed."""
     if not err.diagnostics:
         return "UnlocatedError: a CompileError without diagnostics"
-    own = [line.removesuffix("\r") for line in case.text.split("\n")]
+    # A leading byte-order mark is dropped by the loader, as by `load`.
+    own = [line.removesuffix("\r") for line in case.text.removeprefix("\ufeff").split("\n")]
     for d in err.diagnostics:
         for where, span in [("", d.span)] + [(" (a note)", n.span) for n in d.notes if n.span]:
             lines = err.sources.texts.get(span.file)
@@ -252,9 +295,20 @@ def warm_up() -> None:
     """Run every stage once, so that no case pays for first-time work (caches, lazy
     imports of the backends' dependencies)."""
     program = dslnet.loads(
-        "network Warm() {\n    in x: float32[N, 4]\n    out y = x -> linear(2) -> relu\n}\n"
+        "network Warm() {\n    in x: float32[N, 4]\n"
+        "    out y = x -> linear(features=2) -> relu\n}\n"
     )
-    _backends(program.ir("Warm"), Counter(), MAX_ONNX_ELEMENTS)
+    _backends(program.ir("Warm"), Counter(), _Limits(MAX_ONNX_ELEMENTS, MAX_ELEMENTS))
+
+
+def single_threaded() -> None:
+    """One thread for torch (ONNX Runtime sessions are made with one): workers run side
+    by side, and a case's CPU time is then its own."""
+    import torch
+
+    torch.set_num_threads(1)
+    with contextlib.suppress(RuntimeError):  # once per process
+        torch.set_num_interop_threads(1)
 
 
 def _limit_memory() -> None:
@@ -274,6 +328,7 @@ def _limit_memory() -> None:
 
 def _worker(conn: Connection, settings: Settings) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the run
+    single_threaded()
     warm_up()
     _limit_memory()
     conn.send("ready")
@@ -282,7 +337,11 @@ def _worker(conn: Connection, settings: Settings) -> None:
         if index is None:
             return
         case = settings.case(index)
-        conn.send(run_case(case, settings.timeout_s, settings.max_onnx_elements))
+        conn.send(
+            run_case(
+                case, settings.timeout_s, settings.max_onnx_elements, settings.max_run_elements
+            )
+        )
 
 
 @dataclass
@@ -372,7 +431,12 @@ def run_cases(settings: Settings, indices: Sequence[int] | range, jobs: int) -> 
     if jobs <= 0:
         warm_up()
         for index in indices:
-            yield run_case(settings.case(index), settings.timeout_s, settings.max_onnx_elements)
+            yield run_case(
+                settings.case(index),
+                settings.timeout_s,
+                settings.max_onnx_elements,
+                settings.max_run_elements,
+            )
         return
     pool = _Pool(settings, min(jobs, max(1, len(indices))))
     try:
@@ -386,13 +450,16 @@ def run_cases(settings: Settings, indices: Sequence[int] | range, jobs: int) -> 
 
 @dataclass
 class Tally:
-    """Counts over a run, and the first case of each kind of crash and hang."""
+    """Counts over a run, and the first case of each kind of crash, hang and
+    disagreement."""
 
     total: int = 0
     verdicts: dict[Verdict, int] = field(default_factory=lambda: dict.fromkeys(Verdict, 0))
     torch_checked: int = 0
     onnx_checked: int = 0
     onnx_skipped: int = 0
+    compared: int = 0
+    not_compared: Counter[str] = field(default_factory=Counter)  # why -> networks
     first: dict[str, Outcome] = field(default_factory=dict)  # kind -> first outcome
     counts: dict[str, int] = field(default_factory=dict)  # kind -> cases
     slowest: Outcome | None = None
@@ -403,7 +470,9 @@ class Tally:
         self.torch_checked += outcome.torch_checked
         self.onnx_checked += outcome.onnx_checked
         self.onnx_skipped += outcome.onnx_skipped
-        if outcome.verdict in (Verdict.CRASH, Verdict.HANG):
+        self.compared += outcome.compared
+        self.not_compared.update(outcome.not_compared)
+        if outcome.verdict in (Verdict.CRASH, Verdict.HANG, Verdict.DISAGREE):
             key = f"{outcome.verdict.value}: {outcome.kind}"
             self.first.setdefault(key, outcome)
             self.counts[key] = self.counts.get(key, 0) + 1
@@ -412,7 +481,7 @@ class Tally:
 
     @property
     def failures(self) -> int:
-        return self.verdicts[Verdict.CRASH] + self.verdicts[Verdict.HANG]
+        return sum(self.verdicts[v] for v in (Verdict.CRASH, Verdict.HANG, Verdict.DISAGREE))
 
 
 def reproducer(settings: Settings, outcome: Outcome) -> str:

@@ -74,9 +74,13 @@ class GraphBuilder:
         in_types = [self.graph.values[v].type for v in inputs]
         out_types = op.infer(attrs, in_types)
         shapes = op.params(attrs, in_types)
+        buffers = op.buffers(attrs, in_types)
+        _check_weights_dtype(
+            op, [*shapes, *(r for r, (_, d) in buffers.items() if d.is_float)], in_types
+        )
         for role, shape in shapes.items():
             self._add_parameter(module, role, shape)
-        for role, (shape, dtype) in op.buffers(attrs, in_types).items():
+        for role, (shape, dtype) in buffers.items():
             self._add_parameter(module, role, shape, dtype, buffer=True)
         outputs = tuple(self.fresh_value(h) for h in out_hints[: len(out_types)])
         for name, ttype in zip(outputs, out_types):
@@ -116,3 +120,14 @@ class GraphBuilder:
                 f"shared layer '{module}' is used with incompatible shapes: its {role} is "
                 f"{shape_str(seen.shape)} from the first use, this use needs {shape_str(shape)}"
             )
+
+
+def _check_weights_dtype(op: OpDef, roles: Sequence[str], in_types: Sequence[TensorType]) -> None:
+    """Weights are float32, and neither PyTorch nor ONNX Runtime mixes them with another
+    float dtype in one op: such an input is refused here rather than at run time."""
+    other = next((t for t in in_types if t.dtype.is_float and t.dtype != DType.float32), None)
+    if roles and other is not None:
+        raise ShapeError(
+            f"{op.name} holds float32 weights ({', '.join(roles)}), so its floating-point "
+            f"inputs must be float32 too, got {other}"
+        )

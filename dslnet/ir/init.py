@@ -3,12 +3,16 @@
 Each scheme has a torch form (a line of generated code, run by the module's
 constructor) and a numpy form (for ONNX models emitted without weights);
 both follow torch's fan-in/fan-out conventions. Biases start at zero under
-any scheme but "default", which keeps PyTorch's own initialisation.
+any scheme but "default", which keeps PyTorch's own initialisation. The schemes
+computed from fans (kaiming, xavier) need a weight of two dims or more: a 1-D
+weight (a norm's scale) keeps its layer's default, so that `init="kaiming"` on a
+block of convolutions and batch norms initialises the convolutions.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -47,13 +51,23 @@ def names() -> list[str]:
     return [*SCHEMES, *ALIASES]
 
 
-def torch_lines(scheme: str, attr: str, roles: list[str]) -> list[str]:
-    """Constructor lines applying `scheme` to `self.<attr>`'s parameters."""
+FROM_FANS = frozenset({"kaiming", "kaiming_uniform", "xavier", "xavier_normal"})
+
+
+def draws(scheme: str, role: str, shape: tuple[int, ...]) -> bool:
+    """Whether `scheme` sets this parameter (else it keeps its layer's default)."""
     if scheme == "default":
-        return []
+        return False
+    return not (scheme in FROM_FANS and is_weight(role) and len(shape) < 2)
+
+
+def torch_lines(scheme: str, attr: str, params: Mapping[str, tuple[int, ...]]) -> list[str]:
+    """Constructor lines applying `scheme` to `self.<attr>`'s parameters (role -> shape)."""
     lines = []
-    for role in roles:
+    for role, shape in params.items():
         target = f"self.{attr}.{role}"
+        if not draws(scheme, role, shape):
+            continue
         if is_weight(role):
             lines.append(SCHEMES[scheme][0].format(w=target))
         else:

@@ -20,7 +20,9 @@ def format_value(value: Any) -> str:
     if isinstance(value, SymExpr):
         return dim_str(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # Escaped as a spec writes them: a raw newline would split the printed line.
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return '"' + escaped.replace("\n", "\\n").replace("\t", "\\t") + '"'
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, (tuple, list)):

@@ -108,6 +108,11 @@ class SymExpr:
             raise ValueError("symbol name must be non-empty")
         return SymExpr(((((name, 1),), 1),))
 
+    @property
+    def term_count(self) -> int:
+        """Terms of the canonical sum: what an operation on it costs grows with them."""
+        return len(self._terms)
+
     def _sort_key(self) -> _Key:
         """Structural, hash-seed independent ordering key."""
         if self._skey is None:

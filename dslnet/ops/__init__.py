@@ -16,6 +16,7 @@ from dslnet.ops.opdef import (
     need_static,
     normalize_axis,
 )
+from dslnet.ops.positional import InferredSize
 from dslnet.ops.registry import (
     OpDefinitionError,
     Origin,
@@ -34,6 +35,7 @@ __all__ = [
     "PLUGIN_GROUP",
     "AttrError",
     "DType",
+    "InferredSize",
     "NoAttrs",
     "OnnxNodeContext",
     "OpAttrs",

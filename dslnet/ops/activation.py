@@ -88,6 +88,7 @@ class GeluAttrs(OpAttrs):
 @register
 class GELU(_SameType):
     name = "gelu"
+    positional = ("approximate",)
     doc = "Gaussian error linear unit, x * Phi(x)."
     Attrs = GeluAttrs
     examples = (
@@ -133,6 +134,7 @@ class SoftmaxAttrs(OpAttrs):
 @register
 class Softmax(_SameType):
     name = "softmax"
+    positional = ("axis",)
     doc = "exp(x) / sum(exp(x)) along `axis`."
     Attrs = SoftmaxAttrs
     examples = (
@@ -180,6 +182,7 @@ _CHANNEL_DROPOUT = {3: "nn.Dropout1d", 4: "nn.Dropout2d", 5: "nn.Dropout3d"}
 @register
 class Dropout(_SameType):
     name = "dropout"
+    positional = ("p",)
     family = "regularization"
     doc = (
         "Zeroes elements (or with channel=true whole channels) with probability p while "
@@ -231,6 +234,7 @@ class LeakyReluAttrs(OpAttrs):
 @register
 class LeakyReLU(_SameType):
     name = "leaky_relu"
+    positional = ("negative_slope",)
     doc = "x for x >= 0, negative_slope * x below."
     Attrs = LeakyReluAttrs
     aliases = {"slope": "negative_slope"}
@@ -258,6 +262,8 @@ class PReluAttrs(OpAttrs):
 @register
 class PReLU(_SameType):
     name = "prelu"
+    # nn.PReLU(64) counts slopes, `channels` is a flag: keyword-only.
+    positional = ()
     doc = "Leaky ReLU with a learned slope (one, or one per channel of axis 1); starts at 0.25."
     Attrs = PReluAttrs
     examples = (
@@ -311,6 +317,7 @@ class EluAttrs(OpAttrs):
 @register
 class ELU(_SameType):
     name = "elu"
+    positional = ("alpha",)
     doc = "x for x > 0, alpha * (exp(x) - 1) below."
     Attrs = EluAttrs
     examples = (
@@ -340,7 +347,8 @@ class SiLU(_SameType):
 
 class HardtanhAttrs(OpAttrs):
     min_val: float = Field(-1.0, description="lower clamp")
-    max_val: float = Field(1.0, description="upper clamp; above min_val")
+    # Checked against min_val even when left at its default: hardtanh(min_val=2.0).
+    max_val: float = Field(1.0, description="upper clamp; above min_val", validate_default=True)
 
     @field_validator("max_val")
     @classmethod
@@ -354,6 +362,7 @@ class HardtanhAttrs(OpAttrs):
 @register
 class Hardtanh(_SameType):
     name = "hardtanh"
+    positional = ("min_val", "max_val")
     doc = "Clamp x to [min_val, max_val]."
     Attrs = HardtanhAttrs
     aliases = {"min": "min_val", "max": "max_val"}
@@ -377,6 +386,7 @@ class Hardtanh(_SameType):
 @register
 class LogSoftmax(Softmax):
     name = "log_softmax"
+    positional = ("axis",)
     doc = "log(softmax(x)) along `axis`, computed stably."
     examples = (
         "in x: float32[N, 10]\nout y = log_softmax(x)",

@@ -84,6 +84,7 @@ class _AdaptiveAvgPool(OpDef):
     """Output cell i of an axis of size L averages [floor(i*L/O), ceil((i+1)*L/O))."""
 
     family = "pool"
+    positional = ("output_size",)
     spatial: ClassVar[int]
 
     def channels(self, attrs: object, inputs: Sequence[TensorType]) -> Channels | None:

@@ -19,6 +19,7 @@ from dslnet.ir.symbolic import Dim, add, dims_equal, mul
 from dslnet.ir.types import DType, TensorType
 from dslnet.ops.channels import Channels, Placed
 from dslnet.ops.lowering import OnnxNodeContext
+from dslnet.ops.positional import InferredSize
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
 _CAUSAL_HELPER = '''
@@ -234,6 +235,8 @@ class MHAAttrs(OpAttrs):
 @register
 class MultiheadAttention(OpDef):
     name = "multihead_attention"
+    positional = ("heads",)
+    inferred = InferredSize("embedding width", axis=-1)
     family = "attention"
     short_name = "attn"
     doc = (

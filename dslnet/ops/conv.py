@@ -18,6 +18,7 @@ from dslnet.ir.types import TensorType
 from dslnet.ops.channels import Channels, units
 from dslnet.ops.factoring import Factoring
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
+from dslnet.ops.positional import InferredSize
 from dslnet.ops.registry import OpDef, ShapeError, need_static, register
 from dslnet.ops.window import (
     AXIS_NAMES,
@@ -77,7 +78,7 @@ class ConvTransposeAttrs(WindowAttrs):
         0, description="removes dilation*(kernel_size-1)-padding from both ends of each axis"
     )
     output_padding: IntOrTuple = Field(
-        0, description="extra size added at the end of each axis; below stride or dilation"
+        0, description="extra size added at the end of each axis; below the stride"
     )
     groups: int = Field(1, gt=0, description=_GROUPS)
     bias: bool = Field(True, description="learn an additive bias per output channel")
@@ -101,6 +102,8 @@ class _ConvBase(OpDef):
 
     family = "conv"
     aliases = {"k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation"}
+    positional = ("out_channels", "kernel_size")
+    inferred = InferredSize("input channel count", axis=1)
     spatial: ClassVar[int]
     torch_class: ClassVar[str]
 
@@ -266,10 +269,11 @@ class _ConvTranspose(_ConvBase):
         sizes: list[Dim] = []
         for i in range(n):
             axis, name = i + 2, AXIS_NAMES[n][i]
-            if extra[i] >= stride[i] and extra[i] >= dilation[i]:
+            # PyTorch also takes one below the dilation; ONNX Runtime refuses that.
+            if extra[i] >= stride[i]:
                 raise ShapeError(
                     f"{self.name}: output_padding {extra[i]} on axis {axis} must be smaller "
-                    f"than the stride ({stride[i]}) or the dilation ({dilation[i]}), for {x}"
+                    f"than the stride ({stride[i]}), for {x}"
                 )
             grow = dilation[i] * (kernel[i] - 1) + extra[i] + 1 - 2 * padding[i]
             size = add(mul(sub(x.shape[axis], 1), stride[i]), grow)

@@ -52,6 +52,7 @@ class PairwiseDistanceAttrs(OpAttrs):
 @register
 class PairwiseDistance(OpDef):
     name = "pairwise_distance"
+    positional = ("p",)
     family = "distance"
     doc = "p-norm of (a - b + eps) over the last axis (a and b broadcast), as F.pairwise_distance."
     Attrs = PairwiseDistanceAttrs
@@ -87,6 +88,15 @@ class PairwiseDistance(OpDef):
         if attrs.eps:
             (diff,) = ctx.add_node("Add", [diff, _scalar(ctx, "eps", attrs.eps)])
         axes, keep = _axes(ctx, -1), int(attrs.keepdim)
+        if all(t.shape[-1:] in ((), (1,)) for t in ctx.input_types):
+            # PyTorch's norm of one element is its magnitude, not (|x|^p)^(1/p), which
+            # overflows or underflows for a large p: the same here.
+            (mag,) = ctx.add_node("Abs", [diff])
+            if keep:
+                ctx.add_node("Identity", [mag], [y])
+            else:
+                ctx.add_node("Squeeze", [mag, axes], [y])
+            return
         if attrs.p == 2.0:
             _l2(ctx, diff, -1, keep, y)
             return
@@ -113,6 +123,7 @@ class CosineSimilarityAttrs(OpAttrs):
 @register
 class CosineSimilarity(OpDef):
     name = "cosine_similarity"
+    positional = ("axis",)
     family = "distance"
     doc = (
         "Cosine of the angle between a and b along `axis`, as F.cosine_similarity: "
@@ -169,6 +180,8 @@ class L2NormalizeAttrs(OpAttrs):
 @register
 class L2Normalize(OpDef):
     name = "l2_normalize"
+    # F.normalize(x, 2) would be its p: axis is keyword-only.
+    positional = ()
     family = "distance"
     doc = "x / max(||x||_2 along axis, eps): unit vectors, as F.normalize."
     Attrs = L2NormalizeAttrs

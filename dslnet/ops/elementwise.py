@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -121,10 +122,13 @@ class ConstantAttrs(OpAttrs):
     value: float = Field(description="the scalar")
     dtype: DType = Field(DType.float32, description="element type")
 
+    dtype_range = frozenset({"value"})  # checked against dtype (Constant.infer)
+
 
 @register
 class Constant(OpDef):
     name = "constant"
+    positional = ("value",)
     family = "elementwise"
     doc = "A scalar tensor; `x * 0.5` in a spec makes one."
     Attrs = ConstantAttrs
@@ -165,6 +169,8 @@ def number_problem(value: float, dtype: DType, *, fraction: str) -> str | None:
     """Why a number or integer `dtype` cannot hold `value` exactly as written (out of
     its range; or a fraction in an integer dtype, `fraction` saying why that matters),
     or None when it can. The one rule for constants written next to a tensor."""
+    if math.isnan(value):
+        return "is not a number"
     if dtype.is_float:
         largest = 3.39e38 if dtype is DType.bfloat16 else float(np.finfo(dtype.value).max)
         if abs(value) > largest:

@@ -78,6 +78,7 @@ class EmbeddingAttrs(OpAttrs):
 @register
 class Embedding(OpDef):
     name = "embedding"
+    positional = ("num_embeddings", "embedding_dim")
     family = "embedding"
     doc = (
         "Look up rows of a learned table by integer ids: int[...] -> float32[..., dim]. "
@@ -173,49 +174,60 @@ class PositionsAttrs(OpAttrs):
     max_len: int = Field(5000, gt=0, description="the most positions an input may have")
 
 
+class SinusoidalAttrs(OpAttrs):
+    max_len: int = Field(
+        5000,
+        gt=0,
+        description="the most positions an input of known length may have (the table is "
+        "computed for each run's length, so a symbolic one has no limit)",
+    )
+
+
 _SINUSOIDAL = '''
 class SinusoidalPositions(nn.Module):
-    """Adds the fixed sine/cosine position table of "Attention Is All You Need"."""
+    """Adds the fixed sine/cosine position table of "Attention Is All You Need",
+    computed for the input's length (the ONNX model does the same)."""
 
     def __init__(self, dim: int, max_len: int) -> None:
         super().__init__()
-        position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)
+        self.dim, self.max_len = dim, max_len
         frequency = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
-        table = torch.zeros(max_len, dim)
-        table[:, 0::2] = torch.sin(position * frequency)
-        table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
-        self.register_buffer("table", table, persistent=False)  # fixed: not a weight
+        self.register_buffer("frequency", frequency, persistent=False)  # fixed: not a weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.table[: x.size(-2)]
+        position = torch.arange(x.size(-2), dtype=torch.float32, device=x.device).unsqueeze(1)
+        angle = position * self.frequency
+        table = torch.stack((torch.sin(angle), torch.cos(angle)), dim=-1).flatten(-2)
+        return x + table[:, : self.dim].to(x.dtype)
 '''
 
 
 @register
 class SinusoidalPositions(OpDef):
     name = "sinusoidal_positions"
+    positional = ("max_len",)
     family = "embedding"
     short_name = "positions"
     doc = (
         "Add the fixed sine/cosine position encoding to x [..., T, D]: sin on even "
         "features, cos on odd ones, wavelengths from 2*pi to 10000*2*pi. No weights."
     )
-    Attrs = PositionsAttrs
+    Attrs = SinusoidalAttrs
     torch_helpers = _SINUSOIDAL
     examples = (
         "in x: float32[N, T, 6]\nout y = sinusoidal_positions(x)",
         "in x: float32[N, T, 5]\nout y = x -> sinusoidal_positions(max_len=16)",
     )
 
-    def infer(self, attrs: PositionsAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
+    def infer(self, attrs: SinusoidalAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         x, _ = _sequence_input(self.name, inputs)
         _check_length(self.name, x, attrs.max_len)
         return (x,)
 
-    def torch_module(self, attrs: PositionsAttrs, inputs: Sequence[TensorType]) -> str:
+    def torch_module(self, attrs: SinusoidalAttrs, inputs: Sequence[TensorType]) -> str:
         return f"SinusoidalPositions({inputs[0].shape[-1]}, max_len={attrs.max_len})"
 
-    def onnx(self, attrs: PositionsAttrs, ctx: OnnxNodeContext) -> None:
+    def onnx(self, attrs: SinusoidalAttrs, ctx: OnnxNodeContext) -> None:
         # Computed for the run's T rather than stored: a [max_len, D] table would weigh
         # megabytes in the file for a handful of arithmetic nodes.
         x = ctx.input_types[0]
@@ -287,6 +299,7 @@ class LearnedPositionsAttrs(OpAttrs):
 @register
 class LearnedPositions(OpDef):
     name = "learned_positions"
+    positional = ("max_len",)
     family = "embedding"
     short_name = "positions"
     doc = (
@@ -346,6 +359,7 @@ def _index_expr(x: str, axis: int, index: str) -> str:
 @register
 class Gather(OpDef):
     name = "gather"
+    positional = ("axis",)
     family = "embedding"
     doc = (
         "Take entries of x along `axis` at integer indices (numpy take / ONNX Gather): "
@@ -385,6 +399,8 @@ class SelectAttrs(OpAttrs):
 @register
 class Select(OpDef):
     name = "select"
+    # torch.select(x, dim, index) puts the axis first: only the index is positional.
+    positional = ("index",)
     family = "embedding"
     doc = "Take one position along `axis`, removing the axis: x[:, 0] is select(x, 0, axis=1)."
     Attrs = SelectAttrs

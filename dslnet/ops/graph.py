@@ -21,6 +21,7 @@ from dslnet.ir.symbolic import Dim, add, dims_equal, mul
 from dslnet.ir.types import TensorType
 from dslnet.ops.channels import Channels, Placed, units
 from dslnet.ops.lowering import OnnxNodeContext
+from dslnet.ops.positional import InferredSize
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
 
@@ -42,6 +43,8 @@ class _GraphLayer(OpDef):
 
     family = "graph"
     inputs = ("x", "adj")
+    positional = ("features",)
+    inferred = InferredSize("input feature count", axis=-1)
 
     def init_param(
         self, attrs: Any, role: str, inputs: Sequence[TensorType], rng: np.random.Generator

@@ -13,6 +13,7 @@ from dslnet.ir.types import TensorType
 from dslnet.ops.channels import Channels, units
 from dslnet.ops.factoring import Factoring
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
+from dslnet.ops.positional import InferredSize
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
 
@@ -24,6 +25,8 @@ class LinearAttrs(OpAttrs):
 @register
 class Linear(OpDef):
     name = "linear"
+    positional = ("features",)
+    inferred = InferredSize("input feature count", axis=-1)
     family = "linear"
     doc = "Dense layer y = x W^T + b over the last axis; input features are inferred."
     Attrs = LinearAttrs

@@ -125,6 +125,7 @@ def _smoothing(attrs: ClassIdAttrs) -> float:
 @register
 class NllLoss(Loss):
     name = "nll_loss"
+    positional = ("class_weights",)
     doc = (
         "-log_probs[n, target[n]] of log-probabilities [N, C, d...] and int64 class ids "
         "[N, d...], as F.nll_loss (with class weights and ignore_index)."
@@ -217,6 +218,7 @@ class NllLoss(Loss):
 @register
 class CrossEntropy(NllLoss):
     name = "cross_entropy"
+    positional = ("class_weights",)
     doc = (
         "Softmax cross-entropy of logits [N, C, d...] against int64 class ids [N, d...], "
         "as F.cross_entropy (class weights, ignore_index, label smoothing)."
@@ -238,20 +240,36 @@ class CrossEntropy(NllLoss):
         return g("LogSoftmax", x, axis=1)
 
 
+_BCE = '''
+def binary_cross_entropy(
+    probs: torch.Tensor, target: torch.Tensor, reduction: str
+) -> torch.Tensor:
+    """F.binary_cross_entropy's formula, each log clamped at -100, without its check that
+    the values lie in [0, 1]: the ONNX model has none, and the two agree on any data."""
+    log_p = torch.log(probs).clamp(min=-100)
+    log_q = torch.log(1 - probs).clamp(min=-100)
+    return reduce_loss(-(target * log_p + (1 - target) * log_q), reduction)
+'''
+
+
 @register
 class BceLoss(PointwiseLoss):
     name = "bce_loss"
     doc = (
         "-(t log p + (1 - t) log(1 - p)) of probabilities p in [0, 1], each log clamped "
-        "at -100, as F.binary_cross_entropy."
+        "at -100, as F.binary_cross_entropy (without its run-time check that p and t lie "
+        "in [0, 1], which ONNX has no way to make)."
     )
     inputs = ("probs", "target")
-    functional = "binary_cross_entropy"
+    torch_helpers = _BCE
     examples = (
         "in x: float32[N, 6]\nin t: float32[N, 6]\nout loss = bce_loss(sigmoid(x), sigmoid(t))",
         "in x: float32[N, 1, H, W]\nin t: float32[N, 1, H, W]\nout loss = "
         'bce_loss(sigmoid(x), sigmoid(t), reduction="none")',
     )
+
+    def torch_expr(self, attrs: Any, args: Sequence[str], inputs: Sequence[TensorType]) -> str:
+        return f'binary_cross_entropy({args[0]}, {args[1]}, "{attrs.reduction}")'
 
     def elementwise(self, attrs: Any, g: LossGraph, x: str, target: str) -> str:
         return onnx_binary_cross_entropy(g, x, target)
@@ -348,6 +366,7 @@ class FocalAttrs(OpAttrs):
 @register
 class FocalLoss(PointwiseLoss):
     name = "focal_loss"
+    positional = ("alpha",)
     doc = (
         "Binary focal loss from logits (Lin et al., RetinaNet), as torchvision's "
         "sigmoid_focal_loss: alpha_t (1 - p_t)^gamma bce_with_logits(x, t)."

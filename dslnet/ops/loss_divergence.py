@@ -164,6 +164,7 @@ class VaeAttrs(OpAttrs):
 @register
 class VaeLoss(Loss):
     name = "vae_loss"
+    positional = ("reconstruction",)
     doc = (
         "The VAE objective (negative ELBO; beta-VAE with beta): per sample, the summed "
         "reconstruction error of recon against x plus beta gaussian_kl(mu, logvar)."

@@ -87,6 +87,7 @@ class _SoftOverlap(Loss):
 @register
 class DiceLoss(_SoftOverlap):
     name = "dice_loss"
+    positional = ("smooth",)
     doc = (
         "1 - soft Dice of each sample: (2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth), "
         "summed over every axis but the batch axis 0; p are probabilities."
@@ -108,6 +109,7 @@ class DiceLoss(_SoftOverlap):
 @register
 class IouLoss(_SoftOverlap):
     name = "iou_loss"
+    positional = ("smooth",)
     doc = (
         "1 - soft IoU (Jaccard) of each sample: (sum(p t) + smooth) / (sum(p) + sum(t) - "
         "sum(p t) + smooth), summed over every axis but the batch axis 0."
@@ -166,6 +168,7 @@ class ContrastiveAttrs(OpAttrs):
 @register
 class ContrastiveLoss(Loss):
     name = "contrastive_loss"
+    positional = ("margin",)
     doc = (
         "Pairs of embeddings a, b [..., D] and a label [...] (1: similar, 0: not; float, "
         "int or bool): label d^2 + (1 - label) max(margin - d, 0)^2, d = "
@@ -227,6 +230,7 @@ class TripletAttrs(OpAttrs):
 @register
 class TripletMarginLoss(Loss):
     name = "triplet_margin_loss"
+    positional = ("margin",)
     doc = (
         "max(d(anchor, positive) - d(anchor, negative) + margin, 0) per row of [N, D] "
         "embeddings, d the p-norm distance, as F.triplet_margin_loss."
@@ -298,6 +302,7 @@ class NtXentAttrs(OpAttrs):
 @register
 class NtXentLoss(Loss):
     name = "nt_xent_loss"
+    positional = ("temperature",)
     doc = (
         "SimCLR's NT-Xent (InfoNCE over a batch): two views z1, z2 [N, D] of N samples; "
         "each view's positive is its pair, the other 2N - 2 views are negatives. Per "

@@ -19,6 +19,7 @@ from dslnet.ir.symbolic import dims_equal
 from dslnet.ir.types import DType, TensorType, shape_str
 from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
+from dslnet.ops.positional import InferredSize
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
 
@@ -122,6 +123,7 @@ _BATCHNORM = {2: "nn.BatchNorm1d", 3: "nn.BatchNorm1d", 4: "nn.BatchNorm2d", 5: 
 @register
 class BatchNorm(_ChannelAffineNorm):
     name = "batchnorm"
+    inferred = InferredSize("channel count", axis=1)
     doc = (
         "Normalize each channel (axis 1) by batch statistics while training and by running "
         "ones in eval; BatchNorm1d/2d/3d by input rank (2-5)."
@@ -189,6 +191,7 @@ class LayerNormAttrs(OpAttrs):
 @register
 class LayerNorm(OpDef):
     name = "layernorm"
+    positional = ("normalized_shape",)
     family = "norm"
     doc = "Normalize over the trailing dims (normalized_shape; default the last axis)."
     Attrs = LayerNormAttrs
@@ -265,7 +268,9 @@ class LayerNorm(OpDef):
             if attrs.bias:
                 args.append(ctx.param("bias"))
         else:
-            args = [ctx.inputs[0], ctx.add_initializer("ones", np.ones(shape, dtype=np.float32))]
+            # The scale takes the input's dtype: there are no float32 weights to match.
+            ones = np.ones(shape, dtype=ctx.input_types[0].dtype.value)
+            args = [ctx.inputs[0], ctx.add_initializer("ones", ones)]
         ctx.add_node("LayerNormalization", args, ctx.outputs, axis=-len(shape), epsilon=attrs.eps)
 
 
@@ -289,6 +294,7 @@ _INSTANCENORM = {3: "nn.InstanceNorm1d", 4: "nn.InstanceNorm2d", 5: "nn.Instance
 @register
 class InstanceNorm(_ChannelAffineNorm):
     name = "instancenorm"
+    inferred = InferredSize("channel count", axis=1)
     doc = (
         "Normalize each channel of each sample over its spatial dims; "
         "InstanceNorm1d/2d/3d by input rank (3-5)."
@@ -311,6 +317,14 @@ class InstanceNorm(_ChannelAffineNorm):
                 f"(rank 3 to 5), got {x}"
             )
         _channels(self.name, x)
+        spatial = x.shape[2:]
+        if not attrs.track_running_stats and all(d == 1 for d in spatial):
+            # PyTorch refuses it (ONNX Runtime would output zeros): the statistics of
+            # one element are no statistics.
+            raise ShapeError(
+                f"instancenorm needs more than one element per channel to normalize over, "
+                f"and {x} has one (PyTorch refuses it)"
+            )
         return (x,)
 
     def buffers(
@@ -337,9 +351,10 @@ class InstanceNorm(_ChannelAffineNorm):
         channels = _channels(self.name, ctx.input_types[0])
         if attrs.affine:
             scale, bias = ctx.param("weight"), ctx.param("bias")
-        else:
-            scale = ctx.add_initializer("ones", np.ones(channels, dtype=np.float32))
-            bias = ctx.add_initializer("zeros", np.zeros(channels, dtype=np.float32))
+        else:  # in the input's dtype: there are no float32 weights to match
+            dtype = ctx.input_types[0].dtype.value
+            scale = ctx.add_initializer("ones", np.ones(channels, dtype=dtype))
+            bias = ctx.add_initializer("zeros", np.zeros(channels, dtype=dtype))
         ctx.add_node(
             "InstanceNormalization", [ctx.inputs[0], scale, bias], ctx.outputs, epsilon=attrs.eps
         )
@@ -354,6 +369,8 @@ class GroupNormAttrs(OpAttrs):
 @register
 class GroupNorm(_ChannelAffineNorm):
     name = "groupnorm"
+    positional = ("groups",)
+    inferred = InferredSize("channel count", axis=1, torch_index=1)
     doc = "Normalize each group of channels (axis 1) of each sample; per-channel affine."
     Attrs = GroupNormAttrs
     aliases = {"num_groups": "groups"}
@@ -391,8 +408,9 @@ class GroupNorm(_ChannelAffineNorm):
         groups = attrs.groups
         grouped = ctx.add_initializer("group_shape", np.array([0, groups, -1], dtype=np.int64))
         (h,) = ctx.add_node("Reshape", [x, grouped])
-        ones = ctx.add_initializer("group_ones", np.ones(groups, dtype=np.float32))
-        zeros = ctx.add_initializer("group_zeros", np.zeros(groups, dtype=np.float32))
+        dtype = ctx.input_types[0].dtype.value  # the input's, as h's
+        ones = ctx.add_initializer("group_ones", np.ones(groups, dtype=dtype))
+        zeros = ctx.add_initializer("group_zeros", np.zeros(groups, dtype=dtype))
         (h,) = ctx.add_node("InstanceNormalization", [h, ones, zeros], epsilon=attrs.eps)
         (shape,) = ctx.add_node("Shape", [x])
         if not attrs.affine:

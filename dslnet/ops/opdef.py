@@ -11,19 +11,21 @@ module without a cycle).
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from dslnet.ir.symbolic import Dim, SymExpr
 from dslnet.ir.types import DType, TensorType
 from dslnet.ops.channels import Channels
 from dslnet.ops.factoring import Factoring
 from dslnet.ops.lowering import OnnxNodeContext
+from dslnet.ops.positional import InferredSize, positional_problem
 
 
 class ShapeError(Exception):
@@ -38,10 +40,44 @@ class AttrError(Exception):
         super().__init__("; ".join(messages))
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 class OpAttrs(BaseModel):
-    """Base of every op's attribute schema. Field order is positional order."""
+    """Base of every op's attribute schema. Field order is the signature's order; the
+    op's `positional` says which leading fields a call may give by position.
+
+    Every float attribute (alone or in a tuple) is a number both backends can hold: not
+    nan, finite, and within float32's range, as ONNX float attributes are; except the
+    fields in `dtype_range` (a fill or a constant), which the op checks against its
+    tensor's dtype (dslnet.ops.elementwise.number_problem)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    dtype_range: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*")
+    @classmethod
+    def _representable(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name in cls.dtype_range:
+            return value
+        numbers = value if isinstance(value, tuple) else (value,)
+        for number in numbers:
+            if isinstance(number, float):
+                problem = float_problem(number)
+                if problem:
+                    raise ValueError(problem)
+        return value
+
+
+def float_problem(value: float) -> str | None:
+    """Why a float attribute is refused (None: it is not): see OpAttrs."""
+    if math.isnan(value):
+        return "must be a number"
+    if math.isinf(value):
+        return "must be finite"
+    if abs(value) > FLOAT32_MAX:
+        return f"is out of float32's range (largest {FLOAT32_MAX:g})"
+    return None
 
 
 class NoAttrs(OpAttrs):
@@ -58,6 +94,12 @@ class OpDef:
     short_name: ClassVar[str | None] = None
     Attrs: ClassVar[type[OpAttrs]] = NoAttrs
     aliases: ClassVar[Mapping[str, str]] = {}  # short attribute names: {"k": "kernel_size"}
+    # The leading attributes a call may give by position (dslnet.ops.positional says
+    # which); the others are keyword-only. A user's op: none unless it says so.
+    positional: ClassVar[tuple[str, ...]] = ()
+    # The size PyTorch's constructor takes that dslnet reads from the input (nn.Conv2d's
+    # in_channels), for the error a call in the torch habit gets.
+    inferred: ClassVar[InferredSize | None] = None
     inputs: ClassVar[tuple[str, ...]] = ("x",)
     variadic: ClassVar[bool] = False  # the last input may repeat (at least once)
     # Trailing inputs a call may leave out (an RNN's initial state, an attention mask);
@@ -150,16 +192,19 @@ class OpDef:
 
     # --- attributes -------------------------------------------------------------
 
-    def bind_attrs(self, positional: Sequence[Any], named: Mapping[str, Any]) -> OpAttrs:
-        """Validate call arguments against the schema; AttrError lists every problem."""
+    def bind_attrs(
+        self,
+        positional: Sequence[Any],
+        named: Mapping[str, Any],
+        inputs: Sequence[TensorType] = (),
+    ) -> OpAttrs:
+        """Validate call arguments against the schema; AttrError lists every problem.
+        `inputs`, the call's input types where known, make the messages precise."""
         fields = list(self.Attrs.model_fields)
         problems: list[str] = []
         values: dict[str, Any] = {}
-        if len(positional) > len(fields):
-            problems.append(
-                f"{self.name} takes at most {len(fields)} attribute argument(s)"
-                f" ({', '.join(fields) or 'none'}), got {len(positional)}"
-            )
+        if len(positional) > len(self.positional):
+            raise AttrError([positional_problem(self, positional, named, inputs)])
         for field_name, value in zip(fields, positional):
             values[field_name] = value
         for key, value in named.items():
@@ -200,11 +245,17 @@ class OpDef:
                 f"argument '{field_name}' of {self.name} expects {expected}, got {value_words(got)}"
             )
         msg = str(error["msg"]).replace("Input should be", "must be").replace("Value error, ", "")
+        if field_name not in values and info is not None:  # a default checked against others
+            return f"argument '{field_name}' of {self.name} {msg}; its default is {info.default!r}"
         return f"argument '{field_name}' of {self.name} {msg}, got {value_words(got)}"
 
     def signature(self) -> str:
+        """The attributes as Python writes a signature: `features: int, *, bias: bool =
+        True`, the ones after `*` keyword-only."""
         parts = []
-        for field_name, info in self.Attrs.model_fields.items():
+        for index, (field_name, info) in enumerate(self.Attrs.model_fields.items()):
+            if index == len(self.positional):
+                parts.append("*")
             text = f"{field_name}: {type_words(info.annotation)}"
             if not info.is_required():
                 text += f" = {info.default!r}"
@@ -258,10 +309,16 @@ def value_words(value: Any) -> str:
         return f"symbolic dimension {value}"
     if isinstance(value, (int, float)):
         return f"{type(value).__name__} {value}"
+    # Long strings and lists elided: a message names a value, it does not print it.
     if isinstance(value, str):
+        if len(value) > 80:
+            return f"str {value[:60]!r}... ({len(value)} characters)"
         return f"str {value!r}"
     if isinstance(value, (list, tuple)):
-        return "tuple (" + ", ".join(value_words(v) for v in value) + ")"
+        words = [value_words(v) for v in value[:8]]
+        if len(value) > 8:
+            words.append(f"... ({len(value)} items)")
+        return "tuple (" + ", ".join(words) + ")"
     describe = getattr(value, "describe", None)
     if callable(describe):
         return str(describe())

@@ -74,8 +74,12 @@ def _attrs_class(base: type[PoolAttrs], spatial: int) -> type[PoolAttrs]:
 class _Pool(OpDef):
     family = "pool"
     aliases = {"k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation"}
+    positional: ClassVar[tuple[str, ...]] = ("kernel_size",)
     spatial: ClassVar[int]
     torch_fn: ClassVar[str]
+    # PyTorch's avg_pool3d (and lp_pool3d, made of it) refuses an unpadded input smaller
+    # than the kernel, which ONNX pools (and PyTorch's 1-D and 2-D ones) take.
+    kernel_within_input: ClassVar[bool] = False
 
     def geometry(
         self, attrs: Any, x: TensorType
@@ -92,6 +96,12 @@ class _Pool(OpDef):
                 raise ShapeError(
                     f"{self.name}: padding {p} on axis {i + 2} is more than half the kernel "
                     f"{k} (PyTorch's rule), for {x}"
+                )
+            size = x.shape[i + 2]
+            if self.kernel_within_input and isinstance(size, int) and size < k:
+                raise ShapeError(
+                    f"{self.name}: kernel {k} on axis {i + 2} is larger than the input's "
+                    f"{size} before padding (PyTorch's {self.torch_fn} refuses it), for {x}"
                 )
         return kernel, stride, padding, dilation
 
@@ -278,6 +288,7 @@ class AvgPool2d(_AvgPool):
 @register
 class AvgPool3d(_AvgPool):
     name, spatial, torch_fn = "avgpool3d", 3, "avg_pool3d"
+    kernel_within_input = True
     Attrs = _attrs_class(AvgPoolAttrs, 3)
     doc = "Mean over sliding windows of [N, C, D, H, W]."
     examples = _examples("avgpool3d", 3, "(2)", "(3, s=2, p=1, ceil_mode=true)")
@@ -286,6 +297,7 @@ class AvgPool3d(_AvgPool):
 @register
 class LpPool1d(_LpPool):
     name, spatial, torch_fn = "lppool1d", 1, "lp_pool1d"
+    positional = ("norm_type", "kernel_size")
     Attrs = _attrs_class(LpPoolAttrs, 1)
     doc = "Power-average pooling of [N, C, L]: (sum over the window of x^p)^(1/p)."
     examples = _examples("lppool1d", 1, "(2, 2)", "(1, 4, s=3, ceil_mode=true)")
@@ -294,6 +306,7 @@ class LpPool1d(_LpPool):
 @register
 class LpPool2d(_LpPool):
     name, spatial, torch_fn = "lppool2d", 2, "lp_pool2d"
+    positional = ("norm_type", "kernel_size")
     Attrs = _attrs_class(LpPoolAttrs, 2)
     doc = "Power-average pooling of [N, C, H, W]: (sum over the window of x^p)^(1/p)."
     examples = _examples("lppool2d", 2, "(2, 2)", "(2, (3, 2), s=2, ceil_mode=true)", "(4, 2)")
@@ -302,6 +315,8 @@ class LpPool2d(_LpPool):
 @register
 class LpPool3d(_LpPool):
     name, spatial, torch_fn = "lppool3d", 3, "lp_pool3d"
+    kernel_within_input = True
+    positional = ("norm_type", "kernel_size")
     Attrs = _attrs_class(LpPoolAttrs, 3)
     doc = "Power-average pooling of [N, C, D, H, W]: (sum over the window of x^p)^(1/p)."
     examples = _examples("lppool3d", 3, "(2, 2)")

@@ -18,6 +18,7 @@ from dslnet.ir.symbolic import Dim, dims_equal, mul
 from dslnet.ir.types import TensorType, shape_str
 from dslnet.ops.channels import Channels, Placed
 from dslnet.ops.lowering import OnnxNodeContext
+from dslnet.ops.positional import InferredSize
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 
 # Each layer is four parameter tensors per direction, listed one by one: a stack far
@@ -49,6 +50,8 @@ class _Recurrent(OpDef):
     """What the three cells share; subclasses say how many gates and their order."""
 
     family = "recurrent"
+    positional = ("hidden_size",)
+    inferred = InferredSize("input size", axis=-1)
     torch_class: ClassVar[str]
     gates: ClassVar[int]
     # For each ONNX gate slot, the torch gate whose rows go there.

@@ -11,11 +11,12 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from dslnet.ir.symbolic import Dim, add, floordiv, mul
-from dslnet.ir.types import TensorType
+from dslnet.ir.types import DType, TensorType
 from dslnet.ops.channels import Channels
+from dslnet.ops.elementwise import number_problem
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, register
-from dslnet.ops.window import int64, torch_arg
+from dslnet.ops.window import float_literal, int64, torch_arg
 
 _MODE_RANK = {"linear": 3, "bilinear": 4, "trilinear": 5}
 
@@ -46,6 +47,12 @@ class UpsampleAttrs(OpAttrs):
         return value
 
 
+def _inexact_repeat(factor: float) -> bool:
+    """A whole factor above 1 that is not a power of 2 (its reciprocal is inexact)."""
+    whole = factor.is_integer() and factor > 1
+    return whole and int(factor) & (int(factor) - 1) != 0
+
+
 def _scaled(length: Dim, factor: float) -> Dim | None:
     """floor(length * factor) as PyTorch computes it; None when a symbolic length
     times this factor has no exact form (it is not a multiple of a power of 1/2)."""
@@ -60,6 +67,7 @@ def _scaled(length: Dim, factor: float) -> Dim | None:
 @register
 class Upsample(OpDef):
     name = "upsample"
+    positional = ("size",)
     family = "resample"
     doc = "Resize the spatial axes of [N, C, *spatial] (F.interpolate): by size or factor."
     Attrs = UpsampleAttrs
@@ -130,6 +138,18 @@ class Upsample(OpDef):
     def torch_expr(
         self, attrs: UpsampleAttrs, args: Sequence[str], inputs: Sequence[TensorType]
     ) -> str:
+        if attrs.size is None and attrs.mode == "nearest":
+            factors = self.factors(attrs, self.spatial(attrs, inputs[0]))
+            whole = all(f.is_integer() and f >= 1 for f in factors)
+            if whole and any(map(_inexact_repeat, factors)):
+                # Integer factors whose reciprocal float32 cannot hold (3, 41): PyTorch's
+                # source index floor(i * (1/41)) misses i = 41, where ONNX divides.
+                # Repeating each element is the exact nearest upsampling of both.
+                text = args[0]
+                for axis, factor in enumerate(factors, start=2):
+                    if factor != 1.0:
+                        text += f".repeat_interleave({int(factor)}, dim={axis})"
+                return text
         call = [args[0]]
         if attrs.size is not None:
             call.append(f"size={torch_arg(attrs.size)}")
@@ -206,7 +226,9 @@ class PadAttrs(OpAttrs):
         "constant",
         description="fill with `value`, mirror without the edge, repeat the edge, or wrap",
     )
-    value: float = Field(0.0, description="the fill of constant mode")
+    value: float = Field(0.0, description="the fill of constant mode; may be ±inf")
+
+    dtype_range = frozenset({"value"})  # checked against x (Pad.pairs); -inf may pad floats
 
     @field_validator("padding")
     @classmethod
@@ -219,6 +241,7 @@ class PadAttrs(OpAttrs):
 @register
 class Pad(OpDef):
     name = "pad"
+    positional = ("padding",)
     family = "resample"
     doc = "Pad the last axes (F.pad): constant, reflect, replicate or circular."
     Attrs = PadAttrs
@@ -237,6 +260,17 @@ class Pad(OpDef):
             raise ShapeError(f"pad: {len(pad)} amounts pad {count} axes, but {x} has {x.rank}")
         pairs = {x.rank - 1 - j: (pad[2 * j], pad[2 * j + 1]) for j in range(count)}
         if attrs.mode == "constant":
+            fill = attrs.value
+            if x.dtype == DType.bool:
+                problem = None if fill in (0.0, 1.0) else "is not 0 or 1 (false or true)"
+            elif x.dtype.is_float and math.isinf(fill):
+                problem = None
+            else:
+                problem = number_problem(
+                    fill, x.dtype, fraction="and an integer tensor is padded with integers"
+                )
+            if problem:
+                raise ShapeError(f"pad: value {fill!r} {problem} (the input is {x})")
             for axis, (begin, end) in pairs.items():
                 size = add(x.shape[axis], begin + end)
                 if isinstance(size, int) and size < 0:
@@ -269,12 +303,29 @@ class Pad(OpDef):
             shape[axis] = add(shape[axis], begin + end)
         return (x.with_shape(tuple(shape)),)
 
+    def torch_helpers_for(self, attrs: PadAttrs, inputs: Sequence[TensorType]) -> tuple[str, ...]:
+        return (_WRAP_PAD,) if self._wraps(attrs, inputs[0]) else ()
+
+    def _wraps(self, attrs: PadAttrs, x: TensorType) -> dict[int, tuple[int, int]]:
+        """Circular padding on symbolic axes: those axes and their amounts. An amount
+        over the size wraps around again in both backends (F.pad refuses it, and an
+        ONNX slice would give fewer elements), as the run-time size cannot be checked."""
+        if attrs.mode != "circular":
+            return {}
+        pairs = self.pairs(attrs, x)
+        return {a: p for a, p in pairs.items() if p != (0, 0) and not isinstance(x.shape[a], int)}
+
     def torch_expr(self, attrs: PadAttrs, args: Sequence[str], inputs: Sequence[TensorType]) -> str:
+        wraps = self._wraps(attrs, inputs[0])
+        if wraps:
+            padded = {a: p for a, p in self.pairs(attrs, inputs[0]).items() if p != (0, 0)}
+            pairs = tuple((a, b, e) for a, (b, e) in sorted(padded.items()))
+            return f"_wrap_pad({args[0]}, {pairs})"
         call = [args[0], str(tuple(attrs.padding))]
         if attrs.mode != "constant":
             call.append(f'mode="{attrs.mode}"')
         elif attrs.value != 0.0:
-            call.append(f"value={attrs.value!r}")
+            call.append(f"value={float_literal(attrs.value)}")
         return f"F.pad({', '.join(call)})"
 
     def onnx(self, attrs: PadAttrs, ctx: OnnxNodeContext) -> None:
@@ -302,6 +353,17 @@ class Pad(OpDef):
         if not todo:
             ctx.add_node("Identity", [current], ctx.outputs)
         for axis, (begin, end) in todo:
+            out = list(ctx.outputs) if axis == todo[-1][0] else None
+            if not isinstance(ctx.input_types[0].shape[axis], int):  # see Pad._wraps
+                (size,) = ctx.add_node("Shape", [current], start=axis, end=axis + 1)
+                (size,) = ctx.add_node("Squeeze", [size])
+                (limit,) = ctx.add_node("Add", [size, int64(ctx, "end", end)])
+                (index,) = ctx.add_node(
+                    "Range", [int64(ctx, "start", -begin), limit, int64(ctx, "one", 1)]
+                )
+                (index,) = ctx.add_node("Mod", [index, size])
+                (current,) = ctx.add_node("Gather", [current, index], out, axis=axis)
+                continue
             axes = int64(ctx, "axes", [axis])
             parts = [current]
             if begin:
@@ -310,5 +372,16 @@ class Pad(OpDef):
             if end:
                 bounds = [int64(ctx, "start", [0]), int64(ctx, "end", [end])]
                 parts.append(ctx.add_node("Slice", [current, *bounds, axes])[0])
-            out = list(ctx.outputs) if axis == todo[-1][0] else None
             (current,) = ctx.add_node("Concat", parts, out, axis=axis)
+
+
+_WRAP_PAD = """
+def _wrap_pad(x: torch.Tensor, pairs: tuple[tuple[int, int, int], ...]) -> torch.Tensor:
+    \"\"\"Circular padding, (axis, begin, end) per axis, wrapping around as often as the
+    amounts need (F.pad's wraps once).\"\"\"
+    for axis, begin, end in pairs:
+        size = x.shape[axis]
+        index = torch.arange(-begin, size + end, device=x.device) % size
+        x = x.index_select(axis, index)
+    return x
+"""

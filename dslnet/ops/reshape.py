@@ -233,6 +233,7 @@ def onnx_target(
 @register
 class Reshape(OpDef):
     name = "reshape"
+    positional = ("shape",)
     family = "shape"
     doc = (
         "The same elements in a new shape: sizes may be symbolic (N, H*W), "

@@ -24,6 +24,7 @@ class FlattenAttrs(OpAttrs):
 @register
 class Flatten(OpDef):
     name = "flatten"
+    positional = ("start_axis", "end_axis")
     family = "shape"
     doc = "Merge axes start_axis..end_axis into one (the batch axis stays by default)."
     Attrs = FlattenAttrs
@@ -64,6 +65,8 @@ class Flatten(OpDef):
     def torch_expr(
         self, attrs: FlattenAttrs, args: Sequence[str], inputs: Sequence[TensorType]
     ) -> str:
+        if inputs[0].rank == 0:  # [1] whatever the axes, where torch.flatten(x, 1) raises
+            return f"{args[0]}.reshape(1)"
         extra = (
             f", {attrs.start_axis}"
             if attrs.end_axis == -1
@@ -98,6 +101,7 @@ class ConcatAttrs(OpAttrs):
 @register
 class Concat(OpDef):
     name = "concat"
+    positional = ("axis",)
     family = "shape"
     doc = "Join tensors along `axis`; every other axis must match."
     Attrs = ConcatAttrs
@@ -148,6 +152,7 @@ class PermuteAttrs(OpAttrs):
 @register
 class Permute(OpDef):
     name = "permute"
+    positional = ("dims",)
     family = "shape"
     doc = "Reorder the axes: output axis i is input axis dims[i]."
     Attrs = PermuteAttrs
@@ -193,6 +198,7 @@ class TransposeAttrs(OpAttrs):
 @register
 class Transpose(OpDef):
     name = "transpose"
+    positional = ("axis0", "axis1")
     family = "shape"
     doc = "Swap two axes."
     Attrs = TransposeAttrs
@@ -236,19 +242,21 @@ class SplitAttrs(OpAttrs):
 @register
 class Split(OpDef):
     name = "split"
+    # torch.split(x, 2) cuts pieces of size 2, parts=2 two parts: never positional.
+    positional = ()
     family = "shape"
     doc = (
         "Cut x along `axis` into equal parts or parts of given sizes; outputs y0, y1, ... "
-        "(unpack them: `a, b = split(x, 2)`)."
+        "(unpack them: `a, b = split(x, parts=2)`)."
     )
     Attrs = SplitAttrs
     aliases = {"sizes": "parts", "chunks": "parts"}
     outputs = tuple(f"y{i}" for i in range(MAX_SPLIT))
     examples = (
-        "in x: float32[N, 6, T]\na, b = split(x, 2)\nout y0 = a\nout y1 = b",
-        "in x: float32[N, H, 5]\na, b, c = split(x, [1, 3, 1], axis=-1)\n"
+        "in x: float32[N, 6, T]\na, b = split(x, parts=2)\nout y0 = a\nout y1 = b",
+        "in x: float32[N, H, 5]\na, b, c = split(x, parts=[1, 3, 1], axis=-1)\n"
         "out y0 = a\nout y1 = b\nout y2 = c",
-        "in x: float32[N, H]\nh, g = split(concat(x, x * 2), 2)\nout y0 = h\nout y1 = g",
+        "in x: float32[N, H]\nh, g = split(concat(x, x * 2), parts=2)\nout y0 = h\nout y1 = g",
     )
 
     def sizes(self, attrs: SplitAttrs, x: TensorType) -> tuple[int, tuple[Dim, ...]]:
@@ -308,7 +316,9 @@ class SliceAttrs(OpAttrs):
     axis: int = Field(description="axis to slice")
     start: int = Field(0, description="first index (negative counts from the end)")
     end: int | None = Field(
-        None, description="index after the last (negative counts from the end); none: to the end"
+        None,
+        description="index after the last (negative counts from the end); none: to the end. "
+        "A symbolic axis is assumed to reach it (a shorter one gives fewer elements)",
     )
     step: int = Field(1, description="stride, at least 1")
 
@@ -323,6 +333,7 @@ class SliceAttrs(OpAttrs):
 @register
 class Slice(OpDef):
     name = "slice"
+    positional = ("axis",)
     family = "shape"
     doc = (
         "x[start:end:step] along `axis`, with Python's negative and clamped bounds; on a "
@@ -330,8 +341,8 @@ class Slice(OpDef):
     )
     Attrs = SliceAttrs
     examples = (
-        "in x: float32[N, 10]\nout y = slice(x, 1, 2, 7)",
-        "in x: float32[N, T, 8]\nout y = slice(x, -1, -5, step=2)",
+        "in x: float32[N, 10]\nout y = slice(x, 1, start=2, end=7)",
+        "in x: float32[N, T, 8]\nout y = slice(x, -1, start=-5, step=2)",
         "in x: float32[N, T, 4]\nout y = slice(x, axis=1, start=-1)",
     )
 

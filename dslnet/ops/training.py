@@ -114,10 +114,13 @@ class FullLikeAttrs(OpAttrs):
         "0 or 1 for a bool x)"
     )
 
+    dtype_range = frozenset({"value"})  # checked against x's dtype
+
 
 @register
 class FullLike(_FilledLike):
     name = "full_like"
+    positional = ("value",)
     doc = (
         "`value` everywhere, in x's shape and dtype, as torch.full_like; no gradient to x. "
         "Soft GAN targets: `bce_loss(p, full_like(p, 0.9))`."
@@ -201,6 +204,7 @@ class AccuracyAttrs(OpAttrs):
 @register
 class Accuracy(OpDef):
     name = "accuracy"
+    positional = ("top_k",)
     family = "loss"  # listed and drawn with the losses it is reported beside
     doc = (
         "Fraction (a float32 scalar) of the positions whose int64 label [N, d...] is the "

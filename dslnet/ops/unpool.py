@@ -48,6 +48,7 @@ class _MaxUnpool(OpDef):
     family = "pool"
     inputs = ("x", "indices")
     aliases = {"k": "kernel_size", "s": "stride", "p": "padding"}
+    positional = ("kernel_size",)
     spatial: ClassVar[int]
 
     def geometry(

@@ -28,6 +28,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 from dslnet.ops import registry
 from dslnet.ops.opdef import OpAttrs, OpDef
+from dslnet.ops.positional import declaration_problems
 from dslnet.ops.registry import OpDefinitionError
 
 PLUGIN_GROUP = "dslnet.ops"
@@ -69,7 +70,7 @@ def definition_problems(cls: type[OpDef]) -> list[str]:
         problems.append(
             "it declares parameters or buffers but no init_param to draw their first values"
         )
-    return problems + _signature_problems(cls)
+    return problems + declaration_problems(cls) + _signature_problems(cls)
 
 
 def _signature_problems(cls: type[OpDef]) -> list[str]:

@@ -34,6 +34,7 @@ class PatchAttrs(OpAttrs):
 @register
 class PatchEmbed(OpDef):
     name = "patch_embed"
+    positional = ("dim", "patch")
     family = "vision"
     doc = (
         "Image [N, C, H, W] to patch tokens [N, (H/p)*(W/p), dim]: a conv with kernel and "

@@ -7,6 +7,7 @@ registered here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -87,6 +88,14 @@ def torch_arg(value: IntOrTuple | Sequence[int]) -> str:
     if len(set(items)) == 1:
         return str(items[0])
     return "(" + ", ".join(map(str, items)) + ")"
+
+
+def float_literal(value: float) -> str:
+    """How Python source spells a float: repr, but ±inf as `float("inf")`, since a bare
+    `inf` is a name no generated module defines."""
+    if math.isinf(value):
+        return f'float("{"-" if value < 0 else ""}inf")'
+    return repr(value)
 
 
 def check_input(op: str, x: TensorType, spatial: int) -> None:

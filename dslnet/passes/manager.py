@@ -16,7 +16,7 @@ from typing import Any
 from dslnet.backends.weights import input_types, resolve_op
 from dslnet.ir import symbolic
 from dslnet.ir.graph import Graph
-from dslnet.ir.symbolic import Dim
+from dslnet.ir.symbolic import Dim, dim_str
 from dslnet.ir.verifier import VerifyError, verify
 from dslnet.passes.base import Model, Pass, check_weights
 from dslnet.summary import summarize
@@ -40,13 +40,13 @@ class Report:
     records: list[PassRecord] = field(default_factory=list)
 
     def render(self) -> str:
-        """One line per pass (what it did, parameters and FLOPs before -> after)."""
+        """One line per pass (what it did, parameters and MACs before -> after)."""
         lines = []
         for r in self.records:
             what = "; ".join(r.notes) or ("changed" if r.modified else "no change")
             lines.append(
                 f"{r.name}: {what}; params {r.params_before:,} -> {r.params_after:,}"
-                f" ({_ratio(r.params_after, r.params_before)}), FLOPs "
+                f" ({_ratio(r.params_after, r.params_before)}), MACs "
                 f"{_num(r.flops_before)} -> {_num(r.flops_after)}"
                 f" ({r.flops_ratio:.1%})"
             )
@@ -112,8 +112,8 @@ class PassManager:
                     result.notes,
                     before["params"],
                     after["params"],
-                    before["flops"],
-                    after["flops"],
+                    _count(flops_before),
+                    _count(flops_after),
                     flops_ratio(flops_after, flops_before),
                     _block_deltas(before, after),
                 )
@@ -122,7 +122,12 @@ class PassManager:
         return model, report
 
 
+def _count(d: Dim) -> int | str:
+    return d if isinstance(d, int) else dim_str(d)
+
+
 def _block_deltas(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    old = {b["instance"]: b["params"] for b in before["blocks"]}
-    new = {b["instance"]: b["params"] for b in after["blocks"]}
+    """Parameters of each of the network's own block instances, before and after."""
+    old = {b["instance"]: b["params"] for b in before["blocks"] if b["depth"] == 1}
+    new = {b["instance"]: b["params"] for b in after["blocks"] if b["depth"] == 1}
     return {name: (old.get(name, 0), new.get(name, 0)) for name in {**old, **new}}

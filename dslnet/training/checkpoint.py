@@ -9,16 +9,17 @@ else (param groups, schedule state, epoch, history) is JSON in the file's metada
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save as safetensors_bytes
 
+from dslnet.fileio import FileProblem, atomic
+from dslnet.fileio.regular import os_reason
+from dslnet.fileio.safetensors_format import read_safetensors
+from dslnet.training.checkpoint_check import check_state, check_tensors
 from dslnet.training.errors import TrainError
 from dslnet.training.optim import load_scheduler_state, scheduler_state
 
@@ -29,31 +30,33 @@ FORMAT = "dslnet-checkpoint-1"
 
 
 def save(path: Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> None:
-    """Write atomically: a crash mid-write leaves the previous checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """Write atomically (`dslnet.fileio.atomic`): a crash mid-write, a full disk or a
+    read-only directory leaves the previous checkpoint; the last two are a TrainError
+    naming the file and the system's reason."""
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    data = safetensors_bytes(contiguous, metadata={"format": FORMAT, "state": json.dumps(meta)})
     try:
-        contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-        save_file(contiguous, tmp, metadata={"format": FORMAT, "state": json.dumps(meta)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic.write_all({path: data})
+    except OSError as err:
+        raise TrainError(f"cannot write checkpoint {err.filename}: {os_reason(err)}") from None
 
 
 def load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and the JSON state of a checkpoint, read by the one safetensors
+    reader; TrainError when it is unreadable, not a checkpoint, or its state not JSON."""
     try:
-        tensors = load_file(path)
-        from safetensors import safe_open
-
-        with safe_open(path, framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (OSError, SafetensorError) as err:
-        raise TrainError(f"cannot read checkpoint {path}: {err}") from None
-    if metadata.get("format") != FORMAT:
+        found = read_safetensors(path)
+    except FileProblem as err:
+        raise TrainError(f"cannot read checkpoint {err.path}: {err.problem}") from None
+    if found.metadata.get("format") != FORMAT:
         raise TrainError(f"{path} is not a dslnet training checkpoint")
-    return tensors, json.loads(metadata["state"])
+    try:
+        state = json.loads(found.metadata.get("state", ""))
+    except ValueError as err:
+        raise TrainError(f"checkpoint {path} is damaged: its state is not JSON ({err})") from None
+    if not isinstance(state, dict):
+        raise TrainError(f"checkpoint {path} is damaged: its state is not a JSON object")
+    return found.torch(), state
 
 
 def optimizer_state(
@@ -161,6 +164,9 @@ def resume_trainer(trainer: Trainer, path: Path) -> None:
         raise TrainError(
             f"{path} is a checkpoint of '{state.get('train')}', not '{trainer.plan.name}'"
         )
+    generators = {"noise": trainer.noise_gen, "dropout": trainer.masks.generator}
+    check_state(trainer, state, path)
+    check_tensors(trainer, tensors, generators, path)
     model = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
     try:
         trainer.layers.load_state_dict(model)
@@ -172,7 +178,7 @@ def resume_trainer(trainer: Trainer, path: Path) -> None:
         saved = state["schedulers"].get(rt.plan.name)
         if rt.scheduler is not None and saved is not None:
             load_scheduler_state(rt.scheduler, saved)
-    restore_rng(tensors, {"noise": trainer.noise_gen, "dropout": trainer.masks.generator})
+    restore_rng(tensors, generators)
     for layer, handle in trainer.qat.items():
         prefix = f"qat/{layer}/"
         handle.load_observer_state(

@@ -5,17 +5,21 @@ a resumed run sees the same ones."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from dslnet.ir.graph import Graph
+from dslnet.fileio import FileProblem
+from dslnet.fileio.arrays import read_npz
+from dslnet.ir.graph import Graph, Node
 from dslnet.ir.symbolic import SymExpr
 from dslnet.ir.types import DType, TensorType
+from dslnet.ops import registry
 from dslnet.training.errors import TrainError
+from dslnet.training.noise import Noise
 
 Arrays = dict[str, torch.Tensor]
 
@@ -34,13 +38,19 @@ PROBABILITY_TARGETS = ("bce_loss", "bce_with_logits", "dice_loss", "iou_loss")
 FREE_SIZE = 8  # a symbolic non-batch dimension in generated data
 
 
-def load_npz(path: Path, inputs: Mapping[str, TensorType]) -> Arrays:
-    """The arrays of `path` named like `inputs`, checked and converted."""
+def load_npz(
+    path: Path,
+    inputs: Mapping[str, TensorType],
+    roots: list[Path] | None = None,
+    graphs: Sequence[Graph] = (),
+) -> Arrays:
+    """The arrays of `path` named like `inputs`, checked and converted (with `graphs`,
+    class labels and indices checked against what the ops that read them accept).
+    With `roots`, the file must really lie below one of them."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            found = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError) as err:
-        raise TrainError(f"cannot read training data {path}: {err}") from None
+        found = read_npz(path, roots)
+    except FileProblem as err:
+        raise TrainError(f"cannot read data {err.path}: {err.problem}") from None
     missing = [n for n in inputs if n not in found]
     if missing:
         have = ", ".join(sorted(found)) or "no arrays"
@@ -48,7 +58,9 @@ def load_npz(path: Path, inputs: Mapping[str, TensorType]) -> Arrays:
             f"{path} has no array named {', '.join(repr(m) for m in missing)} (the train "
             f"declaration's inputs); it has {have}"
         )
-    return checked({n: found[n] for n in inputs}, inputs, str(path))
+    arrays = checked({n: found[n] for n in inputs}, inputs, str(path))
+    check_indices(arrays, inputs, graphs, str(path))
+    return arrays
 
 
 def checked(arrays: Mapping[str, Any], inputs: Mapping[str, TensorType], where: str) -> Arrays:
@@ -141,6 +153,61 @@ def _roles(inputs: Mapping[str, TensorType], graphs: list[Graph]) -> dict[str, t
     return roles
 
 
+def check_indices(
+    arrays: Mapping[str, torch.Tensor],
+    inputs: Mapping[str, TensorType],
+    graphs: Sequence[Graph],
+    where: str,
+) -> None:
+    """Integer inputs read as class labels or embedding rows must lie in the range the
+    reading op accepts (below the class count or table size; the op's ignore_index
+    aside): TrainError naming the array, the values found and the range."""
+    for graph in graphs:
+        for node in graph.nodes:
+            for position, value in enumerate(node.inputs):
+                tensor = arrays.get(value)
+                if value not in inputs or tensor is None or tensor.is_floating_point():
+                    continue
+                bound = _index_bound(graph, node, position)
+                if bound is None or tensor.dtype == torch.bool:
+                    continue
+                what, limit = bound
+                ignore = _ignore_index(node)
+                used = tensor[tensor != ignore] if isinstance(ignore, int) else tensor
+                if used.numel() == 0:
+                    continue
+                low, high = int(used.min()), int(used.max())
+                if low < 0 or (limit is not None and high >= limit):
+                    accepted = f"0 to {limit - 1}" if limit is not None else "0 or more"
+                    skip = f" (or the ignore_index {ignore})" if isinstance(ignore, int) else ""
+                    raise TrainError(
+                        f"array '{value}' in {where} holds {what} from {low} to {high}; "
+                        f"{node.op} accepts {accepted}{skip}"
+                    )
+
+
+def _ignore_index(node: Node) -> int | None:
+    """The op's ignore_index (given or by default): labels that are skipped."""
+    op = registry.get(node.op)
+    if op is None:
+        return None
+    ignore = getattr(op.Attrs.model_validate(node.attrs, strict=False), "ignore_index", None)
+    return ignore if isinstance(ignore, int) else None
+
+
+def _index_bound(graph: Graph, node: Node, position: int) -> tuple[str, int | None] | None:
+    """(what the input holds, how many values are valid; None: unknown) for an input
+    that `node` reads as class labels or table rows; None when it reads it otherwise."""
+    if node.op in LABEL_READERS and position == 1:
+        logits = graph.type_of(node.inputs[LABEL_READERS[node.op]])
+        classes = logits.shape[1] if len(logits.shape) > 1 else None
+        return "class labels", classes if isinstance(classes, int) else None
+    if node.op == "embedding" and position == 0:
+        rows = node.attrs.get("num_embeddings")
+        return "embedding rows", rows if isinstance(rows, int) else None
+    return None
+
+
 def sample_count(arrays: Arrays) -> int:
     return next(iter(arrays.values())).shape[0] if arrays else 0
 
@@ -165,17 +232,13 @@ def epoch_batches(
 
 
 def noise(
-    names: Mapping[str, str], types: Mapping[str, TensorType], batch: int, gen: torch.Generator
+    names: Mapping[str, Noise], types: Mapping[str, TensorType], batch: int, gen: torch.Generator
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """A fresh draw of each noise input for a batch of `batch` samples."""
-    for name, distribution in names.items():
+    for name, how in names.items():
         ttype = types[name]
         shape = [batch] + [_size(d) for d in ttype.shape[1:]]
-        dtype = TORCH_DTYPES.get(ttype.dtype, torch.float32)
-        if distribution == "uniform":
-            yield name, torch.rand(shape, generator=gen).to(dtype)
-        else:
-            yield name, torch.randn(shape, generator=gen).to(dtype)
+        yield name, how.draw(shape, getattr(torch, ttype.dtype.value), gen)
 
 
 def _size(dim: int | SymExpr) -> int:

@@ -20,12 +20,12 @@ from dslnet.ir.graph import Graph
 from dslnet.ir.names import attribute_variant, is_attribute_name
 from dslnet.ir.types import DType, TensorType
 from dslnet.training import settings as fn
+from dslnet.training.noise import Noise, read_noise
 from dslnet.training.setting_values import STEP_SETTINGS, TRAIN_SETTINGS, SettingReader
 
 if TYPE_CHECKING:
     from dslnet.frontend.loader import Program
 
-NOISE = ("normal", "uniform")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class TrainPlan:
     spec_dir: Path | None
     layers: dict[str, LayerRef]
     data_inputs: dict[str, TensorType]
-    noise_inputs: dict[str, str]  # name -> distribution
+    noise_inputs: dict[str, Noise]  # name -> how it is drawn
     steps: tuple[Step, ...]
     batch_size: int = 32
     epochs: int = 1
@@ -79,11 +79,20 @@ class TrainPlan:
         its directory (TrainError otherwise)."""
         from dslnet.training.errors import TrainError
 
-        base = self.spec_dir or Path.cwd()
-        target = (base / path).resolve()
+        base = self.spec_roots[0]
+        try:
+            target = (base / path).resolve()
+        except (OSError, RuntimeError, ValueError) as err:  # a link loop, a NUL byte
+            raise TrainError(f"'{path}' is not a usable file path ({err})") from None
         if not target.is_relative_to(base):
             raise TrainError(f"'{path}' is outside the spec's directory {base}")
         return target
+
+    @property
+    def spec_roots(self) -> list[Path]:
+        """Where the files the spec names must really be, checked again on the open file
+        (a link swapped in after `spec_file` looked cannot lead out)."""
+        return [(self.spec_dir or Path.cwd()).resolve()]
 
 
 def lower(program: Program, decl: ast.TrainDecl, overrides: dict[str, Any]) -> TrainPlan:
@@ -183,31 +192,22 @@ class _Lowering:
 
     # --- inputs and layers ---------------------------------------------------------------
 
-    def noise_inputs(self) -> dict[str, str]:
-        found: dict[str, str] = {}
+    def noise_inputs(self) -> dict[str, Noise]:
+        found: dict[str, Noise] = {}
         for stmt in self.decl.body:
             if not isinstance(stmt, ast.InStmt):
                 continue
             for note in stmt.annotations:
                 if note.name != "noise":
                     hint = did_you_mean(note.name, ["noise"])
-                    self.error(f"an input takes only @noise or @noise(uniform){hint}", note.span)
+                    self.error(
+                        f"an input takes only @noise (normal, uniform or randint){hint}", note.span
+                    )
                     continue
-                found[stmt.name] = self.distribution(note)
+                found[stmt.name] = read_noise(
+                    note, stmt, lambda e: self.expander.constant(e, dict(self.env)), self.error
+                )
         return found
-
-    def distribution(self, note: ast.Annotation) -> str:
-        if not note.args and not note.kwargs:
-            return "normal"
-        arg = note.args[0] if len(note.args) == 1 and not note.kwargs else None
-        word = arg.id if isinstance(arg, ast.Name) else None
-        if word not in NOISE:
-            got = f"'{word}'" if word else "an expression"
-            self.error(
-                f"@noise takes one word, normal (the default) or uniform; got {got}", note.span
-            )
-            return "normal"
-        return word
 
     def layers(self) -> dict[str, LayerRef]:
         found: dict[str, LayerRef] = {}
@@ -288,7 +288,8 @@ class _Lowering:
         what = f"step '{name}'" if name else f"train '{self.decl.name}'"
         outputs = dict(graph.outputs)
         if "loss" not in outputs:
-            self.error(f"{what} needs an output named loss: out loss = ...", span)
+            if self.out_span(body, "loss") is None:  # else it failed, and said why
+                self.error(f"{what} needs an output named loss: out loss = ...", span)
             return None
         for out_name, value in graph.outputs:
             t = graph.type_of(value)
@@ -314,7 +315,9 @@ class _Lowering:
         )
 
     def out_span(self, body: tuple[ast.Stmt, ...], name: str) -> Span | None:
-        for stmt in body:
+        from dslnet.frontend.resolve import walk_stmts
+
+        for stmt, _ in walk_stmts(body):
             if isinstance(stmt, ast.OutStmt) and stmt.name == name:
                 return stmt.span
         return None

@@ -4,8 +4,8 @@
 would put its QDQ pairs on the network's ONNX model and fake-quantizes the same
 points of the torch module, in place:
 
-* the weight of every layer the pass quantizes: int8, symmetric, per output channel,
-  the scale max|w| / 127 as in `quantize_weight` (the forward of that nn.Linear /
+* the weight of every layer the pass quantizes: int8 in 7 bits, symmetric, per output channel,
+  the scale max|w| / WEIGHT_QMAX (63) as in `quantize_weight` (the forward of that nn.Linear /
   nn.ConvNd instance is replaced by one that uses the fake-quantized weight);
 * every activation that gets a QDQ pair: uint8 per tensor, its range a running
   min/max (exponential moving average) while training, frozen on demand. A pair the
@@ -39,6 +39,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from dslnet.ir.graph import Graph
+from dslnet.passes.quantize.dynamic import WEIGHT_QMAX
 from dslnet.training.qat_export import (
     BATCHNORMS,
     Point,
@@ -96,16 +97,18 @@ class RangeObserver:
 
 
 def fake_quantize_weight(weight: torch.Tensor, per_channel: bool = True) -> torch.Tensor:
-    """`weight` rounded as `quantize_weight` stores it (int8 in [-127, 127], scale
-    max|w| / 127 per output channel, or over the whole tensor), gradients passed
-    straight through."""
+    """`weight` rounded as `quantize_weight` stores it (int8 in [-WEIGHT_QMAX,
+    WEIGHT_QMAX], scale max|w| / WEIGHT_QMAX per output channel, or over the whole
+    tensor), gradients passed straight through."""
     flat = weight.detach().reshape(weight.shape[0] if per_channel else 1, -1)
     peak = flat.abs().amax(dim=1)
-    scale = torch.where(peak > 0, peak / 127.0, torch.ones_like(peak)).float()
+    scale = torch.where(peak > 0, peak / WEIGHT_QMAX, torch.ones_like(peak)).float()
     zero = torch.zeros_like(scale, dtype=torch.int32)
     if per_channel:
-        return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -127, 127)
-    return torch.fake_quantize_per_tensor_affine(weight, scale, zero, -127, 127)
+        return torch.fake_quantize_per_channel_affine(
+            weight, scale, zero, 0, -WEIGHT_QMAX, WEIGHT_QMAX
+        )
+    return torch.fake_quantize_per_tensor_affine(weight, scale, zero, -WEIGHT_QMAX, WEIGHT_QMAX)
 
 
 def batchnorm_factor(bn: nn.Module) -> torch.Tensor:

@@ -29,7 +29,7 @@ TRAIN_SETTINGS = {
     "data": 'a ".npz" file name, relative to the spec',
     "validation": 'a ".npz" file name, relative to the spec: held-out data (val_ metrics)',
     "early_stopping": "patience(epochs, metric=...)",
-    "load_weights": 'a list of (layer path, ".safetensors" file) pairs',
+    "load_weights": 'a list of (layer path, ".safetensors" or ".pt" file) pairs',
     "quantize": f"one of {', '.join(repr(q) for q in QUANTIZATIONS)}: the exported ONNX",
     "qat": "true or false: train with fake quantization, export int8",
     "prune": "iterative(target, ...) or lottery(target, ...)",

@@ -77,8 +77,8 @@ class Trainer:
         self.after_step = after_step  # e.g. keeping pruned weights at zero
         self.after_epoch = after_epoch  # e.g. writing the metrics log
         self.qat: dict[str, Any] = {}  # layer -> QatHandle: its ranges go in checkpoints
+        graphs = [s.graph for s in plan.steps]
         if data is None:
-            graphs = [s.graph for s in plan.steps]
             data = datasets.synthetic(plan.data_inputs, graphs, samples, plan.seed)
         self.source = datasets.source_of(data, plan.data_inputs)
         if self.dist is not None and isinstance(self.source, datasets.LoaderSource):
@@ -92,6 +92,9 @@ class Trainer:
         self.validation = None
         if validation is not None:
             self.validation = datasets.source_of(validation, plan.data_inputs, "validation")
+        for source, what in ((self.source, "training"), (self.validation, "validation")):
+            if isinstance(source, datasets.ArraySource):  # labels in range before any step
+                datasets.check_indices(source.arrays, plan.data_inputs, graphs, f"the {what} data")
         torch.manual_seed(plan.seed)
         self.layers = nn.ModuleDict()
         modules = [self.step_module(s) for s in plan.steps]
@@ -108,7 +111,7 @@ class Trainer:
         self.stale = 0  # epochs without improvement, for early stopping
         self.stopped_early = False
         for layer, file in plan.load_weights:  # transfer learning, before any optimizer
-            self.load_layer_weights(layer, plan.spec_file(file))
+            self.load_layer_weights(layer, plan.spec_file(file), plan.spec_roots)
         for module in modules:  # the shared layers move once, with the first
             module.to(self.device)
         if self.dist is not None:  # normalise over the global batch, as one process does
@@ -121,9 +124,10 @@ class Trainer:
             share_dropout(module, self.masks)
         self.runtimes = [self.runtime(s, m) for s, m in zip(plan.steps, modules)]
 
-    def load_layer_weights(self, path: str, file: Path) -> None:
-        """Load `file` (safetensors, keyed as the module's own state_dict) into the
-        layer or sub-block at `path` (`net.backbone`): transfer learning."""
+    def load_layer_weights(self, path: str, file: Path, roots: list[Path] | None = None) -> None:
+        """Load `file` (safetensors or .pt, keyed as the module's own state_dict) into the
+        layer or sub-block at `path` (`net.backbone`): transfer learning. With `roots`,
+        the file must really lie below one of them."""
         head, _, rest = path.partition(".")
         ref = self.plan.layers.get(head)
         if ref is None or ref.module not in self.layers:
@@ -133,7 +137,7 @@ class Trainer:
             module = layer.get_submodule(rest) if rest else layer
         except AttributeError:
             raise TrainError(f"load_weights: '{path}' names no sub-block") from None
-        load_weights_into(module, path, file)
+        load_weights_into(module, path, file, roots)
 
     # --- building -----------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""Transfer learning: weights from a `.safetensors` file into a layer or sub-block,
-checked key by key before anything is loaded."""
+"""Transfer learning: weights from a `.safetensors` (or torch `.pt`) file into a layer or
+sub-block, checked key by key before anything is loaded."""
 
 from __future__ import annotations
 
@@ -7,17 +7,20 @@ from pathlib import Path
 
 from torch import nn
 
+from dslnet.fileio import FileProblem
+from dslnet.fileio.weights import read_weights
 from dslnet.training.errors import TrainError
 
 
-def load_weights_into(module: nn.Module, path: str, file: Path) -> None:
-    """Load `file`, keyed as `module`'s own state_dict, into `module` (at `path`)."""
-    from safetensors.torch import load_file
-
+def load_weights_into(
+    module: nn.Module, path: str, file: Path, roots: list[Path] | None = None
+) -> None:
+    """Load `file`, keyed as `module`'s own state_dict, into `module` (at `path`);
+    with `roots`, the file opened must lie below one of them."""
     try:
-        weights = load_file(file)
-    except (OSError, ValueError) as err:
-        raise TrainError(f"load_weights: cannot read {file}: {err}") from None
+        weights = read_weights(file, roots)
+    except FileProblem as err:
+        raise TrainError(f"load_weights: cannot read {err.path}: {err.problem}") from None
     own = module.state_dict()
     missing = sorted(set(own) - set(weights))
     extra = sorted(set(weights) - set(own))

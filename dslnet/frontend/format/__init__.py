@@ -13,6 +13,7 @@ from dslnet.diagnostics import CompileError, Diagnostics, SourceMap
 from dslnet.frontend.format.doc import render
 from dslnet.frontend.format.printer import module_doc
 from dslnet.frontend.format.source import SourceText, SourceToken
+from dslnet.frontend.nesting import NestingError
 from dslnet.frontend.parser import Tree, concrete_syntax, parse
 
 __all__ = ["format_source"]
@@ -26,7 +27,7 @@ def format_source(text: str, filename: str) -> str:
     """
     try:
         tree, source = _concrete(text)
-    except UnexpectedInput:
+    except (UnexpectedInput, NestingError):
         raise _syntax_errors(text, filename) from None
     formatted = render(module_doc(tree, source))
     # The layout must never change what a spec says. Lark trees compare without their

@@ -79,15 +79,11 @@ class _TreePrinter(ExpressionPrinter):
         if kind == "const_decl":
             return self.statement(tree)
         notes, (_name, params, body) = _split_annotations(tree)
-        return concat(
-            *[self.annotation(n) for n in notes],
-            self.take(_DECLARATION_KEYWORDS[kind]),
-            SPACE,
-            self.take(),
-            self.parameters(params),
-            SPACE,
-            self.body(body),
-        )
+        parts = [*[self.annotation(n) for n in notes], self.take(_DECLARATION_KEYWORDS[kind])]
+        parts += [SPACE, self.take()]
+        if self.peek() == "(":  # `network Net {` without them stays so
+            parts.append(self.parameters(params))
+        return concat(*parts, SPACE, self.body(body))
 
     def parameters(self, params: Tree | None) -> Doc:
         items = [] if params is None else params.children

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from dslnet.fileio import FileProblem
+from dslnet.fileio.arrays import read_npy, read_npz
 from dslnet.passes.quantize._onnx import QuantizeError, initializers
 
 __all__ = ["CalibrationError", "load_calibration"]
@@ -149,28 +152,22 @@ def _index_bounds(model: onnx.ModelProto) -> dict[str, int]:
 
 def _read(path: Path, specs: list[_Input]) -> dict[str, np.ndarray[Any, Any]]:
     """The file's arrays by input name, checked against the inputs' shapes."""
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise CalibrationError(f"{path}: no such calibration file")
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".npz"):
         raise CalibrationError(f"{path}: calibration data must be a .npy or .npz file")
+    if suffix == ".npy" and len(specs) != 1:
+        names = ", ".join(s.name for s in specs)
+        raise CalibrationError(
+            f"{path}: a .npy holds one array but the model has {len(specs)} inputs "
+            f"({names}); use a .npz with one array per input"
+        )
     try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise CalibrationError(f"{path}: not a readable NumPy {suffix} file ({exc})") from exc
-    if isinstance(loaded, np.ndarray) != (suffix == ".npy"):
-        raise CalibrationError(f"{path}: the file's content does not match its {suffix} suffix")
-    if suffix == ".npy":
-        if len(specs) != 1:
-            names = ", ".join(s.name for s in specs)
-            raise CalibrationError(
-                f"{path}: a .npy holds one array but the model has {len(specs)} inputs "
-                f"({names}); use a .npz with one array per input"
-            )
-        arrays = {specs[0].name: np.asarray(loaded)}
-    else:
-        with loaded:
-            arrays = {name: loaded[name] for name in loaded.files}
+        arrays = {specs[0].name: read_npy(path)} if suffix == ".npy" else read_npz(path)
+    except FileProblem as err:
+        raise CalibrationError(f"{err.path}: {err.problem}") from None
+    if suffix == ".npz":
         wanted = {s.name for s in specs}
         missing, extra = sorted(wanted - set(arrays)), sorted(set(arrays) - wanted)
         if missing or extra:
