@@ -56,6 +56,7 @@ KINDS: dict[str, list[str]] = {
         "pos_linear_in_features",
         "pos_linear_mismatch",
         "pos_torch_sizes",
+        "pos_after_error",
     ],
     "keyword-only attribute given by position": [
         "pos_conv_stride",

@@ -454,3 +454,13 @@ def test_nearest_upsampling_by_a_whole_factor_agrees() -> None:
         "    out y = x -> upsample(scale_factor=41)\n"
         "    out z = x -> upsample(scale_factor=(3, 2))\n}\n"
     )
+
+
+def test_a_triplet_margin_of_zero_is_refused_as_torch_does() -> None:
+    """F.triplet_margin_loss raises on margin 0 at run time; ONNX computed it."""
+    text = (
+        "network Net() {\n    in a: float32[N, 5]\n    in p: float32[N, 5]\n"
+        "    in n: float32[N, 5]\n    out loss = triplet_margin_loss(a, p, n, margin=0)\n}\n"
+    )
+    with pytest.raises(CompileError, match="argument 'margin' of triplet_margin_loss"):
+        dslnet.loads(text).ir("Net")

@@ -218,7 +218,7 @@ class ContrastiveLoss(Loss):
 
 
 class TripletAttrs(OpAttrs):
-    margin: float = Field(1.0, ge=0.0, allow_inf_nan=False, description="the gap required")
+    margin: float = Field(1.0, gt=0.0, allow_inf_nan=False, description="the gap required")
     p: float = Field(2.0, gt=0.0, allow_inf_nan=False, description="the distance's norm order")
     eps: float = Field(1e-6, ge=0.0, description="added to differences before the norm")
     swap: bool = Field(

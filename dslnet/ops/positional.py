@@ -83,15 +83,20 @@ def _torch_habit(
 ) -> str | None:
     """The error for a call that gives the size dslnet reads from the input, or None
     when nothing says it does: the value is the input's size, or an int where the op
-    takes nothing positional, or the call means nothing read any other way."""
+    takes nothing positional, or the call means nothing read any other way (the last
+    two also when the input is unknown after an earlier error)."""
     size = op.inferred
-    if size is None or not inputs or len(values) <= size.torch_index:
+    if size is None or len(values) <= size.torch_index:
         return None
     given = values[size.torch_index]
-    shape = inputs[0].shape
-    if not -len(shape) <= size.axis < len(shape) or type(given) is not int:
+    if type(given) is not int:
         return None
-    actual = shape[size.axis]
+    actual = None  # unknown when the input is (an earlier error)
+    if inputs:
+        shape = inputs[0].shape
+        if not -len(shape) <= size.axis < len(shape):
+            return None
+        actual = shape[size.axis]
     fields = list(op.Attrs.model_fields)
     as_keywords = {**dict(zip(fields, values)), **_canonical(op, named)}
     if actual != given and op.positional and _fits(op, as_keywords):
@@ -99,11 +104,12 @@ def _torch_habit(
     rest = [*values[: size.torch_index], *values[size.torch_index + 1 :]]
     if len(rest) > len(fields):
         return None  # too many even without it: the plain message says so
-    which = "as given" if actual == given else f"not {given}"
-    message = (
-        f"{op.name} takes no {size.what}: it comes from its input {inputs[0]} ({actual}, "
-        f"{which}); write {_call(op, rest, named)}"
-    )
+    source = "its input"
+    if actual is not None:
+        which = "as given" if actual == given else f"not {given}"
+        source = f"its input {inputs[0]} ({actual}, {which})"
+    write = _call(op, rest, named)
+    message = f"{op.name} takes no {size.what}: it comes from {source}; write {write}"
     if not op.positional and not rest and not named:
         first, info = next(iter(op.Attrs.model_fields.items()))
         if not info.is_required():
