@@ -106,24 +106,7 @@ def test_a_reader_that_stops_early_is_not_an_internal_error() -> None:
 
 # --- conventions of the ecosystem: --version, python -m, stdin, directories ---------------
 
-NESTED = """
-block Inner(w: int) {
-    in x: [N, D]
-    out y = x -> linear(features=w) -> relu
-}
-
-block Outer(w: int) {
-    in x: [N, D]
-    h = x -> Inner(w) -> Inner(D)
-    out y = h + x
-}
-
-network Net(width: int = 32) {
-    in x: float32[N, 32]
-    h = x -> Outer(width) -> Outer(width)
-    out logits = h -> linear(features=10)
-}
-"""
+NESTED = (ROOT / "tests" / "data" / "nested.net").read_text()
 NEEDS_WIDTH = (
     "network W(width: int) {\n  in x: float32[N, 4]\n  out y = x -> linear(features=width)\n}\n"
 )

@@ -27,6 +27,8 @@ KINDS: dict[str, list[str]] = {
     "train: settings (unknown, wrong arguments, wrong values)": ["train_settings"],
     "train: steps (loss, update, layers, duplicates)": ["train_steps"],
     "train: @noise inputs": ["train_noise"],
+    "train: a syntax error on the loss line, reported once": ["train_loss_syntax"],
+    "limits: compile-time work (max_steps)": ["limit_steps"],
     "syntax: missing ')'": ["syntax_missing_paren"],
     "syntax: missing '}'": ["syntax_missing_brace"],
     "syntax: stray character": ["syntax_stray_char"],
@@ -121,6 +123,9 @@ KINDS: dict[str, list[str]] = {
     "a 3-D average pool's kernel over its unpadded input (found by differential fuzzing)": [
         "pool3d_kernel_over_input"
     ],
+    "a max pool window wholly in the padding (found by differential fuzzing)": [
+        "maxpool_window_in_padding"
+    ],
     "float32 weights with another float dtype; a fill the dtype cannot hold": [
         "weights_dtype",
         "pad_value_dtype",
@@ -143,6 +148,9 @@ KINDS: dict[str, list[str]] = {
         "syntax_unclosed_two",
     ],
     "misspelt keyword with did-you-mean": ["keyword_typo_declaration", "keyword_typo_statement"],
+    "misspelt keyword read as the one meant: its body's own errors reported": [
+        "keyword_typo_body_checked"
+    ],
     "name used above its assignment, layer above its declaration": ["use_before_assignment"],
     "statement outside any declaration": ["statement_outside_declaration"],
     "parameter default of the wrong type, at the default": ["param_default_types"],

@@ -334,6 +334,47 @@ def test_a_missing_brace_is_found_where_the_next_declaration_starts() -> None:
     assert program.blocks == ["Mlp"] and program.networks == ["Net"]
 
 
+_TYPO_BODY = (
+    "{kw} Stem() {{\n"
+    "    in x: float32[N, 3, 32, 32]\n"
+    "    {layer} fc = linear(10)\n"
+    "    out y = x -> flatten -> fc -> rleu\n"
+    "}}\n"
+    "network Net() {{\n"
+    "    in x: float32[N, 3, 32, 32]\n"
+    "    out y = x -> Stem\n"
+    "}}\n"
+)
+
+
+@pytest.mark.parametrize("typo", ["blcok", "blockk", "blok"])  # same length, longer, shorter
+def test_a_misspelt_keyword_is_read_as_the_one_meant(typo: str) -> None:
+    correct = errors(_TYPO_BODY.format(kw="block", layer="layer"))
+    assert correct == ["4:35: unknown op or block 'rleu' (did you mean 'relu'?)"]
+    found = errors(_TYPO_BODY.format(kw=typo, layer="lyer"))
+    assert found == [
+        f"1:1: unknown keyword '{typo}' (did you mean 'block'?)",
+        "3:5: unknown keyword 'lyer' (did you mean 'layer'?)",
+        *correct,  # the body is checked, at the same line:col; Stem stays known
+    ]
+
+
+def test_a_keyword_guess_is_forgotten_after_its_parse() -> None:
+    diags = Diagnostics()
+    parse("network A() {\n    lyer fc = linear(3)\n}\n", "t.net", diags)
+    assert [d.message for d in diags.errors()] == ["unknown keyword 'lyer' (did you mean 'layer'?)"]
+    diags = Diagnostics()
+    parse("network A() {\n    lyer = 3\n}\n", "t.net", diags)  # a name where it was
+    assert not diags.has_errors
+
+
+@pytest.mark.parametrize(
+    "line", ["netwrok = 3", "blok", "cosnt K =", "trian T() { out loss = 1 } )"]
+)
+def test_a_keyword_guess_that_does_not_fit_its_line_adds_no_error(line: str) -> None:
+    assert len(errors(f"{line}\n")) == 1
+
+
 def test_a_failed_value_silences_only_what_depends_on_it() -> None:
     text = (
         "network Net(n: int = 2) {\n"

@@ -542,6 +542,33 @@ def test_unreadable_checkpoints_exit_2_on_resume(
 # --- races -----------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _swapping(target: Path, own: bytes, outside: Path) -> Iterator[None]:
+    """While the block runs, a thread swaps `target` between a regular file holding
+    `own` and a link to `outside`, each swap one atomic rename."""
+    stop = threading.Event()
+
+    def swap() -> None:
+        scratch = target.with_name(".swap")
+        for i in range(100_000):
+            if stop.is_set():
+                return
+            scratch.unlink(missing_ok=True)
+            if i % 2:
+                scratch.symlink_to(outside)
+            else:
+                scratch.write_bytes(own)
+            os.replace(scratch, target)
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        swapper.join()
+
+
 def test_an_import_swapped_for_a_link_out_never_loads_the_outside_file(tmp_path: Path) -> None:
     """A thread swaps `lib.net` between a regular file and a link to a file outside the
     importing directory while the spec is loaded again and again: what is opened is
@@ -557,33 +584,14 @@ def test_an_import_swapped_for_a_link_out_never_loads_the_outside_file(tmp_path:
     lib.write_text(own)
     spec = inside / "main.net"
     spec.write_text('import "lib.net"\n')
-    stop = threading.Event()
-
-    def swap() -> None:
-        scratch = inside / ".swap"
-        for i in range(100_000):
-            if stop.is_set():
-                return
-            scratch.unlink(missing_ok=True)
-            if i % 2:
-                scratch.symlink_to(outside)
-            else:
-                scratch.write_text(own)
-            os.replace(scratch, lib)
-
-    swapper = threading.Thread(target=swap)
-    swapper.start()
     seen: dict[str, int] = {"Inside": 0, "Outside": 0, "refused": 0}
-    try:
+    with _swapping(lib, own.encode(), outside):
         for _ in range(400):
             program = dslnet.load(spec, strict=False)
             names = program.networks
             seen["refused"] += not names
             for name in names:
                 seen[name] += 1
-    finally:
-        stop.set()
-        swapper.join()
     assert seen["Outside"] == 0, seen
     assert seen["Inside"] > 0 and seen["refused"] > 0, seen  # both sides of the swap were met
 
@@ -603,24 +611,8 @@ def test_a_data_file_swapped_for_a_link_out_is_never_read(tmp_path: Path) -> Non
     data.write_bytes(own)
     spec = _spec(inside, '    data: "data.npz"\n')
     plan = dslnet.load(spec).training("Fit")
-    stop = threading.Event()
-
-    def swap() -> None:
-        scratch = inside / ".swap"
-        for i in range(100_000):
-            if stop.is_set():
-                return
-            scratch.unlink(missing_ok=True)
-            if i % 2:
-                scratch.symlink_to(tmp_path / "outside.npz")
-            else:
-                scratch.write_bytes(own)
-            os.replace(scratch, data)
-
-    swapper = threading.Thread(target=swap)
-    swapper.start()
     seen = {"inside": 0, "outside": 0, "refused": 0}
-    try:
+    with _swapping(data, own, tmp_path / "outside.npz"):
         for _ in range(400):
             try:
                 path = plan.spec_file("data.npz")
@@ -629,8 +621,5 @@ def test_a_data_file_swapped_for_a_link_out_is_never_read(tmp_path: Path) -> Non
                 seen["refused"] += 1
                 continue
             seen["outside" if arrays["x"].max() == 7 else "inside"] += 1
-    finally:
-        stop.set()
-        swapper.join()
     assert seen["outside"] == 0, seen
     assert seen["inside"] > 0 and seen["refused"] > 0, seen

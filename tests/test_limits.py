@@ -96,7 +96,7 @@ def test_exponential_fan_out_is_refused_before_any_node(run: Run) -> None:
     last = 4 * 41 + 3  # the network's `out` line
     assert out.errors == [
         f"{last}:18: block 'B40' adds at least {2**40} nodes: the network would have more "
-        "than 1000000 nodes (raise the limit with --max-nodes)"
+        "than 200000 nodes (raise the limit with --max-nodes)"
     ]
     assert out.nodes_built == 0
     assert out.peak_mb < PEAK_LIMIT_MB
@@ -129,7 +129,7 @@ def test_a_loop_over_a_big_block_is_refused_at_its_count(run: Run) -> None:
     )
     assert out.errors == [
         f"{4 * 16 + 4}:12: this loop adds at least {100 * 2**15} nodes: the network would "
-        "have more than 1000000 nodes (raise the limit with --max-nodes)"
+        "have more than 200000 nodes (raise the limit with --max-nodes)"
     ]
     assert out.nodes_built == 0
 
@@ -184,14 +184,14 @@ def test_a_huge_loop_is_refused_before_it_runs(run: Run, loop: str, where: str) 
 def test_iterations_add_up_over_nested_loops(run: Run) -> None:
     text = (
         "network Net() {\n    in x: float32[N, 4]\n    h = x\n"
-        "    repeat 1000 { repeat 1001 { const k = 1 } }\n    out y = h\n}\n"
+        "    repeat 100 { repeat 101 { const k = 1 } }\n    out y = h\n}\n"
     )
-    out = run(text)
+    out = run(text, dslnet.Limits(max_iterations=10_000))
     assert out.errors == [
-        "4:26: expansion runs 100099 loop iterations, over the limit of 100000 "
+        "4:25: expansion runs 10099 loop iterations, over the limit of 10000 "
         "(raise it with --max-iterations)"
     ]
-    assert run(text, dslnet.Limits(max_iterations=2_000_000)).errors == []
+    assert run(text, dslnet.Limits(max_iterations=20_000)).errors == []
 
 
 # --- block nesting ------------------------------------------------------------------------
@@ -535,3 +535,98 @@ def test_the_bound_stays_below_the_truth_on_tricky_bodies(body: str) -> None:
     assert decl is not None
     bound = ExpansionBound(program, program.limits).block_call(decl, graph.args)
     assert bound <= len(graph.nodes)
+
+
+# --- work and total size ------------------------------------------------------------------
+
+
+def test_a_long_loop_body_is_stopped_by_the_step_budget(run: Run) -> None:
+    """max_iterations counts iterations; max_steps the statements they run."""
+    body = "\n".join(f"        a{i} = {i}" for i in range(100))
+    out = run(net("repeat 1000 {", body.strip(), "}", "out y = x"), dslnet.Limits(max_steps=5000))
+    assert len(out.errors) == 1
+    line, _, message = out.errors[0].split(":", 2)
+    assert 4 <= int(line) <= 103  # a statement of the body, where the budget ran out
+    assert "limit of 5000 steps" in message and "--max-steps" in message
+
+
+def test_squaring_a_long_symbolic_size_is_charged_by_its_terms(run: Run) -> None:
+    """Multiplying sums of many terms is as costly as many statements: a product whose
+    result is refused as too long is still charged, so a loop of them stops at once."""
+    text = net(
+        "d = (H + 1) * (W + 2) * (C + 3) * (N + 4) * (H + 5) * (W + 6)",
+        "repeat 100000 { e = d * d }",
+        "out y = x",
+        inputs="x: float32[N, H, W, C]",
+    )
+    out = run(text, dslnet.Limits(max_steps=200_000))
+    assert any("--max-steps" in e for e in out.errors)
+    assert out.errors[-1].startswith("4:25: expansion passes the limit of 200000 steps")
+
+
+def test_block_calls_and_ranges_are_charged(run: Run) -> None:
+    block = "block B {\n    in x: [N, H]\n    out y = x\n}\n"
+    calls = run(
+        block + net("repeat 1000 { h = B(x) }", "out y = h"), dslnet.Limits(max_steps=10_000)
+    )
+    assert [e.split(": ", 1)[0] for e in calls.errors] == ["7:23"]
+    ranges = run(
+        net("repeat 100 { n = len(range(1000)) }", "out y = x"), dslnet.Limits(max_steps=10_000)
+    )
+    assert len(ranges.errors) == 1 and "--max-steps" in ranges.errors[0]
+
+
+def test_the_networks_of_one_check_share_the_step_budget(run: Run) -> None:
+    """Each network alone is under the budget, the two together are not: a spec of
+    many networks is bounded as a whole."""
+    one = (
+        "network {}() {{\n    in x: float32[N, 4]\n    repeat 300 {{ a = 1 }}\n    out y = x\n}}\n"
+    )
+    text = one.format("First") + one.format("Second")
+    assert run(one.format("First"), dslnet.Limits(max_steps=1000)).errors == []
+    out = run(text, dslnet.Limits(max_steps=1000))
+    assert [e.split(": ", 1)[0] for e in out.errors] == ["8:18"]  # in the second
+    assert "--max-steps" in out.errors[0]
+
+
+@pytest.mark.parametrize("spec", sorted((ROOT / "specs").glob("*.net")), ids=lambda p: p.stem)
+def test_real_networks_need_a_twentieth_of_the_default_steps(spec: Path) -> None:
+    """Every network of a library file together (resnet.net: ResNet18, 34 and 50, the
+    most) checks in a twentieth of the default budget."""
+    limits = dslnet.Limits(max_steps=dslnet.Limits().max_steps // 20)
+    errors = [d for d in dslnet.load(spec, limits).check() if d.is_error]
+    assert errors == []
+
+
+def test_imports_together_are_bounded_at_the_import_that_passes(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.net").write_text(
+            f"block {name.upper()} {{\n    in x: [N]\n"
+            f"    out y = x -> relu\n}}\n" + "#" * 1000 + "\n"
+        )
+    main_spec = tmp_path / "main.net"
+    main_spec.write_text('import "a.net"\nimport "b.net"\nimport "c.net"\n')
+    program = dslnet.load(main_spec, dslnet.Limits(max_total_bytes=2500), strict=False)
+    errors = [d for d in program.diags.errors()]
+    assert [(d.span.line, d.span.col) for d in errors] == [(3, 1)]
+    assert "over the limit of 2500 (raise it with --max-total-bytes)" in errors[0].message
+    assert dslnet.load(main_spec, dslnet.Limits(max_total_bytes=4000), strict=False).check() == []
+
+
+def test_output_the_terminal_cannot_encode_is_escaped(tmp_path: Path) -> None:
+    """With an ASCII-only stdout, a spec's non-ASCII text is written escaped: the
+    usual exit 1, not an internal error."""
+    spec = tmp_path / "u.net"
+    spec.write_text("network Net() {\n    in x: float32[N, 4]\n    out y = x -> r\u00e9lu\n}\n")
+    env = {"PYTHONIOENCODING": "ascii", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "dslnet", "check", str(spec)],
+        capture_output=True,
+        text=True,
+        encoding="ascii",
+        env=env,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "r\\xe9lu" in done.stdout and "internal error" not in done.stderr

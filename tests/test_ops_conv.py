@@ -115,7 +115,10 @@ def test_pool_shapes_match_torch_with_ceil_mode(kind: str) -> None:
         else:
             run = lambda: F.lp_pool1d(x + 1, 2.0, k, s, ceil_mode=ceil)  # noqa: B023, E731
             attrs["norm_type"] = 2.0
-        assert our_shape(f"{kind}pool1d", (1, 1, L), **attrs) == torch_shape(run), (L, attrs)
+        expected = torch_shape(run)
+        if kind == "max" and expected is not None and run().isinf().any():
+            expected = None  # a window wholly in the padding: refused (-inf in torch only)
+        assert our_shape(f"{kind}pool1d", (1, 1, L), **attrs) == expected, (L, attrs)
 
 
 def test_pool2d_and_unpool_shapes_match_torch() -> None:

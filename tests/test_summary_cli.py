@@ -20,25 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESNET = str(ROOT / "specs" / "resnet.net")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
-# Two levels of blocks: Outer holds two Inner.
-NESTED = """
-block Inner(w: int) {
-    in x: [N, D]
-    out y = x -> linear(features=w) -> relu
-}
-
-block Outer(w: int) {
-    in x: [N, D]
-    h = x -> Inner(w) -> Inner(D)
-    out y = h + x
-}
-
-network Net(width: int = 32) {
-    in x: float32[N, 32]
-    h = x -> Outer(width) -> Outer(width)
-    out logits = h -> linear(features=10)
-}
-"""
+NESTED = (ROOT / "tests" / "data" / "nested.net").read_text()
 # A layer name far wider than a narrow terminal leaves room for.
 LONG = "network Long() {\n  in x: float32[N, 8]\n  out y = x -> Wide\n}\n"
 LONG_BLOCK = "block Wide {\n  in x: [N, D]\n  out y = x -> linear(features=D)\n}\n"

@@ -71,6 +71,7 @@ def add_color(parser: argparse.ArgumentParser, default: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_output()
     args = build_parser().parse_args(argv)
     set_color(args.color)
     report = args.report = DiagnosticsReport.for_args(args)
@@ -99,6 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print("".join(traceback.format_exc(limit=-8)), file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _tolerant_output() -> None:
+    """Characters the output encoding lacks (a spec's `é` under PYTHONIOENCODING=ascii)
+    are written as escapes, not raised as an error in the middle of a report."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
 
 
 def _silence_stdout() -> None:

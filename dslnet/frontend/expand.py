@@ -20,6 +20,7 @@ from dslnet.frontend import ast
 from dslnet.frontend.annotations import resolve as resolve_annotation
 from dslnet.frontend.bound import ExpansionBound
 from dslnet.frontend.limits import (
+    Work,
     elements,
     parameters_problem,
     symbolic_work,
@@ -82,6 +83,7 @@ BUILTINS = ("range", "len", "min", "max")
 # What a block call costs in max_steps besides its statements: binding its
 # parameters and inputs takes about as long as twenty statements.
 BLOCK_CALL_STEPS = 20
+NODE_STEPS = 20  # and making a node, with its type checks
 
 
 @dataclass
@@ -129,7 +131,9 @@ def snake(name: str) -> str:
 
 
 class Expander:
-    def __init__(self, program: Program, diags: Diagnostics, limits: Limits) -> None:
+    def __init__(
+        self, program: Program, diags: Diagnostics, limits: Limits, work: Work | None = None
+    ) -> None:
         self.program = program
         self.diags = diags
         self.limits = limits
@@ -137,14 +141,14 @@ class Expander:
         self.frame: Frame | None = None
         self.active: list[str] = []
         self.iterations = 0
-        self.steps = 0  # compile-time work so far, for max_steps (see charge)
-        self.steps_reported = False
+        self.work = work or Work()  # max_steps: shared by the networks of one check
         self.bound = ExpansionBound(program, limits)  # asked before block calls and loops
         self.parameters = 0  # elements of parameters and buffers so far, for max_parameters
         self.parameters_seen = 0  # entries of graph.parameters already counted
         self.node_limit_reported = False
         self.marks: dict[str, Any] = {}  # what the annotations around us ask of new nodes
         self._layer_names: dict[int, frozenset[str]] = {}  # per block declaration
+        self._bound_names: dict[int, list[str]] = {}  # per if, for and repeat statement
 
     def layer_names(self, decl: ast.BlockDecl) -> frozenset[str]:
         """The names of every `layer` statement of `decl` (nested ones too)."""
@@ -218,6 +222,7 @@ class Expander:
             if err.message:  # an empty message: the cause was reported already
                 self.error(err.message, err.span)
             assert self.frame is not None
+            self.work.steps += len(targets)  # charged: a loop may fail here at each turn
             for t in targets:
                 self.frame.env[t] = POISON
 
@@ -345,28 +350,29 @@ class Expander:
 
     def run(self, stmts: Sequence[ast.Stmt]) -> None:
         for index, stmt in enumerate(stmts):
-            if self.steps >= self.limits.max_steps:
+            if self.work.steps >= self.limits.max_steps:
                 self.stop(stmts[index:])
                 return
-            self.steps += 1
+            self.work.steps += 1
             self.exec(stmt)
 
     def charge(self, steps: int, span: Span) -> None:
         """Count `steps` of compile-time work against max_steps, before doing it: a loop
         under max_iterations can still run a long body, or square a symbolic size."""
-        self.steps += steps
-        if self.steps > self.limits.max_steps:
+        self.work.steps += steps
+        if self.work.steps > self.limits.max_steps:
             raise EvalError(self.out_of_steps(), span)
 
     def out_of_steps(self) -> str:
         """The error for passing max_steps, the first time; after that "" (one error
         for the network, not one per statement skipped)."""
-        if self.steps_reported:
+        if self.work.reported:
             return ""
-        self.steps_reported = True
+        self.work.reported = True
         return (
-            f"expansion takes more than {self.limits.max_steps} steps of compile-time work "
-            f"(statements, expressions, list items; raise the limit with --max-steps)"
+            f"expansion passes the limit of {self.limits.max_steps} steps of compile-time "
+            f"work here (statements, expressions, list items, nodes; one budget for all "
+            f"that a check expands): raise it with --max-steps"
         )
 
     def stop(self, rest: Sequence[ast.Stmt]) -> None:
@@ -428,19 +434,19 @@ class Expander:
                 self.check_growth(nodes, "this loop", stmt.count.span)
                 count = value  # only once every check passed
             if not isinstance(count, int):
-                self.poison(_assigned_in(stmt.body))
+                self.poison(self.names_bound(stmt, [stmt.body]))
                 return
             for i in range(count):
                 if stmt.var:
                     frame.env[stmt.var] = i
                 self.run(stmt.body)
-                if self.steps_reported:
+                if self.work.reported:
                     break
         elif isinstance(stmt, ast.IfStmt):
             # A condition that fails leaves unknown which branch ran: what any of them
             # assigns is poisoned (no error for it).
             branches = [body for _, body in stmt.branches] + [stmt.orelse]
-            with self.statement([n for body in branches for n in _assigned_in(body)]):
+            with self.statement(self.names_bound(stmt, branches)):
                 for cond, body in stmt.branches:
                     if self.condition(cond):
                         self.run(body)
@@ -463,17 +469,27 @@ class Expander:
                 self.check_growth(nodes, "this loop", stmt.iterable.span)
                 items = value  # only once every check passed
         if not isinstance(items, tuple):
-            self.poison([*stmt.targets, *_assigned_in(stmt.body)])
+            self.poison([*stmt.targets, *self.names_bound(stmt, [stmt.body])])
             return
         for item in items:
             with self.statement(stmt.targets):
                 self.assign(stmt.targets, item, stmt.span)
             self.run(stmt.body)
-            if self.steps_reported:
+            if self.work.reported:
                 break
+
+    def names_bound(self, stmt: ast.Stmt, bodies: Sequence[Sequence[ast.Stmt]]) -> list[str]:
+        """The names `bodies` of `stmt` bind, nested ones too; kept, as a loop around
+        `stmt` may ask again at each of its iterations."""
+        found = self._bound_names.get(id(stmt))
+        if found is None:
+            found = [name for body in bodies for name in _assigned_in(body)]
+            self._bound_names[id(stmt)] = found
+        return found
 
     def poison(self, names: Sequence[str]) -> None:
         assert self.frame is not None
+        self.work.steps += len(names)  # a loop may poison a long body at each iteration
         for name in names:
             self.frame.env[name] = POISON
 
@@ -997,6 +1013,7 @@ class Expander:
             hints = [frame.value_prefix + (single or local)]
             hints += [f"{hints[0]}.{o}" for o in opdef.outputs[1:]]
         self.count_node(span)
+        self.charge(NODE_STEPS, span)
         try:
             outs = builder.add_node(
                 opdef,

@@ -26,9 +26,10 @@ class Limits:
 
     max_nodes: IR nodes in one network.
     max_iterations: compile-time loop iterations in one network (and list length).
-    max_steps: compile-time work in expanding one network: each statement run and each
-        expression evaluated counts one, a list value one per item, `range(n)` n, and an
-        operation on symbolic sizes one per pair of terms it combines.
+    max_steps: compile-time work in expanding one network (all of them together in
+        `check`): each statement run and each expression evaluated counts one, a list
+        value one per item, `range(n)` n, a block call or a node 20, and an operation
+        on symbolic sizes one per pair of terms it combines.
     max_depth: blocks nested inside one another.
     max_imports: files imported, directly or not.
     max_file_bytes: the size of one spec file (and of a string built from others).
@@ -41,18 +42,19 @@ class Limits:
         imported.
     """
 
-    # Each bound stops a runaway at once (a fan-out, a loop of a billion, a 4 MiB bracket
-    # nest), but a spec that stays under all of them still costs what it holds: parsing
-    # runs at ~100 KB/s (4 MiB of blocks: ~40 s and ~1 GB), a million nodes ~1 minute
-    # and ~2 GB. Loops are bounded by the work they do (max_steps: ~5 µs a step), not
-    # only by their iterations, and imports by the bytes they add (max_total_bytes).
-    max_nodes: int = 1_000_000
+    # Each bound stops a runaway at once (a fan-out, a loop of a billion, a megabyte of
+    # brackets), but a spec that stays under all of them still costs what it holds:
+    # parsing runs at 35-100 KB/s (2 MiB of `[1,1,...]`, the densest text: ~1 minute,
+    # ~1.3 GB), a node ~65 µs (the largest network of specs/ has under 200), a step of
+    # max_steps ~3 µs. Loops are bounded by the work they do, not only by their
+    # iterations, and imports by the bytes they add.
+    max_nodes: int = 200_000
     max_iterations: int = 100_000
-    max_steps: int = 5_000_000
+    max_steps: int = 500_000
     max_depth: int = 64
     max_imports: int = 256
-    max_file_bytes: int = 4 * 1024 * 1024
-    max_total_bytes: int = 8 * 1024 * 1024
+    max_file_bytes: int = 2 * 1024 * 1024
+    max_total_bytes: int = 2 * 1024 * 1024
     max_tensor_elements: int = 2**31
     max_parameters: int = 10**10
     import_roots: tuple[str, ...] = ()
@@ -60,6 +62,15 @@ class Limits:
     def allowed_roots(self, own: Path) -> list[Path]:
         """The directories imports may read below: `own`, then each import root."""
         return [own, *(Path(r).resolve() for r in self.import_roots)]
+
+
+@dataclass
+class Work:
+    """Compile-time work done against `max_steps`. One `check` shares one among every
+    network and train declaration it expands, so many networks are bounded together."""
+
+    steps: int = 0
+    reported: bool = False  # the error is said once
 
 
 def value_problem(value: Any) -> str | None:

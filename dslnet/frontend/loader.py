@@ -16,6 +16,7 @@ from dslnet.fileio import FileProblem, open_regular
 from dslnet.frontend import ast
 from dslnet.frontend.expand import BUILTINS, Expander
 from dslnet.frontend.limits import Limits as Limits  # re-exported: dslnet.Limits
+from dslnet.frontend.limits import Work
 from dslnet.frontend.parser import parse
 from dslnet.frontend.resolve import check_block, check_recursion, check_train
 from dslnet.frontend.values import Callee, is_poison
@@ -69,6 +70,9 @@ class Program:
         # Files with an import that failed: a name unknown there may be one it would
         # have supplied, so none is reported (the import's error says it all).
         self.incomplete_files: set[str] = set()
+        # Train declarations with a syntax error inside: a statement the parser dropped
+        # (`out loss = ...`) is not reported missing as well.
+        self.damaged_trains: set[str] = set()
         self.modules: list[ast.Module] = []  # every file read, imports first
 
     # --- what is in it ----------------------------------------------------------------
@@ -294,13 +298,20 @@ class Program:
             raise CompileError(self.diags.errors(), self.sources)
         return lower(self, decl, dict(params))
 
-    def _expand(self, network: str, params: Mapping[str, Any], diags: Diagnostics) -> Graph | None:
+    def _expand(
+        self,
+        network: str,
+        params: Mapping[str, Any],
+        diags: Diagnostics,
+        work: Work | None = None,
+    ) -> Graph | None:
         decl = self.decls.get(network)
         if decl is None or decl.kind != "network":
             raise self._not_found("network", network, self.networks)
         if network in self.broken:
             return None
-        return Expander(self, diags, self.limits).network(decl, dict(params), decl.name_span)
+        expander = Expander(self, diags, self.limits, work)
+        return expander.network(decl, dict(params), decl.name_span)
 
     def _not_found(self, what: str, name: str, have: list[str]) -> CompileError:
         from dslnet.diagnostics import did_you_mean
@@ -321,14 +332,15 @@ class Program:
         diags = Diagnostics()
         for d in self.diags.sorted():
             diags.add(d)
+        work = Work()  # one max_steps budget for all: a spec of many networks is bounded
         for name in self.networks:
             if all(p.default is not None for p in self.decls[name].params):
-                self._expand(name, {}, diags)
+                self._expand(name, {}, diags, work)
         for name, decl in self.train_decls.items():
             if name not in self.broken and all(p.default is not None for p in decl.params):
                 from dslnet.training.plan import lower_into
 
-                lower_into(self, decl, {}, diags)
+                lower_into(self, decl, {}, diags, work)
         return diags.sorted()
 
     def checked(self) -> Program:
@@ -502,13 +514,16 @@ class _Loader:
             )
         for train in program.train_decls.values():
             lines = self.syntax_error_lines.get(train.span.file, set())
+            damaged = any(train.span.line <= n <= train.span.end_line for n in lines)
+            if damaged:
+                program.damaged_trains.add(train.name)
             check_train(
                 train,
                 diags,
                 global_names,
                 program.visible_names,
                 self.broken.get(train.span.file, set()),
-                damaged=any(train.span.line <= n <= train.span.end_line for n in lines),
+                damaged=damaged,
                 unresolved=program.unresolved,
                 quiet_unknown=train.span.file in program.incomplete_files,
             )

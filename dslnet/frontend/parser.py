@@ -22,6 +22,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from dslnet.diagnostics import Diagnostics, Span
 from dslnet.frontend import ast
+from dslnet.frontend.keyword_fixes import KeywordFixes
 from dslnet.frontend.nesting import (
     MAX_NESTING,
     NESTING_MESSAGE,
@@ -30,7 +31,13 @@ from dslnet.frontend.nesting import (
     NestingError,
     statement_around,
 )
-from dslnet.frontend.syntax_hints import Separator, keyword_or_placement, unclosed_declaration
+from dslnet.frontend.syntax_hints import (
+    KeywordTypo,
+    Separator,
+    keyword_or_placement,
+    misspelt_keyword,
+    unclosed_declaration,
+)
 
 Tree = _LarkTree[Any]
 MAX_SYNTAX_ERRORS = 50
@@ -53,14 +60,18 @@ class _LexState:
 
 class _PostLexer:
     """Drops newlines inside (...) and [...] and before a line that starts with `->`
-    (a pipeline continued on the next line), and tracks open brackets."""
+    (a pipeline continued on the next line), and tracks open brackets. Reads each
+    misspelt keyword in `keywords` (start -> keyword token type) as the keyword meant."""
 
     always_accept = ("_NL",)
 
     def __init__(self) -> None:
         self.state = _LexState()
+        self.keywords: dict[int, str] = {}
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        if self.keywords:  # only after a misspelt keyword: no cost on a good file
+            stream = _retyped(stream, self.keywords)
         self.state = state = _LexState()
         nesting = NestingCounter()
         after_newline = True
@@ -93,6 +104,14 @@ class _PostLexer:
             yield pending
 
 
+def _retyped(stream: Iterator[Token], keywords: dict[int, str]) -> Iterator[Token]:
+    for tok in stream:
+        if tok.type == "NAME" and tok.start_pos in keywords:
+            # Its own text and position stay: every line:col reported later is the file's.
+            tok = Token.new_borrow_pos(keywords[tok.start_pos], str(tok), tok)
+        yield tok
+
+
 class _Parser:
     def __init__(self) -> None:
         grammar = resources.files("dslnet.grammar").joinpath("dslnet.lark").read_text("utf-8")
@@ -107,6 +126,9 @@ class _Parser:
             tree_class=DepthTree,  # stops a parse at the first node nested too deep
         )
         self.terminals = {t.name: t for t in self.lark.terminals}
+        self.keyword_types = {
+            t.pattern.value: t.name for t in self.lark.terminals if t.pattern.type == "str"
+        }
 
 
 _local = threading.local()
@@ -127,9 +149,29 @@ def parse(
     Returns the module built from what parsed, and the names declared by the
     statements that were blanked out (so later phases do not report them as
     unknown: one mistake, one error). `intact_lines` receives the lines of errors
-    that lost no statement (a missing '}' supplied where the next declaration starts).
+    that lost no statement (a missing '}' supplied where the next declaration starts,
+    a misspelt keyword read as the keyword meant).
     """
     parser = _parser()
+    fixes = KeywordFixes(parser.postlex.keywords)
+    intact: set[int] = set()
+    try:
+        module, broken_names = _parse_recovering(text, file, diags, parser, fixes, intact)
+    finally:
+        parser.postlex.keywords = {}
+    if intact_lines is not None:
+        intact_lines |= intact | fixes.fixed_lines
+    return module, broken_names
+
+
+def _parse_recovering(
+    text: str,
+    file: str,
+    diags: Diagnostics,
+    parser: _Parser,
+    fixes: KeywordFixes,
+    intact: set[int],
+) -> tuple[ast.Module, set[str]]:
     work = _without_surrogates(text, file, diags)
     broken_names: set[str] = set()
     # Each error costs a parse of the whole text again: a big file full of errors
@@ -143,25 +185,35 @@ def parse(
             tree = parser.lark.parse(work)
         except UnexpectedInput as err:
             state = parser.postlex.state
+            failed = fixes.judge(err, work)
             unclosed = None
-            if isinstance(err, UnexpectedToken):
+            if failed is None and isinstance(err, UnexpectedToken):
                 unclosed = unclosed_declaration(
                     err.token, work, file, state.brackets, state.separators
                 )
             if unclosed is not None:  # close the body and check the rest normally
                 diags.error(unclosed.message, unclosed.span)
-                if intact_lines is not None:
-                    intact_lines.add(unclosed.span.line)
+                intact.add(unclosed.span.line)
                 at = unclosed.insert_at
                 work = work[:at] + "}" * unclosed.braces + work[at:]
+                fixes.shift(at, unclosed.braces)
                 continue
-            diags.error(*_describe(err, work, file, parser))
-            region = _recovery_region(work, err, state)
+            if failed is not None:  # reported already; its statement goes as a broken one
+                region = failed.region
+            else:
+                diags.error(*_describe(err, work, file, parser))
+                region = _recovery_region(work, err, state)
+                typo = _keyword_typo(err, work, state)
+                if typo is not None and fixes.trial is None:  # parse on as if it were right
+                    fixes.try_keyword(typo, parser.keyword_types[typo.meant], work, region)
+                    continue
         except NestingError as err:  # stopped before the whole tree was built
+            fixes.judge(None, work)
             span = Span(file, err.line, err.column, err.line, err.column + err.width)
             diags.error(NESTING_MESSAGE, span)
             region = statement_around(work, err.pos)
         else:
+            fixes.judge(None, work)
             problem = _unbuildable(tree)
             if problem is None:
                 return _ToAst(file).module(tree), broken_names
@@ -174,6 +226,14 @@ def parse(
         broken_names |= _declared_names(work[start:end])
         work = work[:start] + _blank(work[start:end]) + work[end:]
     return ast.Module(file, ()), broken_names
+
+
+def _keyword_typo(err: UnexpectedInput, text: str, state: _LexState) -> KeywordTypo | None:
+    """The misspelt keyword `_describe` reported for `err`, if it did."""
+    if not isinstance(err, (UnexpectedToken, UnexpectedEOF)):
+        return None
+    in_body = any(b.type == "LBRACE" for b in state.brackets)
+    return misspelt_keyword(err.token, text, state.stmt_start, in_body)
 
 
 def _blank(text: str) -> str:

@@ -119,25 +119,56 @@ def _annotation_line(token: Token) -> bool:
     return token.type == "AT" and token.column == 1
 
 
+@dataclass(frozen=True)
+class KeywordTypo:
+    """A word where a keyword belongs, close to one: `netwrok` at text[start:end]."""
+
+    start: int
+    end: int
+    meant: str
+
+
+def misspelt_keyword(token: Token, text: str, stmt_start: int, in_body: bool) -> KeywordTypo | None:
+    """The misspelt keyword that starts the statement at `stmt_start`, if the parse
+    broke on it (`token`) or right after it."""
+    word = _WORD.match(text, stmt_start)
+    if word is None or not _on_first_word(token, text, word):
+        return None
+    first = word.group()
+    at_word = token.start_pos == stmt_start
+    if first in ALL_KEYWORDS or not (at_word or token.type in _AFTER_KEYWORD):
+        return None
+    candidates = STATEMENT_KEYWORDS if in_body else DECLARATION_KEYWORDS
+    close = closest(first, candidates) or _transposed(first, candidates)
+    if close is None or close == first:
+        return None
+    return KeywordTypo(word.start(), word.end(), close)
+
+
+def _on_first_word(token: Token, text: str, word: re.Match[str]) -> bool:
+    """Whether the parse broke at the statement's first word or at the next token."""
+    if (token.start_pos or 0) < word.start():
+        return False
+    right_after = text[word.end() : token.start_pos or 0].strip(" \t") == ""
+    return token.start_pos == word.start() or right_after
+
+
 def keyword_or_placement(
     token: Token, text: str, file: str, stmt_start: int, in_body: bool
 ) -> tuple[str, Span] | None:
     """A misspelt keyword (`netwrok Net() {`), or a statement at the top level of a
     file (`in x: ...`, `x = 3`), said so."""
+    typo = misspelt_keyword(token, text, stmt_start, in_body)
+    if typo is not None:
+        written = text[typo.start : typo.end]
+        span = _word_span(text, file, typo.start, typo.end)
+        return f"unknown keyword '{written}' (did you mean '{typo.meant}'?)", span
     word = _WORD.match(text, stmt_start)
-    if word is None or (token.start_pos or 0) < stmt_start:
+    if word is None or not _on_first_word(token, text, word):
         return None
     first = word.group()
-    right_after = text[word.end() : token.start_pos or 0].strip(" \t") == ""
     at_word = token.start_pos == stmt_start
-    if not (at_word or right_after):
-        return None
     span = _word_span(text, file, word.start(), word.end())
-    if first not in ALL_KEYWORDS and (at_word or token.type in _AFTER_KEYWORD):
-        candidates = STATEMENT_KEYWORDS if in_body else DECLARATION_KEYWORDS
-        close = closest(first, candidates) or _transposed(first, candidates)
-        if close is not None and close != first:
-            return f"unknown keyword '{first}' (did you mean '{close}'?)", span
     if in_body or not at_word:
         return None
     if token.type in _STATEMENT_WORDS:

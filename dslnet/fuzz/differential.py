@@ -24,6 +24,7 @@ axis: the IR's shape assumes them).
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -187,7 +188,8 @@ def _run_torch(graph: Graph, module: Any, feeds: Mapping[str, Array]) -> _Run:
     import torch
 
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on odd inputs: not findings
             out = module(*(torch.from_numpy(feeds[v]) for v in graph.inputs))
     except NotImplementedError:  # a RuntimeError, but no refusal of these inputs
         raise

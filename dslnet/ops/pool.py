@@ -153,7 +153,26 @@ class _MaxPool(_Pool):
 
     def infer(self, attrs: MaxPoolAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         y = self.out_type(attrs, inputs[0])
+        self._check_windows_reach_input(attrs, inputs[0], y)
         return (y, TensorType(dtype=DType.int64, shape=y.shape)) if attrs.return_indices else (y,)
+
+    def _check_windows_reach_input(self, attrs: MaxPoolAttrs, x: TensorType, y: TensorType) -> None:
+        """A dilated window can fall wholly in the padding: its maximum is -inf in
+        PyTorch and the lowest float in ONNX Runtime, so it is refused (known sizes)."""
+        kernel, stride, padding, dilation = self.geometry(attrs, x)
+        for i, k in enumerate(kernel):
+            length, outs = x.shape[i + 2], y.shape[i + 2]
+            if not isinstance(length, int) or not isinstance(outs, int):
+                continue
+            # Padding lies at the ends: the first and last windows are the ones to check.
+            for o in {*range(min(outs, 2048)), *range(max(0, outs - 2048), outs)}:
+                start = o * stride[i] - padding[i]
+                if not any(0 <= start + j * dilation[i] < length for j in range(k)):
+                    raise ShapeError(
+                        f"{self.name}: window {o} on axis {i + 2} of {x} covers only padding "
+                        f"(kernel {k}, dilation {dilation[i]}, padding {padding[i]}); its "
+                        f"maximum would be -inf"
+                    )
 
     def torch_expr(
         self, attrs: MaxPoolAttrs, args: Sequence[str], inputs: Sequence[TensorType]

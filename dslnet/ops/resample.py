@@ -145,11 +145,12 @@ class Upsample(OpDef):
                 # Integer factors whose reciprocal float32 cannot hold (3, 41): PyTorch's
                 # source index floor(i * (1/41)) misses i = 41, where ONNX divides.
                 # Repeating each element is the exact nearest upsampling of both.
-                text = args[0]
-                for axis, factor in enumerate(factors, start=2):
-                    if factor != 1.0:
-                        text += f".repeat_interleave({int(factor)}, dim={axis})"
-                return text
+                repeats = [
+                    f".repeat_interleave({int(f)}, dim={axis})"
+                    for axis, f in enumerate(factors, start=2)
+                    if f != 1.0
+                ]
+                return args[0] + "".join(repeats)
         call = [args[0]]
         if attrs.size is not None:
             call.append(f"size={torch_arg(attrs.size)}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from dslnet.diagnostics import CompileError, Diagnostics, Span, did_you_mean
 from dslnet.frontend import ast
+from dslnet.frontend.limits import Work
 from dslnet.frontend.values import EvalError
 from dslnet.ir.graph import Graph
 from dslnet.ir.names import attribute_variant, is_attribute_name
@@ -105,20 +106,28 @@ def lower(program: Program, decl: ast.TrainDecl, overrides: dict[str, Any]) -> T
 
 
 def lower_into(
-    program: Program, decl: ast.TrainDecl, overrides: dict[str, Any], diags: Diagnostics
+    program: Program,
+    decl: ast.TrainDecl,
+    overrides: dict[str, Any],
+    diags: Diagnostics,
+    work: Work | None = None,
 ) -> TrainPlan | None:
-    """The plan of `decl`, its problems reported to `diags` (None when there are some)."""
-    return _Lowering(program, decl, diags).run(overrides)
+    """The plan of `decl`, its problems reported to `diags` (None when there are some);
+    `work`: a max_steps budget shared with other expansions (a check's)."""
+    return _Lowering(program, decl, diags, work).run(overrides)
 
 
 class _Lowering:
-    def __init__(self, program: Program, decl: ast.TrainDecl, diags: Diagnostics) -> None:
+    def __init__(
+        self, program: Program, decl: ast.TrainDecl, diags: Diagnostics, work: Work | None
+    ) -> None:
         from dslnet.frontend.expand import Expander
 
         self.program = program
         self.decl = decl
         self.diags = diags
-        self.expander = Expander(program, diags, program.limits)
+        self.work = work or Work()  # max_steps, for all the steps (and a check's networks)
+        self.expander = Expander(program, diags, program.limits, self.work)
         self.env: dict[str, Any] = {}
         self.reader = SettingReader(
             lambda expr: self.expander.constant(expr, dict(self.env)), self.error
@@ -279,7 +288,7 @@ class _Lowering:
 
         decl = self.as_block(body, self.decl.name)
         before = self.diags.has_errors
-        graph = Expander(self.program, self.diags, self.program.limits).network(
+        graph = Expander(self.program, self.diags, self.program.limits, self.work).network(
             decl, dict(self.env), self.decl.name_span
         )
         if graph is None or (self.diags.has_errors and not before):
@@ -288,7 +297,8 @@ class _Lowering:
         what = f"step '{name}'" if name else f"train '{self.decl.name}'"
         outputs = dict(graph.outputs)
         if "loss" not in outputs:
-            if self.out_span(body, "loss") is None:  # else it failed, and said why
+            # Else it failed and said why, or a syntax error there dropped it.
+            if self.out_span(body, "loss") is None and not self.damaged():
                 self.error(f"{what} needs an output named loss: out loss = ...", span)
             return None
         for out_name, value in graph.outputs:
@@ -313,6 +323,10 @@ class _Lowering:
             metrics=tuple(n for n, _ in graph.outputs if n != "loss"),
             span=span,
         )
+
+    def damaged(self) -> bool:
+        """Whether the declaration had a syntax error: statements may be missing."""
+        return self.decl.name in self.program.damaged_trains
 
     def out_span(self, body: tuple[ast.Stmt, ...], name: str) -> Span | None:
         from dslnet.frontend.resolve import walk_stmts
