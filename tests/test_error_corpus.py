@@ -49,6 +49,7 @@ KINDS: dict[str, list[str]] = {
     "wrong argument type": ["arg_wrong_type", "block_arg_type"],
     "missing argument": ["arg_missing"],
     "unknown argument with did-you-mean": ["arg_unknown", "block_arg_type"],
+    "PyTorch's name for an argument": ["arg_torch_spelling"],
     "too many positional arguments": ["arg_too_many"],
     "torch habit: a size the op reads from its input (equal to it, or not)": [
         "pos_batchnorm_channels",

@@ -42,6 +42,19 @@ class AttrError(Exception):
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
+# PyTorch's names for attributes dslnet spells otherwise (`softmax(dim=1)`), for the hint
+# an unknown argument gets when no spelling of ours is close to it.
+TORCH_SPELLINGS = {
+    "dim": "axis",
+    "out_features": "features",
+    "num_heads": "heads",
+    "kernel": "kernel_size",
+    "start_dim": "start_axis",
+    "end_dim": "end_axis",
+    "dim0": "axis0",
+    "dim1": "axis1",
+}
+
 
 class OpAttrs(BaseModel):
     """Base of every op's attribute schema. Field order is the signature's order; the
@@ -212,7 +225,11 @@ class OpDef:
             if field_name not in self.Attrs.model_fields:
                 from dslnet.diagnostics import did_you_mean
 
-                hint = did_you_mean(key, [*fields, *self.aliases])
+                ours = TORCH_SPELLINGS.get(key)
+                if ours in self.Attrs.model_fields:  # the PyTorch name of one of ours
+                    hint = f" (dslnet calls it '{ours}')"
+                else:
+                    hint = did_you_mean(key, [*fields, *self.aliases])
                 problems.append(
                     f"{self.name} has no argument '{key}'{hint}; it takes: {self.signature()}"
                 )
