@@ -314,3 +314,38 @@ def test_train_out_into_a_missing_directory_creates_it_and_says_so(
     assert main(args) == 0
     assert capsys.readouterr().err.startswith(f"dslnet: created directory {out}{os.sep}\n")
     assert (out / "checkpoint.safetensors").is_file()
+
+
+# --- flag values refused as usage errors, never an internal error ----------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["compile", "specs/mlp.net", "-n", "MLP", "--emit", "onnx", "--opset", "3"],
+        ["compile", "specs/mlp.net", "-n", "MLP", "--emit", "onnx", "--opset", "999"],
+        ["compile", "specs/mlp.net", "-n", "MLP", "--calibration-samples", "0"],
+        ["train", "specs/mnist.net", "--synthetic", "0"],
+        ["train", "specs/mnist.net", "--synthetic", "64", "--epochs", "0"],
+        ["train", "specs/mnist.net", "--synthetic", "64", "--nproc", "0"],
+    ],
+    ids=["opset-old", "opset-new", "calibration-samples", "synthetic", "epochs", "nproc"],
+)
+def test_flag_values_out_of_range_are_usage_errors(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: argument --" in err and "Traceback" not in err
+
+
+def test_a_path_that_is_not_a_regular_file_says_what_it_is(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check", os.devnull]) == 2
+    assert capsys.readouterr().err == (
+        f"dslnet: error: {os.devnull} is a character device, not a regular file\n"
+    )

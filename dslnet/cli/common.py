@@ -52,7 +52,7 @@ def add_limits(parser: argparse.ArgumentParser) -> None:
         group.add_argument(
             flag,
             dest=field,
-            type=_positive_int,
+            type=positive_int,
             default=default,
             metavar="N",
             help=f"at most N {what} (default {default})",
@@ -74,7 +74,7 @@ def limits_from(args: argparse.Namespace) -> Limits:
     return Limits(**values, import_roots=tuple(args.import_roots))
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:

@@ -16,6 +16,7 @@ from dslnet.cli.common import (
     add_network_choice,
     parse_overrides,
     pick_network,
+    positive_int,
     require_file,
     write_files,
 )
@@ -40,7 +41,7 @@ def register(sub: Any) -> None:
         help="write here instead of standard output (a missing directory is created, "
         "and said so on stderr)",
     )
-    comp.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    comp.add_argument("--opset", type=_opset, default=18, help="ONNX opset (default 18)")
     comp.add_argument(
         "--onnx-functions",
         action="store_true",
@@ -130,7 +131,7 @@ def register(sub: Any) -> None:
     )
     reduce.add_argument(
         "--calibration-samples",
-        type=int,
+        type=positive_int,
         default=32,
         metavar="N",
         help="calibration batches to use (default 32)",
@@ -278,3 +279,21 @@ def _emit(graph: Any, args: argparse.Namespace, weights: Any) -> bytes:
         )
     except WeightsError as err:
         raise UsageError(f"weights do not fit network '{graph.name}': {err}") from None
+
+
+def _opset(text: str) -> int:
+    """An ONNX opset the emitter writes and the installed onnx knows."""
+    import onnx
+
+    from dslnet.backends.onnx_emit import MIN_OPSET
+
+    newest = onnx.defs.onnx_opset_version()
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not MIN_OPSET <= value <= newest:
+        raise argparse.ArgumentTypeError(
+            f"opset {value} is not supported: use {MIN_OPSET} to {newest}"
+        )
+    return value

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from dslnet.cli.common import EXIT_OK, EXIT_SPEC, EXIT_USAGE, UsageError, limits_from
 from dslnet.diagnostics import CompileError
+from dslnet.fileio.regular import why_unusable
 from dslnet.frontend.loader import Program, load, loads
 
 STDIN = "-"
@@ -74,7 +75,13 @@ def shown(name: str) -> str:
 
 
 def missing_message(name: str) -> str:
-    return f"no such file or directory: {name}"
+    """Why a path that is neither a spec file nor a directory cannot be read."""
+    reason = why_unusable(name)
+    if reason is None or reason == "no such file or directory":
+        return f"no such file or directory: {name}"
+    if reason.startswith("is "):  # "/dev/null is a character device, not a regular file"
+        return f"{name} {reason}"
+    return f"{name}: {reason}"
 
 
 def one_spec(args: argparse.Namespace, command: str) -> str:

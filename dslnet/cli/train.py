@@ -26,6 +26,7 @@ from dslnet.cli.common import (
     limits_from,
     parse_overrides,
     pick_one,
+    positive_int,
     require_file,
     write_files,
 )
@@ -64,11 +65,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--synthetic",
-        type=int,
+        type=positive_int,
         metavar="SAMPLES",
         help="train on a generated task of this many samples (a smoke run)",
     )
-    p.add_argument("--epochs", type=int, help="over the declaration's `epochs:`")
+    p.add_argument("--epochs", type=positive_int, help="over the declaration's `epochs:`")
     p.add_argument(
         "--out", default=None, metavar="DIR", help="where results go (default: runs/NAME)"
     )
@@ -89,13 +90,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=positive_int,
         metavar="BATCHES",
         help="also checkpoint every BATCHES batches, not only at the end of an epoch",
     )
     p.add_argument(
         "--nproc",
-        type=int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="data-parallel processes (torchrun; gloo on CPU, nccl on GPU)",
