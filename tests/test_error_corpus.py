@@ -50,6 +50,7 @@ KINDS: dict[str, list[str]] = {
     "missing argument": ["arg_missing"],
     "unknown argument with did-you-mean": ["arg_unknown", "block_arg_type"],
     "PyTorch's name for an argument": ["arg_torch_spelling"],
+    "unpacking several outputs into too few names": ["unpack_outputs"],
     "too many positional arguments": ["arg_too_many"],
     "torch habit: a size the op reads from its input (equal to it, or not)": [
         "pos_batchnorm_channels",

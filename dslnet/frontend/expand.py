@@ -541,6 +541,13 @@ class Expander:
             items = value
         else:
             raise EvalError(f"cannot unpack {kind_of(value)} into {len(targets)} names", span)
+        if len(items) != len(targets) and isinstance(value, Record):
+            names = ", ".join(name for name, _ in value.fields)
+            raise EvalError(
+                f"cannot unpack {len(items)} outputs ({names}) into {len(targets)} names: "
+                f"write `{names} = ...` (a name starting with '_' discards one)",
+                span,
+            )
         if len(items) != len(targets):
             raise EvalError(f"cannot unpack {len(items)} values into {len(targets)} names", span)
         for t, v in zip(targets, items):
