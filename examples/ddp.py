@@ -49,6 +49,9 @@ def main() -> int:
         losses.append(float(total[0] / total[1]))
         if rank == 0:
             print(f"epoch {epoch + 1}: loss {losses[-1]:.4f} over {world} processes")
+    # Both ranks finish before either leaves: gloo aborts a process whose peer
+    # tears the group down mid-connection.
+    dist.barrier()
     dist.destroy_process_group()
     ok = losses[-1] < 0.5 * losses[0]
     if rank == 0 and not ok:
