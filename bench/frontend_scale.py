@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import dslnet
-from dslnet.diagnostics import Diagnostics
+from dslnet.core.diagnostics import Diagnostics
 from dslnet.frontend.resolve import check_block, check_recursion
 
 # The large specs measured here are over the default bounds on purpose (compile-time

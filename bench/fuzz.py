@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dslnet.console import progress
+from dslnet.core.console import progress
 from dslnet.fuzz import (
     MAX_ELEMENTS,
     Settings,

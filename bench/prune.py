@@ -33,7 +33,7 @@ def main() -> None:
     import onnxruntime as ort
 
     import dslnet
-    from dslnet.console import progress
+    from dslnet.core.console import progress
     from dslnet.passes.manager import flops_ratio, total_flops
     from dslnet.testing import random_inputs
 

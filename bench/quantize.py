@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from dslnet.console import progress
+from dslnet.core.console import progress
 
 ROOT = Path(__file__).resolve().parents[1]
 

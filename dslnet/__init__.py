@@ -6,7 +6,7 @@ graph = prog.ir("MLP", hidden=256)
 """
 
 from dslnet.backends.weights import WeightsError
-from dslnet.diagnostics import CompileError, Diagnostic, Severity, Span
+from dslnet.core.diagnostics import CompileError, Diagnostic, Severity, Span
 from dslnet.frontend.loader import Limits, Program, load, loads
 from dslnet.ir.graph import Graph
 from dslnet.passes.base import PassError

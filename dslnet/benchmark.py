@@ -26,9 +26,9 @@ from typing import Any, Literal
 import numpy as np
 
 from dslnet.backends.weights import WeightsSource
-from dslnet.console import progress
+from dslnet.core.console import progress
+from dslnet.core.symbolic import SymExpr
 from dslnet.ir.graph import Graph
-from dslnet.ir.symbolic import SymExpr
 from dslnet.passes.pipeline import QUANTIZATIONS, Optimized, Options, Quantization, optimize
 from dslnet.testing import input_symbols, random_input
 

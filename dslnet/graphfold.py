@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from dslnet.diagnostics import did_you_mean
+from dslnet.core.diagnostics import did_you_mean
 from dslnet.ir.graph import CallFrame, Graph, Node
 
 Direction = Literal["TB", "LR"]

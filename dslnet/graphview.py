@@ -17,6 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dslnet.core.literals import format_value
+from dslnet.core.symbolic import SymExpr, dim_str
+from dslnet.core.types import DType, TensorType, shape_str
 from dslnet.graphfold import (
     BlockCalls,
     ViewOptions,
@@ -26,9 +29,6 @@ from dslnet.graphfold import (
     representative,
 )
 from dslnet.ir.graph import AttrValue, CallFrame, Graph, Node
-from dslnet.ir.printer import format_value
-from dslnet.ir.symbolic import SymExpr, dim_str
-from dslnet.ir.types import DType, TensorType, shape_str
 from dslnet.ops import registry
 
 LABEL_ATTRS_WIDTH = 30  # characters of attributes on a box before "…"

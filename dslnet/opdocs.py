@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from enum import Enum
 from typing import Any
 
-from dslnet.ir.printer import format_value
+from dslnet.core.literals import format_value
 from dslnet.ops import registry
 from dslnet.ops.registry import OpDef, type_words
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dslnet.ir import symbolic
+from dslnet.core import symbolic
+from dslnet.core.literals import format_value
+from dslnet.core.symbolic import Dim, dim_str
+from dslnet.core.types import DType, TensorType
 from dslnet.ir.graph import Graph, Node
-from dslnet.ir.printer import format_value
-from dslnet.ir.symbolic import Dim, dim_str
-from dslnet.ir.types import DType, TensorType
 from dslnet.ops import registry
 from dslnet.summary_view import render, table
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dslnet.ir.types import shape_str
+from dslnet.core.types import shape_str
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from dslnet.core.types import DType, TensorType
 from dslnet.ir.graph import Graph
-from dslnet.ir.types import DType, TensorType
 from dslnet.ops import registry
 from dslnet.ops.registry import OpDef
 

@@ -16,8 +16,8 @@ import pytest
 import dslnet
 from dslnet import console
 from dslnet.cli import main
-from dslnet.console import progress, use_color
-from dslnet.diagnostics import Diagnostic, Severity, SourceMap, Span
+from dslnet.core.console import progress, use_color
+from dslnet.core.diagnostics import Diagnostic, Severity, SourceMap, Span
 from dslnet.ops import registry
 from dslnet.summary import render
 

@@ -119,9 +119,7 @@ KINDS: dict[str, list[str]] = {
     "float attributes out of float32's range, infinite or nan (issue 19)": ["attr_float_range"],
     "an attribute's default checked against the others (issue 19)": ["attr_default_checked"],
     "an output_padding only PyTorch takes (issue 19)": ["conv_transpose_output_padding"],
-    "instancenorm over one element (found by differential fuzzing)": [
-        "instancenorm_one_element"
-    ],
+    "instancenorm over one element (found by differential fuzzing)": ["instancenorm_one_element"],
     "a 3-D average pool's kernel over its unpadded input (found by differential fuzzing)": [
         "pool3d_kernel_over_input"
     ],

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import dslnet
 from dslnet.cli import main
-from dslnet.diagnostics import CompileError, Diagnostics
+from dslnet.core.diagnostics import CompileError, Diagnostics
 from dslnet.frontend import format as fmt_package
 from dslnet.frontend.format import format_source
 from dslnet.frontend.format.doc import WIDTH

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import dslnet
-from dslnet.diagnostics import Diagnostics
+from dslnet.core.diagnostics import Diagnostics
 from dslnet.frontend import ast
 from dslnet.frontend.parser import parse
 from dslnet.ir.graph import Graph

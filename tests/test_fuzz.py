@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import dslnet
-from dslnet.diagnostics import CompileError, Diagnostic, Severity, SourceMap, Span
+from dslnet.core.diagnostics import CompileError, Diagnostic, Severity, SourceMap, Span
 from dslnet.fuzz import (
     Disagreement,
     Outcome,
@@ -175,7 +175,7 @@ def test_one_backend_refusing_what_the_other_runs_is_a_disagreement(
 
 
 def test_differences_the_comparison_sees() -> None:
-    from dslnet.ir.types import DType, TensorType
+    from dslnet.core.types import DType, TensorType
 
     f32 = TensorType(dtype=DType.float32, shape=(2,))
     same = [1.0, float("nan")]

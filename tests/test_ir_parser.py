@@ -16,11 +16,11 @@ import pytest
 import dslnet
 from dslnet.backends.onnx_emit import emit_onnx
 from dslnet.backends.torch_codegen import generate_torch
+from dslnet.core.symbolic import SymExpr, floordiv
+from dslnet.core.types import DType
 from dslnet.ir.graph import Graph
 from dslnet.ir.parser import IRParseError, parse_graph
 from dslnet.ir.printer import print_graph
-from dslnet.ir.symbolic import SymExpr, floordiv
-from dslnet.ir.types import DType
 from dslnet.ir.verifier import verify
 from dslnet.passes.base import Model
 from dslnet.passes.canonicalize import Canonicalize

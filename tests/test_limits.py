@@ -20,7 +20,7 @@ import pytest
 
 import dslnet
 from dslnet.cli import build_parser, main
-from dslnet.diagnostics import Diagnostics
+from dslnet.core.diagnostics import Diagnostics
 from dslnet.frontend.bound import ExpansionBound
 from dslnet.frontend.parser import parse
 from dslnet.ir.builder import GraphBuilder

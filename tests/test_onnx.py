@@ -21,9 +21,9 @@ import pytest
 import dslnet
 from dslnet.backends.onnx_emit import DOMAIN, emit_onnx, run_onnx
 from dslnet.backends.weights import WeightsError, init_weights, load_weights
+from dslnet.core.symbolic import SymExpr
+from dslnet.core.types import DType, TensorType
 from dslnet.ir.graph import Graph, Parameter
-from dslnet.ir.symbolic import SymExpr
-from dslnet.ir.types import DType, TensorType
 from dslnet.testing import random_inputs
 
 ROOT = Path(__file__).resolve().parents[1]

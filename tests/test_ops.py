@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dslnet.ir.symbolic import SymExpr
-from dslnet.ir.types import DType, TensorType
+from dslnet.core.symbolic import SymExpr
+from dslnet.core.types import DType, TensorType
 from dslnet.ops import registry
 from dslnet.ops.registry import AttrError, OpAttrs, OpDef, ShapeError
 

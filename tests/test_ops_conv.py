@@ -19,8 +19,8 @@ from torch import nn
 
 import dslnet
 from dslnet.backends.onnx_emit import emit_onnx, run_onnx
-from dslnet.ir.symbolic import Dim, SymExpr
-from dslnet.ir.types import DType, TensorType
+from dslnet.core.symbolic import Dim, SymExpr
+from dslnet.core.types import DType, TensorType
 from dslnet.ops import registry
 from dslnet.ops.registry import AttrError, ShapeError
 

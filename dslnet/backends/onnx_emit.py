@@ -31,8 +31,8 @@ from dslnet.backends.weights import (
     load_weights,
     resolve_op,
 )
+from dslnet.core.types import DType, TensorType
 from dslnet.ir.graph import CallInfo, Graph, Node
-from dslnet.ir.types import DType, TensorType
 
 __all__ = ["DOMAIN", "MIN_OPSET", "emit_onnx", "ir_version_for", "run_onnx"]
 

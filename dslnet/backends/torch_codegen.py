@@ -16,11 +16,11 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from dslnet.core.literals import format_value
+from dslnet.core.types import shape_str
 from dslnet.ir import init as init_schemes
 from dslnet.ir.graph import CallInfo, Graph, Node
 from dslnet.ir.names import attribute_variant, is_attribute_name
-from dslnet.ir.printer import format_value
-from dslnet.ir.types import shape_str
 from dslnet.ops import registry
 
 _RESERVED = {"self", "torch", "nn", "F", "super"} | set(dir(builtins))

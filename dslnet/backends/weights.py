@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from dslnet.diagnostics import did_you_mean
+from dslnet.core.diagnostics import did_you_mean
+from dslnet.core.types import TensorType
 from dslnet.fileio import FileProblem
 from dslnet.fileio.weights import read_weights
 from dslnet.ir import init as init_schemes
 from dslnet.ir.graph import Graph, Node, Parameter
-from dslnet.ir.types import TensorType
 from dslnet.ops import registry
 from dslnet.ops.registry import OpAttrs, OpDef
 

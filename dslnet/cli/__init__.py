@@ -24,8 +24,8 @@ from dslnet.cli.common import (
     DiagnosticsReport,
     UsageError,
 )
-from dslnet.console import COLOR_CHOICES, set_color
-from dslnet.diagnostics import CompileError
+from dslnet.core.console import COLOR_CHOICES, set_color
+from dslnet.core.diagnostics import CompileError
 from dslnet.ops.userops import PluginError
 
 COMMANDS = (check, summary, ops, compile_command, graph, bench, fmt, train)

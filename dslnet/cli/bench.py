@@ -146,7 +146,7 @@ def _warn_if_loaded(args: argparse.Namespace) -> None:
     """Warnings, through the diagnostics report, when timings here cannot be trusted."""
     import torch
 
-    from dslnet.diagnostics import Diagnostic, Severity, SourceMap, Span
+    from dslnet.core.diagnostics import Diagnostic, Severity, SourceMap, Span
 
     machine = this_machine()
     if machine is None or args.device != "cpu":
@@ -230,7 +230,7 @@ def _cells(row: BenchRow) -> tuple[str, ...]:
 
 def _print_table(title: str, rows: Sequence[BenchRow]) -> None:
     """A rich table where stdout takes styling (a terminal), else aligned plain text."""
-    from dslnet.console import console, use_color
+    from dslnet.core.console import console, use_color
 
     cells = [_cells(row) for row in rows]
     if use_color(sys.stdout):

@@ -15,7 +15,7 @@ from typing import Any
 
 from dslnet.cli.common import EXIT_OK, EXIT_SPEC, add_diagnostics_format, add_limits
 from dslnet.cli.inputs import add_spec_paths, collect, each_spec, load_spec, shown
-from dslnet.console import style, use_color
+from dslnet.core.console import style, use_color
 
 
 def register(sub: Any) -> None:

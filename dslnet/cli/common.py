@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from dslnet.console import use_color
-from dslnet.diagnostics import Diagnostic, SourceMap, did_you_mean
+from dslnet.core.console import use_color
+from dslnet.core.diagnostics import Diagnostic, SourceMap, did_you_mean
 from dslnet.fileio import atomic
 from dslnet.fileio.regular import why_unusable
 from dslnet.frontend.limits import Limits

@@ -18,7 +18,7 @@ from dslnet.cli.common import (
     write_atomic,
 )
 from dslnet.cli.inputs import collect, missing_message
-from dslnet.diagnostics import CompileError, Diagnostic, Severity, SourceMap, Span
+from dslnet.core.diagnostics import CompileError, Diagnostic, Severity, SourceMap, Span
 from dslnet.frontend.format import format_source
 
 STDIN = "-"

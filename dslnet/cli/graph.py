@@ -18,7 +18,7 @@ from dslnet.cli.common import (
     write_atomic,
 )
 from dslnet.cli.inputs import add_spec_paths, load_spec, one_spec, shown
-from dslnet.diagnostics import did_you_mean
+from dslnet.core.diagnostics import did_you_mean
 from dslnet.frontend.loader import Program
 from dslnet.ir.graph import Graph
 

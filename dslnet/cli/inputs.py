@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dslnet.cli.common import EXIT_OK, EXIT_SPEC, EXIT_USAGE, UsageError, limits_from
-from dslnet.diagnostics import CompileError
+from dslnet.core.diagnostics import CompileError
 from dslnet.fileio.regular import why_unusable
 from dslnet.frontend.loader import Program, load, loads
 

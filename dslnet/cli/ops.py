@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from dslnet.cli.common import EXIT_OK, UsageError
-from dslnet.console import console, print_table, use_color
+from dslnet.core.console import console, print_table, use_color
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dslnet import opdocs
-    from dslnet.diagnostics import did_you_mean
+    from dslnet.core.diagnostics import did_you_mean
     from dslnet.ops import registry
 
     if args.markdown:

@@ -21,7 +21,7 @@ from dslnet.cli.common import (
     parse_overrides,
 )
 from dslnet.cli.inputs import add_spec_paths, collect, each_spec, load_spec, shown
-from dslnet.console import print_table, use_color
+from dslnet.core.console import print_table, use_color
 
 
 def register(sub: Any) -> None:

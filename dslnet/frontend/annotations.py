@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dslnet.diagnostics import did_you_mean
+from dslnet.core.diagnostics import did_you_mean
 from dslnet.frontend import ast
 from dslnet.frontend.values import EvalError, is_poison, kind_of
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from dslnet.diagnostics import Span
+from dslnet.core.diagnostics import Span
 
 # --- expressions -------------------------------------------------------------
 

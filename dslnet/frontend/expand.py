@@ -15,7 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dslnet.diagnostics import Diagnostics, Note, Span, closest, did_you_mean
+from dslnet.core import symbolic
+from dslnet.core.diagnostics import Diagnostics, Note, Span, closest, did_you_mean
+from dslnet.core.symbolic import SymExpr
+from dslnet.core.types import DType, TensorType, shape_str
 from dslnet.frontend import ast
 from dslnet.frontend.annotations import resolve as resolve_annotation
 from dslnet.frontend.bound import ExpansionBound
@@ -41,12 +44,9 @@ from dslnet.frontend.values import (
     kind_of,
 )
 from dslnet.ir import init as init_schemes
-from dslnet.ir import symbolic
 from dslnet.ir.builder import GraphBuilder
 from dslnet.ir.graph import CallFrame, CallInfo, Graph
 from dslnet.ir.names import attribute_variant, is_attribute_name
-from dslnet.ir.symbolic import SymExpr
-from dslnet.ir.types import DType, TensorType, shape_str
 from dslnet.ops import registry
 from dslnet.ops.registry import AttrError, ShapeError
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dslnet.ir.symbolic import SymExpr
+from dslnet.core.symbolic import SymExpr
 
 # A symbolic size written longer than this is a runaway product, not a shape. (Ints,
 # strings and lists are bounded where they are computed: dslnet.frontend.values.arith.)

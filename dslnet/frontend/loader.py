@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
-from dslnet.diagnostics import CompileError, Diagnostic, Diagnostics, Note, SourceMap, Span
+from dslnet.core.diagnostics import CompileError, Diagnostic, Diagnostics, Note, SourceMap, Span
 from dslnet.fileio import FileProblem, open_regular
 from dslnet.frontend import ast
 from dslnet.frontend.expand import BUILTINS, Expander
@@ -314,7 +314,7 @@ class Program:
         return expander.network(decl, dict(params), decl.name_span)
 
     def _not_found(self, what: str, name: str, have: list[str]) -> CompileError:
-        from dslnet.diagnostics import did_you_mean
+        from dslnet.core.diagnostics import did_you_mean
 
         hint = did_you_mean(name, have)
         message = f"no {what} '{name}'{hint}; this spec has: {', '.join(have) or 'none'}"
@@ -357,7 +357,7 @@ class Program:
 
 
 def _error() -> Any:
-    from dslnet.diagnostics import Severity
+    from dslnet.core.diagnostics import Severity
 
     return Severity.ERROR
 

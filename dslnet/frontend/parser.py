@@ -20,7 +20,7 @@ from lark import Token
 from lark import Tree as _LarkTree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from dslnet.diagnostics import Diagnostics, Span
+from dslnet.core.diagnostics import Diagnostics, Span
 from dslnet.frontend import ast
 from dslnet.frontend.keyword_fixes import KeywordFixes
 from dslnet.frontend.nesting import (

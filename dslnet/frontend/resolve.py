@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
-from dslnet.diagnostics import Diagnostics, Note, Span, did_you_mean
+from dslnet.core.diagnostics import Diagnostics, Note, Span, did_you_mean
 from dslnet.frontend import ast
 
 PARAM_TYPES = ("int", "float", "bool", "str", "list")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from lark import Token
 
-from dslnet.diagnostics import Span, closest
+from dslnet.core.diagnostics import Span, closest
 
 DECLARATION_KEYWORDS = ("import", "const", "block", "network", "train")
 STATEMENT_KEYWORDS = ("in", "out", "layer", "const", "for", "repeat", "if", "else", "elif")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dslnet.diagnostics import Span
-from dslnet.ir import symbolic
-from dslnet.ir.symbolic import SymExpr
-from dslnet.ir.types import TensorType
+from dslnet.core import symbolic
+from dslnet.core.diagnostics import Span
+from dslnet.core.symbolic import SymExpr
+from dslnet.core.types import TensorType
 
 
 class EvalError(Exception):

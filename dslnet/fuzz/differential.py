@@ -34,8 +34,8 @@ import numpy as np
 from dslnet.backends.onnx_emit import emit_onnx
 from dslnet.backends.torch_codegen import build_module
 from dslnet.backends.weights import init_weights
+from dslnet.core.types import DType, TensorType
 from dslnet.ir.graph import Graph, Node
-from dslnet.ir.types import DType, TensorType
 from dslnet.testing import concrete_shape, input_symbols, random_input
 
 MAX_ELEMENTS = 4_000_000

@@ -42,7 +42,7 @@ import onnx
 import dslnet
 from dslnet.backends.onnx_emit import emit_onnx
 from dslnet.backends.torch_codegen import generate_torch
-from dslnet.diagnostics import CompileError
+from dslnet.core.diagnostics import CompileError
 from dslnet.fuzz.cases import Case, Seed, make_case, op_example_seeds, seeds_from_files
 from dslnet.fuzz.differential import MAX_ELEMENTS, Disagreement, run_both
 from dslnet.ir.graph import Graph

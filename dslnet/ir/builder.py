@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dslnet.diagnostics import Span
+from dslnet.core.diagnostics import Span
+from dslnet.core.types import DType, TensorType, shape_str
 from dslnet.ir.graph import CallFrame, CallInfo, Graph, ModuleInfo, Node, Parameter, Value
-from dslnet.ir.types import DType, TensorType, shape_str
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError
 
 

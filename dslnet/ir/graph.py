@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dslnet.diagnostics import Span
-from dslnet.ir.types import DType, TensorType
+from dslnet.core.diagnostics import Span
+from dslnet.core.types import DType, TensorType
 
 ScalarAttr = int | float | bool | str | None
 AttrValue = Any  # ScalarAttr or (nested) tuples of them; dims may be symbolic

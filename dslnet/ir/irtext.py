@@ -4,7 +4,7 @@ One `LineReader` reads one line: names, numbers, strings, punctuation and the
 trailing `# ...` comment, with 1-based columns for located errors. The values it
 reads are the printer's `format_value` read back: `true`/`false`/`none`, ints,
 floats, strings, lists (as tuples), dtype names and symbolic dimensions
-(`2*H + 1`, `floor(W/2)`), rebuilt through dslnet.ir.symbolic so that they print
+(`2*H + 1`, `floor(W/2)`), rebuilt through dslnet.core.symbolic so that they print
 the same again.
 """
 
@@ -14,10 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from dslnet.diagnostics import CompileError, Diagnostic, Severity, SourceMap, Span
-from dslnet.ir import symbolic
-from dslnet.ir.symbolic import Dim, SymExpr
-from dslnet.ir.types import DType, TensorType
+from dslnet.core import symbolic
+from dslnet.core.diagnostics import CompileError, Diagnostic, Severity, SourceMap, Span
+from dslnet.core.symbolic import Dim, SymExpr
+from dslnet.core.types import DType, TensorType
 
 _TOKEN = re.compile(
     r"""(?P<space>[ \t]+)

@@ -28,10 +28,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dslnet.diagnostics import Span, did_you_mean
+from dslnet.core.diagnostics import Span, did_you_mean
+from dslnet.core.types import DType, TensorType, shape_str
 from dslnet.ir.graph import Graph, ModuleInfo, Node, Parameter, Value
 from dslnet.ir.irtext import IRParseError, LineReader, Token
-from dslnet.ir.types import DType, TensorType, shape_str
 from dslnet.ir.verifier import VerifyError, verify
 from dslnet.ops import registry
 from dslnet.ops.registry import AttrError, OpDef, ShapeError

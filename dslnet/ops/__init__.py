@@ -5,7 +5,7 @@ with `@register`; an installed package can add ops with a `dslnet.ops` entry poi
 docs/embedding.md walks through one; `dslnet.testing.check_op` checks it.
 """
 
-from dslnet.ir.types import DType, TensorType
+from dslnet.core.types import DType, TensorType
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
 from dslnet.ops.opdef import (
     AttrError,

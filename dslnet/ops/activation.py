@@ -15,7 +15,7 @@ from pydantic import (
     model_serializer,
 )
 
-from dslnet.ir.types import DType, TensorType
+from dslnet.core.types import DType, TensorType
 from dslnet.ops.channels import ELEMENTWISE, Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import (

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from dslnet.ir.symbolic import dims_equal, floordiv, mul
-from dslnet.ir.types import TensorType
+from dslnet.core.symbolic import dims_equal, floordiv, mul
+from dslnet.core.types import TensorType
 from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import NoAttrs, OpDef, ShapeError, register

@@ -13,8 +13,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from dslnet.ir.symbolic import Dim, add, mul, sub
-from dslnet.ir.types import TensorType
+from dslnet.core.symbolic import Dim, add, mul, sub
+from dslnet.core.types import TensorType
 from dslnet.ops.channels import Channels, units
 from dslnet.ops.factoring import Factoring
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform

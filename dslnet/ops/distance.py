@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from dslnet.ir.symbolic import Dim, dims_equal
-from dslnet.ir.types import TensorType
+from dslnet.core.symbolic import Dim, dims_equal
+from dslnet.core.types import TensorType
 from dslnet.ops.elementwise import broadcast
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, normalize_axis, register

@@ -9,8 +9,8 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from dslnet.ir.symbolic import Dim, dims_equal, mul
-from dslnet.ir.types import DType, TensorType, shape_str
+from dslnet.core.symbolic import Dim, dims_equal, mul
+from dslnet.core.types import DType, TensorType, shape_str
 from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, register

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from dslnet.ir.symbolic import Dim, dims_equal, mul
-from dslnet.ir.types import DType, TensorType
+from dslnet.core.symbolic import Dim, dims_equal, mul
+from dslnet.core.types import DType, TensorType
 from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import (

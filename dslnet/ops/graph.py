@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from dslnet.ir.symbolic import Dim, add, dims_equal, mul
-from dslnet.ir.types import TensorType
+from dslnet.core.symbolic import Dim, add, dims_equal, mul
+from dslnet.core.types import TensorType
 from dslnet.ops.channels import Channels, Placed, units
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.positional import InferredSize

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from dslnet.ir.symbolic import Dim, mul
-from dslnet.ir.types import TensorType
+from dslnet.core.symbolic import Dim, mul
+from dslnet.core.types import TensorType
 from dslnet.ops.channels import Channels, units
 from dslnet.ops.factoring import Factoring
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform

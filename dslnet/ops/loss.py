@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from dslnet.ir.symbolic import dims_equal
-from dslnet.ir.types import DType, TensorType
+from dslnet.core.symbolic import dims_equal
+from dslnet.core.types import DType, TensorType
 from dslnet.ops.loss_base import (
     Loss,
     LossGraph,

@@ -9,8 +9,8 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from dslnet.ir.symbolic import dims_equal
-from dslnet.ir.types import TensorType
+from dslnet.core.symbolic import dims_equal
+from dslnet.core.types import TensorType
 from dslnet.ops.loss_base import (
     Loss,
     LossGraph,

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dslnet.ir.types import TensorType
+from dslnet.core.types import TensorType
 
 
 class OnnxNodeContext(Protocol):

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from dslnet.ir.symbolic import dims_equal
-from dslnet.ir.types import DType, TensorType, shape_str
+from dslnet.core.symbolic import dims_equal
+from dslnet.core.types import DType, TensorType, shape_str
 from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.positional import InferredSize

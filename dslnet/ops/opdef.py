@@ -20,8 +20,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
-from dslnet.ir.symbolic import Dim, SymExpr
-from dslnet.ir.types import DType, TensorType
+from dslnet.core.symbolic import Dim, SymExpr
+from dslnet.core.types import DType, TensorType
 from dslnet.ops.channels import Channels
 from dslnet.ops.factoring import Factoring
 from dslnet.ops.lowering import OnnxNodeContext
@@ -223,7 +223,7 @@ class OpDef:
         for key, value in named.items():
             field_name = self.aliases.get(key, key)
             if field_name not in self.Attrs.model_fields:
-                from dslnet.diagnostics import did_you_mean
+                from dslnet.core.diagnostics import did_you_mean
 
                 ours = TORCH_SPELLINGS.get(key)
                 if ours in self.Attrs.model_fields:  # the PyTorch name of one of ours

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dslnet.ir.printer import format_value
-from dslnet.ir.types import TensorType
+from dslnet.core.literals import format_value
+from dslnet.core.types import TensorType
 
 if TYPE_CHECKING:
     from dslnet.ops.opdef import OpDef

@@ -14,8 +14,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from dslnet.ir.symbolic import Dim, dims_equal, mul
-from dslnet.ir.types import TensorType, shape_str
+from dslnet.core.symbolic import Dim, dims_equal, mul
+from dslnet.core.types import TensorType, shape_str
 from dslnet.ops.channels import Channels, Placed
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.positional import InferredSize

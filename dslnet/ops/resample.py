@@ -10,8 +10,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from dslnet.ir.symbolic import Dim, add, floordiv, mul
-from dslnet.ir.types import DType, TensorType
+from dslnet.core.symbolic import Dim, add, floordiv, mul
+from dslnet.core.types import DType, TensorType
 from dslnet.ops.channels import Channels
 from dslnet.ops.elementwise import number_problem
 from dslnet.ops.lowering import OnnxNodeContext

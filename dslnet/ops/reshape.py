@@ -15,8 +15,8 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import ConfigDict, Field, PlainValidator
 
-from dslnet.ir.symbolic import Dim, SymExpr, dims_equal, floordiv, mul
-from dslnet.ir.types import TensorType, shape_str
+from dslnet.core.symbolic import Dim, SymExpr, dims_equal, floordiv, mul
+from dslnet.core.types import TensorType, shape_str
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, register
 

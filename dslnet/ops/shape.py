@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
-from dslnet.ir.symbolic import Dim, add, ceildiv, dims_equal, floordiv, mul, sub
-from dslnet.ir.types import TensorType, shape_str
+from dslnet.core.symbolic import Dim, add, ceildiv, dims_equal, floordiv, mul, sub
+from dslnet.core.types import TensorType, shape_str
 from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, normalize_axis, register

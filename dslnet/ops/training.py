@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from dslnet.ir.symbolic import dims_equal
-from dslnet.ir.types import DType, TensorType
+from dslnet.core.symbolic import dims_equal
+from dslnet.core.types import DType, TensorType
 from dslnet.ops.channels import ELEMENTWISE, Channels
 from dslnet.ops.elementwise import number_problem
 from dslnet.ops.loss_base import LossGraph, check_batched, check_float, keyword_options

@@ -9,8 +9,8 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from dslnet.ir.symbolic import Dim, add, dims_equal, mul, sub
-from dslnet.ir.types import DType, TensorType
+from dslnet.core.symbolic import Dim, add, dims_equal, mul, sub
+from dslnet.core.types import DType, TensorType
 from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpDef, ShapeError, register

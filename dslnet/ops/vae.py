@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dslnet.ir.types import TensorType
+from dslnet.core.types import TensorType
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpDef, ShapeError, register
 

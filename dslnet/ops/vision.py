@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from dslnet.ir.symbolic import Dim, add, floordiv, mul
-from dslnet.ir.types import TensorType
+from dslnet.core.symbolic import Dim, add, floordiv, mul
+from dslnet.core.types import TensorType
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import ValidationInfo, field_validator
 
-from dslnet.ir.symbolic import Dim, add, floordiv, mul, sub
-from dslnet.ir.types import TensorType
+from dslnet.core.symbolic import Dim, add, floordiv, mul, sub
+from dslnet.core.types import TensorType
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import OpAttrs, ShapeError
 

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from dslnet.backends.weights import resolve_op
+from dslnet.core.types import DType
 from dslnet.ir.graph import Graph, Node, Parameter, Value
-from dslnet.ir.types import DType
 
 Array = np.ndarray[Any, Any]
 

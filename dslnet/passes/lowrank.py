@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from dslnet.backends.weights import resolve_op
-from dslnet.console import progress
+from dslnet.core.console import progress
 from dslnet.ir.graph import Graph, Node
 from dslnet.ops import registry
 from dslnet.ops.factoring import Factoring

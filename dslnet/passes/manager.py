@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dslnet.backends.weights import input_types, resolve_op
-from dslnet.ir import symbolic
+from dslnet.core import symbolic
+from dslnet.core.symbolic import Dim, dim_str
 from dslnet.ir.graph import Graph
-from dslnet.ir.symbolic import Dim, dim_str
 from dslnet.ir.verifier import VerifyError, verify
 from dslnet.passes.base import Model, Pass, check_weights
 from dslnet.summary import summarize

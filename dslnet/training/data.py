@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from dslnet.core.symbolic import SymExpr
+from dslnet.core.types import DType, TensorType
 from dslnet.fileio import FileProblem
 from dslnet.fileio.arrays import read_npz
 from dslnet.ir.graph import Graph, Node
-from dslnet.ir.symbolic import SymExpr
-from dslnet.ir.types import DType, TensorType
 from dslnet.ops import registry
 from dslnet.training.errors import TrainError
 from dslnet.training.noise import Noise

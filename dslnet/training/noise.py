@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from dslnet.diagnostics import Span
+from dslnet.core.diagnostics import Span
+from dslnet.core.types import DType
 from dslnet.frontend import ast
 from dslnet.frontend.values import EvalError
-from dslnet.ir.types import DType
 
 FLOAT_DISTRIBUTIONS = ("normal", "uniform")
 INT_DISTRIBUTION = "randint"

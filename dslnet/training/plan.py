@@ -13,20 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dslnet.diagnostics import CompileError, Diagnostics, Span, did_you_mean
+from dslnet.core.diagnostics import CompileError, Diagnostics, Span, did_you_mean
+from dslnet.core.types import DType, TensorType
 from dslnet.frontend import ast
 from dslnet.frontend.limits import Work
 from dslnet.frontend.values import EvalError
 from dslnet.ir.graph import Graph
 from dslnet.ir.names import attribute_variant, is_attribute_name
-from dslnet.ir.types import DType, TensorType
 from dslnet.training import settings as fn
 from dslnet.training.noise import Noise, read_noise
 from dslnet.training.setting_values import STEP_SETTINGS, TRAIN_SETTINGS, SettingReader
 
 if TYPE_CHECKING:
     from dslnet.frontend.loader import Program
-
 
 
 @dataclass(frozen=True)

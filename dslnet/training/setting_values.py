@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
-from dslnet.diagnostics import Span, did_you_mean
+from dslnet.core.diagnostics import Span, did_you_mean
 from dslnet.frontend import ast
 from dslnet.frontend.values import EvalError, is_poison, kind_of
 from dslnet.training import settings as fn

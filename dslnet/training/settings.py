@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dslnet.diagnostics import did_you_mean
+from dslnet.core.diagnostics import did_you_mean
 
 
 class SettingFunction(BaseModel):

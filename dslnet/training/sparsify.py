@@ -27,8 +27,8 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from dslnet.backends.weights import input_types, resolve_op
+from dslnet.core import symbolic
 from dslnet.ir import init as init_schemes
-from dslnet.ir import symbolic
 from dslnet.ir.graph import Graph
 from dslnet.passes.groups import analyse
 from dslnet.passes.pipeline import Options, optimize

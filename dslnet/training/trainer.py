@@ -222,7 +222,7 @@ class Trainer:
         self, end: int, checkpoint_to: Path | None = None, every: int | None = None
     ) -> dict[str, float]:
         """The epoch `self.epoch`, from batch `self.position` on (a resumed one)."""
-        from dslnet.console import progress
+        from dslnet.core.console import progress
 
         began = time.perf_counter() - self.seconds
         drop_last = self.dist is not None  # every process gets an equal share

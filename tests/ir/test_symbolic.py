@@ -1,4 +1,4 @@
-"""Tests for dslnet.ir.symbolic: canonical symbolic dimensions."""
+"""Tests for dslnet.core.symbolic: canonical symbolic dimensions."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from dslnet.ir.symbolic import (
+from dslnet.core.symbolic import (
     Dim,
     SymExpr,
     add,
@@ -163,7 +163,7 @@ def test_printing_deterministic_across_construction_order() -> None:
 
 
 _HASHSEED_SCRIPT = """
-from dslnet.ir.symbolic import SymExpr, floordiv
+from dslnet.core.symbolic import SymExpr, floordiv
 s = {n: SymExpr.symbol(n) for n in ["Z", "A", "M", "B", "Q"]}
 e = floordiv(s["Z"] * s["A"] + s["M"] - 3, 4) + s["Q"] * s["B"] + floordiv(s["A"], s["Z"])
 print(e)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from lark.exceptions import UnexpectedInput
 
-from dslnet.diagnostics import CompileError, Diagnostics, SourceMap
+from dslnet.core.diagnostics import CompileError, Diagnostics, SourceMap
 from dslnet.frontend.format.doc import render
 from dslnet.frontend.format.printer import module_doc
 from dslnet.frontend.format.source import SourceText, SourceToken

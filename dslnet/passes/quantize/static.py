@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from dslnet.console import progress
+from dslnet.core.console import progress
 from dslnet.passes.quantize._onnx import (
     FLOAT,
     Namer,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from dslnet.console import style
+from dslnet.core.console import style
 
 
 @dataclass(frozen=True, order=True)

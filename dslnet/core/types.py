@@ -7,7 +7,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict
 
-from dslnet.ir.symbolic import Dim, dim_str, dims_equal, is_symbolic
+from dslnet.core.symbolic import Dim, dim_str, dims_equal, is_symbolic
 
 
 class DType(str, Enum):
