@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit golden-accept docs bench clean
+.PHONY: demo test lint typecheck unit golden-accept docs parse-table bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ docs: $(STAMP)
 	$(BIN)/dslnet ops --markdown > docs/ops.md.tmp && mv docs/ops.md.tmp docs/ops.md
 	$(BIN)/python -m dslnet.editor > editors/grammar.tmp \
 		&& mv editors/grammar.tmp editors/vscode/syntaxes/dslnet.tmLanguage.json
+
+# The LALR tables the parser loads (grammar/lalr_table.json): after editing the grammar.
+parse-table: $(STAMP)
+	$(BIN)/python -m dslnet.frontend.parse_table
 
 golden-accept: $(STAMP)
 	$(BIN)/python -m pytest tests/test_golden.py tests/test_error_corpus.py --accept

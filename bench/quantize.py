@@ -113,17 +113,20 @@ def timed(models: dict[str, Any], feed: Feed, threads: int, args: Any) -> dict[s
 
 def fp16_section(args: Any) -> None:
     import dslnet
-    from dslnet.passes.quantize import load_calibration, measure, to_fp16
+    from dslnet.backends.quantize import load_calibration, measure, to_fp16
+    from dslnet.ir.domains import input_domains
 
     print("\n## 1. float16 vs float32 (ORT CPU; its missing fp16 kernels run behind casts)")
     resnet = dslnet.load(ROOT / "specs/resnet.net").optimize("ResNet18", fold=True).onnx()
-    gpt = dslnet.load(ROOT / "specs/transformer.net").onnx("GPT")
+    transformer = dslnet.load(ROOT / "specs/transformer.net")
+    gpt = transformer.onnx("GPT")
+    tokens = input_domains(transformer.ir("GPT"))  # ids over the whole vocabulary
     cases = [
-        ("ResNet18, batch 1", resnet, {"N": 1}),
-        ("GPT, batch 1 x 64 tokens", gpt, {"N": 1, "T": 64}),
+        ("ResNet18, batch 1", resnet, {"N": 1}, {}),
+        ("GPT, batch 1 x 64 tokens", gpt, {"N": 1, "T": 64}, tokens),
     ]
-    for label, model, symbols in cases:
-        feeds = load_calibration(None, model, count=4, seed=1, symbols=symbols)
+    for label, model, symbols, domains in cases:
+        feeds = load_calibration(None, model, count=4, seed=1, symbols=symbols, domains=domains)
         half = to_fp16(model)
         for threads in args.threads:
             report = measure(model, half, feeds, threads=threads, repeat=args.rounds)
@@ -173,7 +176,7 @@ def ort_dynamic(model: Any, tmp: Path, name: str, per_channel: bool = False) -> 
 
 def dynamic_section(args: Any, tmp: Path) -> None:
     import dslnet
-    from dslnet.passes.quantize import load_calibration, quantize_dynamic_int8
+    from dslnet.backends.quantize import load_calibration, quantize_dynamic_int8
 
     print("\n## 2. dynamic int8, MLP 6 x 1024 (+ 10 classes), batch 64")
     gemm = dslnet.load(ROOT / "specs/mlp.net").onnx("MLP", hidden=1024, depth=6)
@@ -241,7 +244,7 @@ def ort_static(model: Any, feeds: Sequence[Feed], tmp: Path) -> bytes:
 
 def static_section(args: Any, tmp: Path) -> None:
     import dslnet
-    from dslnet.passes.quantize import load_calibration, quantize_static_int8
+    from dslnet.backends.quantize import load_calibration, quantize_static_int8
 
     print("\n## 3. static int8 (QDQ), ResNet-18 with batchnorm folded, 224x224")
     model = dslnet.load(ROOT / "specs/resnet.net").optimize("ResNet18", fold=True).onnx()

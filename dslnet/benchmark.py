@@ -25,12 +25,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dslnet.backends.weights import WeightsSource
+from dslnet.api import Optimized, optimize
 from dslnet.core.console import progress
 from dslnet.core.symbolic import SymExpr
 from dslnet.ir.graph import Graph
-from dslnet.passes.pipeline import QUANTIZATIONS, Optimized, Options, Quantization, optimize
-from dslnet.testing import input_symbols, random_input
+from dslnet.ir.weights import WeightsSource
+from dslnet.passes.options import QUANTIZATIONS, Options, Quantization
+from dslnet.testing import input_symbols, random_feeds
 
 __all__ = [
     "RUNTIMES",
@@ -104,32 +105,9 @@ def unbound_dims(graph: Graph, dims: Mapping[str, int]) -> list[str]:
 
 
 def make_inputs(graph: Graph, sizes: Mapping[str, int], seed: int = 0) -> dict[str, Array]:
-    """Random inputs of the network's types at `sizes` (`dslnet.testing.random_input`);
+    """Random inputs of the network's types at `sizes` (`dslnet.testing.random_feeds`):
     an integer input that indexes an embedding draws ids over the whole table."""
-    rng = np.random.default_rng(seed)
-    tables = _embedding_rows(graph)
-    feeds = {}
-    for name in graph.inputs:
-        ttype = graph.type_of(name)
-        value = random_input(ttype, sizes, rng)
-        if name in tables:
-            value = rng.integers(0, tables[name], value.shape).astype(value.dtype)
-        feeds[name] = value
-    return feeds
-
-
-def _embedding_rows(graph: Graph) -> dict[str, int]:
-    """Integer inputs looked up in an embedding table: the rows of the smallest one."""
-    rows: dict[str, int] = {}
-    for node in graph.nodes:
-        source = node.inputs[0] if node.inputs else ""
-        if node.op != "embedding" or source not in graph.inputs:
-            continue
-        if graph.type_of(source).dtype.is_float:  # a tied output projection, not a lookup
-            continue
-        size = graph.parameters[node.param_name("weight")].shape[0]
-        rows[source] = min(rows.get(source, size), size)
-    return rows
+    return random_feeds(graph, sizes, np.random.default_rng(seed))
 
 
 def unavailable(device: Device) -> dict[Runtime, str]:
@@ -295,7 +273,7 @@ def _runners(
     calibration: list[dict[str, Array]],
 ) -> list[_Runner]:
     """The forms that can run on `device`: torch, ORT fp32, then each quantization."""
-    from dslnet.passes.quantize.report import ort_session
+    from dslnet.backends.quantize.report import ort_session
 
     missing = unavailable(device)
     found = []
@@ -335,7 +313,7 @@ def _torch_bind(module: Any, graph: Graph, device: Device) -> Bind:
 
 
 def _ort_bind(session: Any, model: Any) -> Bind:
-    from dslnet.passes.quantize.report import typed_feed
+    from dslnet.backends.quantize.report import typed_feed
 
     names = [o.name for o in model.graph.output]
 

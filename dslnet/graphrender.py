@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dslnet.graphfold import ViewOptions
 from dslnet.graphview import Box, Cluster, Edge, Label, Picture, pictures
 from dslnet.ir.graph import Graph
+from dslnet.ops.embedding import Embedding
+from dslnet.ops.linear import Linear
 
 # Output suffix -> `dot -T` format; None: the DOT text itself, no Graphviz needed.
 FORMATS: dict[str, str | None] = {".dot": None, ".gv": None, ".svg": "svg", ".png": "png"}
@@ -25,7 +27,7 @@ INSTALL_HINT = (
 FAMILY_COLOURS: dict[str, tuple[str, str]] = {
     "conv": ("#dce8f5", "#5b86b0"),
     "vision": ("#dce8f5", "#5b86b0"),
-    "linear": ("#e6def2", "#7a68a6"),
+    Linear.family: ("#e6def2", "#7a68a6"),  # a family named like its op: no op name here
     "norm": ("#f8efcf", "#b09342"),
     "activation": ("#f6dede", "#b56b6b"),
     "pool": ("#dcefd8", "#5d9656"),
@@ -35,7 +37,7 @@ FAMILY_COLOURS: dict[str, tuple[str, str]] = {
     "graph": ("#d6ecec", "#4d9191"),
     "elementwise": ("#e4e4e4", "#5f5f5f"),
     "distance": ("#e4e4e4", "#5f5f5f"),
-    "embedding": ("#f2dcea", "#a5638a"),
+    Embedding.family: ("#f2dcea", "#a5638a"),
     "shape": ("#f4f4f4", "#9a9a9a"),
     "regularization": ("#f4f4f4", "#9a9a9a"),
     "vae": ("#efe4d6", "#8f7456"),

@@ -1,6 +1,7 @@
 """Per-layer summary of a network: output shapes, parameters, MACs and memory.
 
-Parameters of a shared layer count once (at its first use); MACs count every use.
+Parameters of a shared layer count once (at its first use); MACs count every use
+(both counted by `dslnet.ir.cost`).
 MACs are the multiply-accumulates of one forward pass, the convention of published
 model tables; FLOPs are 2 x MACs. With symbolic input sizes they are formulas.
 
@@ -24,8 +25,8 @@ from dslnet.core import symbolic
 from dslnet.core.literals import format_value
 from dslnet.core.symbolic import Dim, dim_str
 from dslnet.core.types import DType, TensorType
+from dslnet.ir.cost import node_costs
 from dslnet.ir.graph import Graph, Node
-from dslnet.ops import registry
 from dslnet.summary_view import render, table
 
 __all__ = ["render", "summarize", "table"]
@@ -101,23 +102,12 @@ def summarize(graph: Graph) -> dict[str, Any]:
     """The summary as plain data (what `--json` prints and `prog.summary` returns)."""
     batch = batch_dim(graph)
     per_sample: dict[str, Dim] = {batch: 1} if batch else {}
-    counted: set[str] = set()
     layers: list[dict[str, Any]] = []
     blocks: dict[str, dict[str, Any]] = {}
     block_totals: dict[str, _Totals] = {}
     total = _Totals()
-    for node in graph.nodes:
-        op = registry.get(node.op)
-        assert op is not None
-        attrs = op.Attrs.model_validate(node.attrs, strict=False)
-        in_types = [graph.type_of(v) for v in node.inputs]
-        out_types = [graph.type_of(v) for v in node.outputs]
-        macs = op.flops(attrs, in_types, out_types)
-        params = 0
-        for p in graph.parameters.values():
-            if p.module == node.module and not p.buffer and p.name not in counted:
-                counted.add(p.name)
-                params += p.numel
+    for cost in node_costs(graph):
+        node, out_types, params, macs = cost.node, cost.output_types, cost.params, cost.macs
         activations: Dim = 0
         for t in out_types:
             activations = symbolic.add(activations, _bytes(t, per_sample))

@@ -1,9 +1,11 @@
 """Testing helpers: random inputs for a compiled network, and the op conformance check.
 
-Random inputs are what tests, benchmarks and demos feed a network. Integers are small
-(valid ids and indices for any table of two rows or more); booleans are mostly false
-and never all true along the last axis (a padding mask always leaves a key to attend
-to), so every network gets data it accepts.
+Random inputs are what tests, benchmarks and demos feed a network. An input that an
+op reads in a declared domain (dslnet.ir.domains) is drawn over it: class labels below
+the class count, embedding ids over the whole table, probabilities in [0, 1]. Other
+integers are small (valid ids and indices for any table of two rows or more); booleans
+are mostly false and never all true along the last axis (a padding mask always leaves
+a key to attend to), so every network gets data it accepts.
 
 `check_op` is the test every built-in op passes, for a user's own op in their own test
 suite: each of the op's examples compiled, its shape rule and parameters against the
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from dslnet.core.types import DType, TensorType
+from dslnet.ir.domains import InputDomain, input_domains
 from dslnet.ir.graph import Graph
 from dslnet.ops import registry
 from dslnet.ops.registry import OpDef
@@ -31,9 +34,29 @@ def concrete_shape(ttype: TensorType, sizes: Mapping[str, int]) -> tuple[int, ..
 
 
 def random_input(
-    ttype: TensorType, sizes: Mapping[str, int], rng: np.random.Generator
+    ttype: TensorType,
+    sizes: Mapping[str, int],
+    rng: np.random.Generator,
+    domain: InputDomain | None = None,
 ) -> np.ndarray[Any, Any]:
+    """An array of `ttype` at `sizes`; with `domain`, drawn over it (after the plain
+    draw, so that the inputs before and after it draw the same either way)."""
     shape = concrete_shape(ttype, sizes)
+    value = _plain(ttype, shape, rng)
+    if domain is None or ttype.dtype == DType.bool:
+        return value
+    if domain.kind == "probabilities" and ttype.dtype.is_float:
+        return rng.random(shape).astype(ttype.dtype.value)
+    if domain.kind == "probabilities":
+        return rng.integers(0, 2, shape).astype(ttype.dtype.value)
+    if domain.limit is not None and not ttype.dtype.is_float:
+        return rng.integers(0, domain.limit, shape).astype(ttype.dtype.value)
+    return value
+
+
+def _plain(
+    ttype: TensorType, shape: tuple[int, ...], rng: np.random.Generator
+) -> np.ndarray[Any, Any]:
     if ttype.dtype.is_float:
         return rng.standard_normal(shape).astype(ttype.dtype.value)
     if ttype.dtype == DType.bool:
@@ -42,6 +65,15 @@ def random_input(
             mask[..., 0] = False
         return mask
     return rng.integers(0, 2, shape).astype(ttype.dtype.value)
+
+
+def random_feeds(
+    graph: Graph, sizes: Mapping[str, int], rng: np.random.Generator
+) -> dict[str, np.ndarray[Any, Any]]:
+    """One array per network input, in input order, each in the domain the ops reading
+    it declare."""
+    domains = input_domains(graph)
+    return {v: random_input(graph.type_of(v), sizes, rng, domains.get(v)) for v in graph.inputs}
 
 
 def input_symbols(graph: Graph) -> set[str]:
@@ -58,9 +90,8 @@ def input_symbols(graph: Graph) -> set[str]:
 def random_inputs(
     graph: Graph, sizes: Mapping[str, int], seed: int = 0
 ) -> dict[str, np.ndarray[Any, Any]]:
-    """One array per network input, in input order."""
-    rng = np.random.default_rng(seed)
-    return {v: random_input(graph.type_of(v), sizes, rng) for v in graph.inputs}
+    """One array per network input, in input order (`random_feeds`)."""
+    return random_feeds(graph, sizes, np.random.default_rng(seed))
 
 
 def torch_outputs(
@@ -166,7 +197,7 @@ def check_example(
                 f"{where}: sizes {dict(env)} give no value for {', '.join(missing)}; pass "
                 f"sizes= with them"
             )
-        feeds = {v: random_input(graph.type_of(v), env, rng) for v in graph.inputs}
+        feeds = random_feeds(graph, env, rng)
         outputs = _torch_outputs(graph, module, feeds, env, f"{where} at {dict(env)}")
         runs.append((env, feeds, outputs))
     model = _onnx_model(graph, module, where)
@@ -218,7 +249,7 @@ def _compile(opdef: OpDef, body: str, where: str) -> tuple[Graph, Any]:
 
 def _check_parameters(graph: Graph, module: Any, where: str) -> None:
     """The module's state is what params()/buffers() declare, and takes init_param's."""
-    from dslnet.backends.weights import init_weights
+    from dslnet.ir.weights import init_weights
 
     declared = {name: p.shape for name, p in graph.parameters.items()}
     actual = {name: tuple(t.shape) for name, t in module.state_dict().items()}

@@ -63,13 +63,12 @@ def test_prune_annotation_reaches_the_pruning_pass_like_a_ratio_flag() -> None:
         np.testing.assert_array_equal(value, flagged.weights[name])
 
 
-def test_cli_applies_the_prune_annotation(capsys: pytest.CaptureFixture[str]) -> None:
-    spec = Path(__file__).parent / "_annotated.net"
+def test_cli_applies_the_prune_annotation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "annotated.net"
     spec.write_text(SPEC)
-    try:
-        assert main(["compile", str(spec), "--emit", "ir-opt"]) == 0
-    finally:
-        spec.unlink()
+    assert main(["compile", str(spec), "--emit", "ir-opt"]) == 0
     printed = capsys.readouterr().out
     assert "body1.linear1: float32[N, 16]" in printed
 

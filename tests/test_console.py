@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 import dslnet
-from dslnet import console
 from dslnet.cli import main
+from dslnet.core import console
 from dslnet.core.console import progress, use_color
 from dslnet.core.diagnostics import Diagnostic, Severity, SourceMap, Span
 from dslnet.ops import registry

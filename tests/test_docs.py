@@ -12,7 +12,10 @@ copy of the repository's `specs/` folder. What each fence means:
 - ```net error: a spec that must have errors. When the next fence is ```text, that
   text is exactly the rendered errors (`str()` of the CompileError).
 - ```console: each line starting with `$ ` is a shell command, run with the venv's
-  bin first on PATH; it must exit 0, or N when the line ends in `# exit: N`. The
+  bin first on PATH (a plain `dslnet ARGS`, without shell syntax, runs in the test
+  process: `dslnet.cli.main(ARGS)`, what the console script calls, without paying
+  for a second import of dslnet and torch); it must exit 0, or N when the line ends
+  in `# exit: N`. The
   lines after it, up to the next `$ `, are its expected output (stdout and stderr
   together), when there are any: trailing whitespace is ignored, a line `...`
   stands for any number of lines, and `...` within a line for any text (timings).
@@ -24,7 +27,9 @@ commands, runs on one thread (see one_torch_thread).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import os
 import re
 import shutil
@@ -38,6 +43,7 @@ from typing import Any
 import pytest
 
 import dslnet
+from dslnet.cli import main
 from dslnet.ops import registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +55,7 @@ FENCE_OPEN = re.compile(r"^(?P<indent> {0,3})(?P<ticks>`{3,})(?P<info>[^`]*)$")
 FILE_LINE = re.compile(r"^# file: (?P<name>\S+\.net)\s*$")
 EXIT_SUFFIX = re.compile(r"\s+# exit: (?P<code>\d+)\s*$")
 WILDCARD = "..."
+SHELL_SYNTAX = set("|&;<>()$`\\\"'*?[]#~{}")
 
 
 @dataclass(frozen=True)
@@ -170,26 +177,40 @@ def commands(fence: Fence) -> Iterator[Command]:
         yield Command(*current, tuple(output))
 
 
+def run_command(text: str, env: dict[str, str]) -> tuple[int, str]:
+    """The exit code and output (stdout and stderr together) of a console line."""
+    words = text.split()
+    if words[0] == "dslnet" and not SHELL_SYNTAX & set(text):
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            try:
+                code = main(words[1:])
+            except SystemExit as stop:  # usage errors, as the console script exits
+                code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+        return code, output.getvalue()
+    result = subprocess.run(
+        text,
+        shell=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+    )
+    return result.returncode, result.stdout
+
+
 def run_console(fence: Fence, env: dict[str, str]) -> None:
     for cmd in commands(fence):
         where = located(fence.doc, cmd.line)
-        result = subprocess.run(
-            cmd.text,
-            shell=True,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=COMMAND_TIMEOUT_S,
+        code, output = run_command(cmd.text, env)
+        assert code == cmd.exit_code, (
+            f"{where}: `{cmd.text}` exited {code}, not {cmd.exit_code}:\n{output}"
         )
-        assert result.returncode == cmd.exit_code, (
-            f"{where}: `{cmd.text}` exited {result.returncode}, not {cmd.exit_code}:\n"
-            f"{result.stdout}"
-        )
-        if cmd.expected and not output_matches(cmd.expected, result.stdout.splitlines()):
+        if cmd.expected and not output_matches(cmd.expected, output.splitlines()):
             shown = "\n".join(cmd.expected)
             raise AssertionError(
-                f"{where}: `{cmd.text}` printed\n{result.stdout}\nbut the doc shows\n{shown}"
+                f"{where}: `{cmd.text}` printed\n{output}\nbut the doc shows\n{shown}"
             )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -10,27 +11,21 @@ import dslnet
 from dslnet.ir.printer import print_graph
 from dslnet.ir.verifier import verify
 
+if TYPE_CHECKING:
+    from conftest import SpecNetwork
+
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = sorted((ROOT / "specs").glob("*.net"))
 GOLDEN = ROOT / "tests" / "golden"
 
 
-def _cases() -> list[tuple[Path, str]]:
-    cases = []
-    for spec in SPECS:
-        prog = dslnet.load(spec)
-        cases += [(spec, name) for name in prog.networks]
-    return cases
-
-
-@pytest.mark.parametrize(("spec", "network"), _cases(), ids=lambda v: getattr(v, "stem", v))
 def test_printed_ir_matches_golden(
-    spec: Path, network: str, request: pytest.FixtureRequest
+    spec_network: SpecNetwork, request: pytest.FixtureRequest
 ) -> None:
-    graph = dslnet.load(spec).ir(network)
+    network = spec_network.name
+    graph = spec_network.graph()
     verify(graph)
     text = print_graph(graph)
-    golden = GOLDEN / spec.stem / f"{network}.ir"
+    golden = GOLDEN / spec_network.path.stem / f"{network}.ir"
     if request.config.getoption("--accept", default=False):
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(text)
@@ -38,13 +33,13 @@ def test_printed_ir_matches_golden(
     assert text == golden.read_text(), f"IR of {network} changed; review and run pytest --accept"
 
 
-@pytest.mark.parametrize(("spec", "network"), _cases(), ids=lambda v: getattr(v, "stem", v))
 def test_generated_torch_matches_golden(
-    spec: Path, network: str, request: pytest.FixtureRequest
+    spec_network: SpecNetwork, request: pytest.FixtureRequest
 ) -> None:
-    source = dslnet.load(spec).torch_source(network)
+    network = spec_network.name
+    source = spec_network.program().torch_source(network)
     compile(source, f"{network}.py", "exec")  # it is valid Python
-    golden = GOLDEN / spec.stem / f"{network}.py"
+    golden = GOLDEN / spec_network.path.stem / f"{network}.py"
     if request.config.getoption("--accept", default=False):
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(source)
@@ -52,7 +47,7 @@ def test_generated_torch_matches_golden(
     assert source == golden.read_text(), f"code of {network} changed; review, pytest --accept"
 
 
-def test_every_spec_has_a_network() -> None:
-    assert SPECS
-    for spec in SPECS:
+def test_every_spec_has_a_network(spec_files: list[Path]) -> None:
+    assert spec_files
+    for spec in spec_files:
         assert dslnet.load(spec).networks, spec

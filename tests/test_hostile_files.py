@@ -602,6 +602,7 @@ def test_a_data_file_swapped_for_a_link_out_is_never_read(tmp_path: Path) -> Non
     import dslnet
     from dslnet.training.data import load_npz
     from dslnet.training.errors import TrainError
+    from dslnet.training.spec_files import spec_file
 
     inside = tmp_path / "project"
     inside.mkdir()
@@ -615,7 +616,7 @@ def test_a_data_file_swapped_for_a_link_out_is_never_read(tmp_path: Path) -> Non
     with _swapping(data, own, tmp_path / "outside.npz"):
         for _ in range(400):
             try:
-                path = plan.spec_file("data.npz")
+                path = spec_file(plan, "data.npz")
                 arrays = load_npz(path, plan.data_inputs, plan.spec_roots)
             except TrainError:
                 seen["refused"] += 1

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -25,18 +25,16 @@ from dslnet.ir.verifier import verify
 from dslnet.passes.base import Model
 from dslnet.passes.canonicalize import Canonicalize
 
+if TYPE_CHECKING:
+    from conftest import SpecNetwork
+
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = sorted((ROOT / "specs").glob("*.net"))
 GOLDENS = sorted((ROOT / "tests" / "golden").glob("*/*.ir"))
 
 
 @functools.cache
 def _program(spec: Path) -> dslnet.Program:
     return dslnet.load(spec)
-
-
-def _networks() -> list[tuple[Path, str]]:
-    return [(spec, name) for spec in SPECS for name in _program(spec).networks]
 
 
 def _shape_of(graph: Graph) -> dict[str, Any]:
@@ -63,11 +61,10 @@ def test_every_golden_file_reads_back_to_the_same_text(golden: Path) -> None:
     assert print_graph(graph) == text
 
 
-@pytest.mark.parametrize(("spec", "network"), _networks(), ids=lambda v: getattr(v, "stem", v))
-def test_every_network_reads_back_as_the_graph_printed(spec: Path, network: str) -> None:
-    graph = _program(spec).ir(network)
+def test_every_network_reads_back_as_the_graph_printed(spec_network: SpecNetwork) -> None:
+    graph = spec_network.graph()
     text = print_graph(graph)
-    parsed = parse_graph(text, f"{network}.ir")
+    parsed = parse_graph(text, f"{spec_network.name}.ir")
     verify(parsed)
     assert print_graph(parsed) == text
     assert _shape_of(parsed) == _shape_of(graph)  # node names and modules included

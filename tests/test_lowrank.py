@@ -2,71 +2,36 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 import torch
 
 import dslnet
+from dslnet.api import Optimized
 from dslnet.backends.onnx_emit import run_onnx
 from dslnet.backends.torch_codegen import generate_torch
-from dslnet.backends.weights import init_weights
 from dslnet.ir.graph import Graph
 from dslnet.ir.verifier import verify
+from dslnet.ir.weights import init_weights
 from dslnet.passes.base import Model, PassError, check_weights
 from dslnet.passes.lowrank import LowRank
 from dslnet.passes.manager import PassManager
-from dslnet.passes.pipeline import Optimized
 from dslnet.testing import assert_close, input_symbols, random_inputs, torch_outputs
+
+if TYPE_CHECKING:
+    from conftest import SpecNetwork
 
 ROOT = Path(__file__).resolve().parents[1]
 Array = np.ndarray[Any, Any]
 
-# Narrower versions of the big networks, so that every spec runs in a second or so;
-# the decomposition and the rewrite are the same at any width.
-SMALL: dict[str, dict[str, Any]] = {
-    "DCGANGenerator": {"ngf": 8},
-    "DCGANDiscriminator": {"ndf": 8},
-    "Pix2PixGenerator": {"ngf": 4},
-    "PatchGANDiscriminator": {"ndf": 8, "size": 64},
-    "GCN": {"features": 64},
-    "GAT": {"features": 64},
-    "NCF": {"users": 50, "items": 40},
-    "ResNet18": {"classes": 10, "size": 32},
-    "ResNet34": {"classes": 10, "size": 32},
-    "ResNet50": {"classes": 10, "size": 32},
-    "VGG11": {"classes": 10, "size": 32},
-    "VGG11BN": {"classes": 10, "size": 32},
-    "MLP": {"hidden": 96},
-    "ResidualMLP": {"hidden": 64},
-    "LSTMSeq2Seq": {"src_vocab": 50, "tgt_vocab": 50, "emb": 32, "hidden": 32},
-    "GRUClassifier": {"vocab": 50, "emb": 16, "hidden": 32},
-    "BiLSTMTagger": {"vocab": 50, "emb": 16, "hidden": 32},
-    "Siamese": {"size": 32},
-    "Triplet": {"size": 32},
-    "SimCLR": {"features": 64, "hidden": 64, "size": 16},
-    "Transformer": {"d": 32, "heads": 4, "encoder_layers": 1, "decoder_layers": 1, "ffn": 64},
-    "GPT": {"vocab": 50, "d": 32, "layers": 1, "context": 16},
-    "BERT": {"vocab": 50, "d": 32, "layers": 1, "ffn": 64, "context": 16},
-    "UNet": {"base": 4},
-    "ViT": {"dim": 48, "depth": 2, "mlp": 96},
-}
-# VGG's and ResNet's widths are no arguments: these runs read their specs with every
-# width (64 ... 512, VGG's 4096) divided by 8.
-NARROW = re.compile(r"\b(64|128|256|512|4096)\b")
 # Layers wider than this are left out of the spec runs by `exclude` (which tests it on
 # real networks too): the decomposition is the same at any width, and a 512-wide one
 # takes seconds on a busy 2-core machine.
 WIDEST = 128
-CASES = [
-    pytest.param(spec, name, id=f"{spec.stem}-{name}")
-    for spec in sorted((ROOT / "specs").glob("*.net"))
-    for name in dslnet.load(spec).networks
-]
 
 # The layers whose ops say how to factorise them (OpDef.factoring).
 FACTORISABLE = {"linear", *(f"conv{t}{n}d" for t in ("", "_transpose") for n in (1, 2, 3))}
@@ -110,13 +75,6 @@ def _of_rank(graph: Graph, weights: Mapping[str, Array], k: int, seed: int = 0) 
     return out
 
 
-def _load(spec: Path, network: str) -> Graph:
-    text = spec.read_text()
-    if spec.stem in ("vgg", "resnet"):
-        text = NARROW.sub(lambda m: str(int(m.group()) // 8), text)
-    return dslnet.loads(text, filename=str(spec)).ir(network, **SMALL.get(network, {}))
-
-
 def _wide(graph: Graph, weights: Mapping[str, Array]) -> list[str]:
     """Modules of the layers whose weight matrix is wider than WIDEST both ways."""
     wide = []
@@ -129,9 +87,10 @@ def _wide(graph: Graph, weights: Mapping[str, Array]) -> list[str]:
     return wide
 
 
-@pytest.mark.parametrize(("spec", "network"), CASES)
-def test_every_spec(spec: Path, network: str) -> None:
-    graph = _load(spec, network)
+def test_every_spec(spec_network: SpecNetwork) -> None:
+    """Every network of specs/ at the size policy's widths (tests/conftest.py): the
+    decomposition and the rewrite are the same at any width."""
+    graph = spec_network.graph(small=True)
     weights = init_weights(graph)
     exclude = _wide(graph, weights)
     # Full rank never saves parameters: nothing changes.

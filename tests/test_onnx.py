@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -20,33 +20,18 @@ import pytest
 
 import dslnet
 from dslnet.backends.onnx_emit import DOMAIN, emit_onnx, run_onnx
-from dslnet.backends.weights import WeightsError, init_weights, load_weights
 from dslnet.core.symbolic import SymExpr
 from dslnet.core.types import DType, TensorType
 from dslnet.ir.graph import Graph, Parameter
+from dslnet.ir.weights import WeightsError, init_weights, load_weights
 from dslnet.testing import random_inputs
 
+if TYPE_CHECKING:
+    from conftest import SpecNetwork
+
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = sorted((ROOT / "specs").glob("*.net"))
 SIZES = {"C": 2, "H": 3, "W": 4, "T": 5}  # distinct sizes catch swapped axes
 Arrays = dict[str, np.ndarray]
-
-
-# Networks of more than this many parameters (VGG's 130M) are left to test_parity.py,
-# which runs them once; here each would cost ~15 s per test for nothing new.
-MAX_PARAMS = 50_000_000
-
-
-def _spec_networks() -> list[tuple[Path, str]]:
-    found = []
-    for path in SPECS:
-        prog = dslnet.load(path)
-        found += [(path, n) for n in prog.networks if prog.ir(n).num_parameters <= MAX_PARAMS]
-    return found
-
-
-SPEC_NETWORKS = _spec_networks()
-SPEC_IDS = [f"{path.stem}:{name}" for path, name in SPEC_NETWORKS]
 
 
 @cache
@@ -95,22 +80,20 @@ def assert_close(got: Arrays, want: Arrays, atol: float = 1e-5) -> None:
         np.testing.assert_allclose(got[name], want[name], atol=atol, rtol=1e-5, err_msg=name)
 
 
-# --- every network in specs/ ----------------------------------------------------------
+# --- every network in specs/ (at the size policy's widths, tests/conftest.py) ---------
 
 
 @pytest.mark.parametrize("functions", [False, True], ids=["flat", "functions"])
-@pytest.mark.parametrize(("path", "name"), SPEC_NETWORKS, ids=SPEC_IDS)
 def test_model_passes_checker_and_strict_shape_inference(
-    path: Path, name: str, functions: bool
+    spec_network: SpecNetwork, functions: bool
 ) -> None:
-    model = emit_onnx(spec_graph(path, name), functions=functions)
+    model = emit_onnx(spec_network.graph(small=True), functions=functions)
     onnx.checker.check_model(model, full_check=True)
     onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
 
 
-@pytest.mark.parametrize(("path", "name"), SPEC_NETWORKS, ids=SPEC_IDS)
-def test_declared_inputs_and_outputs_are_the_irs(path: Path, name: str) -> None:
-    graph = spec_graph(path, name)
+def test_declared_inputs_and_outputs_are_the_irs(spec_network: SpecNetwork) -> None:
+    graph = spec_network.graph(small=True)
     model = emit_onnx(graph)
     assert [v.name for v in model.graph.input] == graph.inputs
     assert [dims_of(v) for v in model.graph.input] == [
@@ -122,9 +105,8 @@ def test_declared_inputs_and_outputs_are_the_irs(path: Path, name: str) -> None:
     ]
 
 
-@pytest.mark.parametrize(("path", "name"), SPEC_NETWORKS, ids=SPEC_IDS)
-def test_ort_runs_at_two_batch_sizes_with_the_ir_shapes(path: Path, name: str) -> None:
-    graph = spec_graph(path, name)
+def test_ort_runs_at_two_batch_sizes_with_the_ir_shapes(spec_network: SpecNetwork) -> None:
+    graph = spec_network.graph(small=True)
     model = emit_onnx(graph)
     for batch in (1, 5):
         env = env_for(graph, batch)
@@ -134,17 +116,15 @@ def test_ort_runs_at_two_batch_sizes_with_the_ir_shapes(path: Path, name: str) -
         assert all(np.isfinite(array).all() for array in got.values())
 
 
-@pytest.mark.parametrize(("path", "name"), SPEC_NETWORKS, ids=SPEC_IDS)
-def test_function_model_computes_what_the_flat_one_does(path: Path, name: str) -> None:
-    graph = spec_graph(path, name)
+def test_function_model_computes_what_the_flat_one_does(spec_network: SpecNetwork) -> None:
+    graph = spec_network.graph(small=True)
     feeds = feeds_for(graph, 3)
     flat = run_onnx(emit_onnx(graph), feeds)
     assert_close(run_onnx(emit_onnx(graph, functions=True), feeds), flat)
 
 
-@pytest.mark.parametrize(("path", "name"), SPEC_NETWORKS, ids=SPEC_IDS)
-def test_initializers_are_the_parameters(path: Path, name: str) -> None:
-    graph = spec_graph(path, name)
+def test_initializers_are_the_parameters(spec_network: SpecNetwork) -> None:
+    graph = spec_network.graph(small=True)
     weights = init_weights(graph, seed=3)
     model = emit_onnx(graph, weights)
     names = [t.name for t in model.graph.initializer]
@@ -161,20 +141,18 @@ def test_initializers_are_the_parameters(path: Path, name: str) -> None:
         np.testing.assert_array_equal(onnx.numpy_helper.to_array(tensor), weights[tensor.name])
 
 
-@pytest.mark.parametrize(("path", "name"), SPEC_NETWORKS, ids=SPEC_IDS)
-def test_emission_is_byte_deterministic(path: Path, name: str) -> None:
+def test_emission_is_byte_deterministic(spec_network: SpecNetwork) -> None:
     for functions in (False, True):
-        first = emit_onnx(dslnet.load(path).ir(name), functions=functions).SerializeToString()
-        again = emit_onnx(dslnet.load(path).ir(name), functions=functions).SerializeToString()
-        assert first == again
+        first = emit_onnx(spec_network.graph(small=True), functions=functions)
+        again = emit_onnx(spec_network.graph(small=True), functions=functions)
+        assert first.SerializeToString() == again.SerializeToString()
 
 
 def test_bytes_do_not_depend_on_the_hash_seed() -> None:
-    path, name = SPEC_NETWORKS[-1]
     script = (
         "import hashlib, dslnet\n"
         "from dslnet.backends.onnx_emit import emit_onnx\n"
-        f"g = dslnet.load({str(path)!r}).ir({name!r})\n"
+        f"g = dslnet.load({str(ROOT / 'specs' / 'vit.net')!r}).ir('ViT', dim=48, depth=2)\n"
         "print(hashlib.sha256(emit_onnx(g, functions=True).SerializeToString()).hexdigest())\n"
     )
     digests = set()
@@ -193,7 +171,7 @@ def test_bytes_do_not_depend_on_the_hash_seed() -> None:
 
 
 def test_model_metadata() -> None:
-    model = emit_onnx(spec_graph(*SPEC_NETWORKS[0]))
+    model = emit_onnx(spec_graph(ROOT / "specs" / "autoencoder.net", "ConvAutoencoder"))
     assert model.producer_name == "dslnet"
     assert model.producer_version == dslnet.__version__
     assert [(o.domain, o.version) for o in model.opset_import] == [("", 18)]
@@ -654,14 +632,24 @@ def test_cuda_provider_matches_cpu() -> None:
     assert_close(gpu, run_onnx(model, feeds), atol=1e-3)
 
 
-@pytest.mark.parametrize(("spec", "network"), SPEC_NETWORKS)
-def test_fast_serialization_parses_to_the_same_model(spec: Path, network: str) -> None:
+def test_fast_serialization_parses_to_the_same_model(spec_network: SpecNetwork) -> None:
     from dslnet.backends.onnx_emit import emit_onnx_bytes
 
-    graph = dslnet.load(spec).ir(network)
+    graph = spec_network.graph(small=True)
     for functions in (False, True):
         data = emit_onnx_bytes(graph, functions=functions)
         assert onnx.load_from_string(data) == emit_onnx(graph, functions=functions)
+
+
+def test_fast_serialization_of_a_weight_of_megabytes() -> None:
+    """A 4 MB weight: the lengths in the wire format take four bytes (the networks of
+    specs/ run small above; full size, ResNet's weights are this big)."""
+    from dslnet.backends.onnx_emit import emit_onnx_bytes
+
+    graph = inline("network Net() {\n    in x: float32[N, 1024]\n    out y = linear(x, 1024)\n}\n")
+    data = emit_onnx_bytes(graph)
+    assert len(data) > 1 << 22
+    assert onnx.load_from_string(data) == emit_onnx(graph)
 
 
 def test_integer_arithmetic_with_whole_constants_keeps_its_dtype_in_both_backends() -> None:

@@ -13,11 +13,11 @@ import torch
 
 import dslnet
 from dslnet.backends.onnx_emit import emit_onnx, run_onnx
-from dslnet.backends.weights import init_weights
 from dslnet.core.symbolic import SymExpr
 from dslnet.core.types import DType, TensorType
 from dslnet.ir.graph import Graph
 from dslnet.ir.printer import print_graph
+from dslnet.ir.weights import init_weights
 from dslnet.ops import registry
 from dslnet.ops.registry import AttrError, ShapeError
 

@@ -1,31 +1,25 @@
-"""Every network in specs/: the torch module and ONNX Runtime agree on the same weights."""
+"""Every network in specs/ (at the size policy's widths, tests/conftest.py): the torch
+module and ONNX Runtime agree on the same weights."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pytest
 import torch
 
-import dslnet
 from dslnet.backends.onnx_emit import emit_onnx, run_onnx
-from dslnet.testing import input_symbols, random_input
+from dslnet.testing import assert_close, input_symbols, random_input
 
-ROOT = Path(__file__).resolve().parents[1]
-CASES = [
-    pytest.param(spec, name, id=f"{spec.stem}-{name}")
-    for spec in sorted((ROOT / "specs").glob("*.net"))
-    for name in dslnet.load(spec).networks
-]
+if TYPE_CHECKING:
+    from conftest import SpecNetwork
 
 
-@pytest.mark.parametrize(("spec", "network"), CASES)
-def test_torch_and_onnx_runtime_agree(spec: Path, network: str) -> None:
-    prog = dslnet.load(spec)
-    graph = prog.ir(network)
+def test_torch_and_onnx_runtime_agree(spec_network: SpecNetwork) -> None:
+    prog, params = spec_network.program(small=True), spec_network.params(small=True)
+    graph = prog.ir(spec_network.name, **params)
     torch.manual_seed(0)
-    module = prog.torch(network).eval()
+    module = prog.torch(spec_network.name, **params).eval()
     model = emit_onnx(graph, module.state_dict())
     rng = np.random.default_rng(0)
     symbols = input_symbols(graph)
@@ -37,7 +31,4 @@ def test_torch_and_onnx_runtime_agree(spec: Path, network: str) -> None:
             ours = module(*(torch.from_numpy(a) for a in feeds.values()))
         expected = [ours] if isinstance(ours, torch.Tensor) else list(ours)
         got = run_onnx(model, feeds)
-        for (out_name, _), ref in zip(graph.outputs, expected, strict=True):
-            ref_np = ref.numpy()
-            scale = max(1.0, float(np.abs(ref_np).max()))
-            np.testing.assert_allclose(got[out_name], ref_np, atol=1e-4 * scale, rtol=0)
+        assert_close([got[name] for name, _ in graph.outputs], [t.numpy() for t in expected])

@@ -16,8 +16,8 @@ from onnx import numpy_helper
 from torch import nn
 
 import dslnet
+from dslnet.backends.quantize import QuantizeError, quantize_static_int8
 from dslnet.ir.graph import Graph
-from dslnet.passes.quantize import QuantizeError, quantize_static_int8
 from dslnet.training.qat import (
     QatHandle,
     RangeObserver,

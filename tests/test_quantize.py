@@ -18,7 +18,7 @@ from onnx import numpy_helper
 
 import dslnet
 from dslnet.backends.onnx_emit import run_onnx
-from dslnet.passes.quantize import (
+from dslnet.backends.quantize import (
     CalibrationError,
     QuantizeError,
     QuantReport,
@@ -29,7 +29,7 @@ from dslnet.passes.quantize import (
     quantize_static_int8,
     to_fp16,
 )
-from dslnet.passes.quantize.report import OutputDrift
+from dslnet.backends.quantize.report import OutputDrift
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -281,15 +281,26 @@ def _check_qdq_layout(model: onnx.ModelProto) -> None:
             assert readers[after[0].output[0]][0].op_type == "QuantizeLinear"
 
 
+@pytest.fixture(scope="module")
+def resnet_held_back(resnet: onnx.ModelProto) -> tuple[list[Feed], np.ndarray[Any, Any]]:
+    """Inputs no calibration saw, and the float model's outputs for them."""
+    held_back = load_calibration(None, resnet, count=3, seed=7, symbols={"N": 16})
+    return held_back, _outputs(resnet, held_back)
+
+
 @pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])
-def test_static_int8_resnet18(resnet: onnx.ModelProto, method: Any) -> None:
+def test_static_int8_resnet18(
+    resnet: onnx.ModelProto,
+    resnet_held_back: tuple[list[Feed], np.ndarray[Any, Any]],
+    method: Any,
+) -> None:
     """ResNet-18 at 224x224 with its default init. (At 64x64 inputs the random model's
     top-1/top-2 logit gap shrinks to the size of 8-bit noise and agreement drops to
     0.94-0.975, for ORT's own quantize_static as well.)"""
     calibration = load_calibration(None, resnet, count=4, seed=0, symbols={"N": 2})
     quantized = quantize_static_int8(resnet, calibration, method=method)
-    held_back = load_calibration(None, resnet, count=3, seed=7, symbols={"N": 16})
-    ref, got = _outputs(resnet, held_back), _outputs(quantized, held_back)
+    held_back, ref = resnet_held_back
+    got = _outputs(quantized, held_back)
     assert _top1(ref, got) >= 0.95
     assert np.abs(ref - got).max() < 0.1 * np.abs(ref).max()
 

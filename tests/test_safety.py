@@ -28,11 +28,11 @@ import pytest
 
 import dslnet
 from dslnet.backends.torch_codegen import docstring, generate_torch
-from dslnet.backends.weights import WeightsError, init_weights, load_weights
 from dslnet.cli import main
 from dslnet.core.diagnostics import Diagnostic, Severity, SourceMap, Span
 from dslnet.core.literals import format_value
 from dslnet.ir.names import MODULE_ATTRIBUTES
+from dslnet.ir.weights import WeightsError, init_weights, load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = "network Net() {\n    in x: float32[N, 4]\n    out y = x -> linear(3)\n}\n"

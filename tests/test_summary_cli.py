@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 import dslnet
-from dslnet import console
 from dslnet.cli import main
+from dslnet.core import console
 from dslnet.summary import render, table
 
 ROOT = Path(__file__).resolve().parents[1]

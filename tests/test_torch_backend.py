@@ -11,6 +11,8 @@ from torch import nn
 
 import dslnet
 from dslnet.backends.torch_codegen import identifier
+from dslnet.backends.torch_init import WEIGHT_CALLS
+from dslnet.ir import init as init_schemes
 
 ROOT = Path(__file__).resolve().parents[1]
 MLP = ROOT / "specs" / "mlp.net"
@@ -152,6 +154,42 @@ def test_identifiers_are_sanitised(name: str, safe: str) -> None:
     assert safe.isidentifier()
 
 
+def test_variant_classes_are_named_by_their_arguments_and_say_which_call_they_are() -> None:
+    text = """
+block Proj(c: int) {
+    in x: [N, D]
+    out y = x -> linear(c) -> relu
+}
+block Proj2() {
+    in x: [N, D]
+    out y = x -> relu
+}
+network Net() {
+    in x: float32[N, 4]
+    a = Proj(x, 8)
+    b = Proj(a, 16)
+    c = Proj(b, 16)
+    out y = Proj2(c)
+}
+"""
+    source = dslnet.loads(text, filename="n.net").torch_source("Net")
+    heads = [
+        (line, doc.strip())
+        for line, doc in zip(source.splitlines(), source.splitlines()[1:])
+        if line.startswith("class ")
+    ]
+    # Proj(b, 16) reads a wider input than Proj(a, 16): a class of its own with the same
+    # arguments, so it keeps its number, and the block Proj2's class steps past it.
+    assert heads == [
+        ("class Proj_c8(nn.Module):", '"""Proj(c=8)"""'),
+        ("class Proj_c16(nn.Module):", '"""Proj(c=16)"""'),
+        ("class Proj3(nn.Module):", '"""Proj(c=16)"""'),
+        ("class Proj22(nn.Module):", '"""Proj2()"""'),
+        ("class Net(nn.Module):", '"""Net()"""'),
+    ]
+    assert "self.proj3 = Proj3()" in source and "self.proj21 = Proj22()" in source
+
+
 def test_init_schemes_per_op_and_per_block() -> None:
     prog = dslnet.loads(
         """
@@ -175,6 +213,11 @@ network A() {
     bound = (6 / (256 + 128)) ** 0.5  # Glorot uniform over the block's first layer
     assert module.enc1.linear1.weight.abs().max().item() <= bound
     assert prog.ir("A").nodes[0].init == "kaiming"
+
+
+def test_every_init_scheme_has_a_torch_form() -> None:
+    """The schemes are the IR's; their torch calls the backend's: neither may drift."""
+    assert set(WEIGHT_CALLS) == set(init_schemes.SCHEMES) - {"default"}
 
 
 def test_init_on_an_op_without_weights_is_an_error() -> None:

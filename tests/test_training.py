@@ -234,15 +234,18 @@ def test_resume_gives_the_same_final_weights(tmp_path: Path) -> None:
     spec.write_text(SMALL.replace("epochs: 3", "epochs: 8"))
     whole, split = tmp_path / "whole", tmp_path / "split"
     command = [sys.executable, "-m", "dslnet.cli", "train", str(spec), "--synthetic", "4096"]
-    subprocess.run([*command, "--out", str(whole)], check=True, capture_output=True)
-    # Interrupt a run once its first checkpoint is written, then resume it.
-    run = subprocess.Popen([*command, "--out", str(split)], stderr=subprocess.PIPE, text=True)
-    assert run.stderr is not None
-    for line in run.stderr:
-        if line.startswith("epoch 2/8"):
-            run.send_signal(signal.SIGINT)
-            break
-    run.communicate()
+    with (tmp_path / "whole.log").open("w") as log:
+        # The uninterrupted run, beside the other (a core each on a 2-core machine).
+        uninterrupted = subprocess.Popen([*command, "--out", str(whole)], stdout=log, stderr=log)
+        # Interrupt a run once its first checkpoint is written, then resume it.
+        run = subprocess.Popen([*command, "--out", str(split)], stderr=subprocess.PIPE, text=True)
+        assert run.stderr is not None
+        for line in run.stderr:
+            if line.startswith("epoch 2/8"):
+                run.send_signal(signal.SIGINT)
+                break
+        run.communicate()
+        assert uninterrupted.wait(timeout=600) == 0, (tmp_path / "whole.log").read_text()
     assert run.returncode == 130
     assert not (split / "net.safetensors").exists()
     resumed = subprocess.run(
@@ -319,8 +322,12 @@ def test_two_processes_follow_the_single_process_loss_curve(tmp_path: Path, text
     spec.write_text(text)
     one, two = tmp_path / "one", tmp_path / "two"
     base = [sys.executable, "-m", "dslnet.cli", "train", str(spec), "--synthetic", "160"]
-    subprocess.run([*base, "--out", str(one)], check=True, capture_output=True)
-    subprocess.run([*base, "--out", str(two), "--nproc", "2"], check=True, capture_output=True)
+    with (tmp_path / "two.log").open("w") as log:  # both runs at once: mostly imports
+        parallel = subprocess.Popen(
+            [*base, "--out", str(two), "--nproc", "2"], stdout=log, stderr=log
+        )
+        subprocess.run([*base, "--out", str(one)], check=True, capture_output=True)
+        assert parallel.wait(timeout=600) == 0, (tmp_path / "two.log").read_text()
     a = [float(r["loss"]) for r in read_csv(one / "losses.csv")]
     b = [float(r["loss"]) for r in read_csv(two / "losses.csv")]
     assert len(a) == len(b) == 20
@@ -720,8 +727,8 @@ train Diffuse(T: int = 10) {
 
 
 def test_randint_noise_draws_integers_in_its_range() -> None:
+    from dslnet.frontend.train.noise import Noise
     from dslnet.training.data import noise
-    from dslnet.training.noise import Noise
 
     plan = dslnet.loads(DIFFUSION).training("Diffuse", T=7)
     assert plan.noise_inputs == {"t": Noise("randint", 0, 7), "eps": Noise("normal")}

@@ -397,6 +397,33 @@ def test_every_problem_is_listed_at_once() -> None:
     assert str(err.value).count("\n  - ") == 3
 
 
+def test_the_spec_languages_words_are_refused_before_the_front_end_loads() -> None:
+    """The front end declares its keywords and builtins at `import dslnet`, so an op
+    registered straight from dslnet.ops meets the check with no parser loaded."""
+    code = """
+import sys
+from dslnet.ops import OpDef, OpDefinitionError, register
+
+class Repeat(OpDef):
+    name, family = "repeat", "user"
+    def infer(self, attrs, inputs): return (inputs[0],)
+    def torch_expr(self, attrs, args, inputs): return args[0]
+    def onnx(self, attrs, ctx): pass
+
+try:
+    register(Repeat)
+except OpDefinitionError as err:
+    print(err)
+print(sorted(m for m in sys.modules if m.startswith("dslnet.frontend.")))
+"""
+    env = {**os.environ, "DSLNET_NO_PLUGINS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert "its name 'repeat' is a keyword or builtin of the spec language" in run.stdout
+    assert run.stdout.splitlines()[-1] == "['dslnet.frontend.vocabulary']"
+
+
 def test_a_name_clash_between_users_ops_names_the_first(user_ops: None) -> None:
     other = _op("channel_scale")
     with pytest.raises(OpDefinitionError, match=r"already registered by .*\.ChannelScale$"):
@@ -656,3 +683,16 @@ def test_a_users_op_is_keyword_only_unless_it_declares_positional_attributes() -
         assert dslnet.loads(spec % "2.0, shift=1.0").ir("P")
         with pytest.raises(dslnet.CompileError, match="shift is keyword-only"):
             dslnet.loads(spec % "2.0, 1.0").ir("P")
+
+
+def test_every_builtin_op_passes_the_checks_a_users_op_gets() -> None:
+    """Registration skips these checks for the built-ins (they would cost every start
+    more than loading the ops): here they run over every one."""
+    from dslnet.ops.userops import definition_problems
+
+    problems = {
+        name: found
+        for name, op in registry.builtin_ops().items()
+        if (found := definition_problems(type(op)))
+    }
+    assert problems == {}

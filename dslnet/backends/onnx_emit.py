@@ -9,6 +9,10 @@ dynamic). The same graph and weights always give the same bytes.
 With `functions=True` every block call becomes a call of an ONNX local function (one
 function per distinct body, in the `dslnet.blocks` domain); parameters and constants
 used inside are passed in as extra inputs, since functions hold no initializers.
+
+Every node records the IR node it lowers, and every call node its block call, in its
+`metadata_props` (`dslnet.backends.onnx_provenance`): the quantization stage reads
+that map instead of relying on node names.
 """
 
 from __future__ import annotations
@@ -22,17 +26,24 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from dslnet import __version__
-from dslnet.backends.weights import (
-    Array,
-    WeightsSource,
-    init_weights,
-    input_types,
-    load_weights,
-    resolve_op,
+from dslnet.backends.onnx_provenance import (
+    CALL_KEY,
+    NODE_KEY,
+    block_call,
+    compose,
+    ir_node,
+    record,
+    record_call_names,
+    relative_call,
+    relative_name,
+    relative_path,
 )
 from dslnet.core.types import DType, TensorType
+from dslnet.core.version import __version__
 from dslnet.ir.graph import CallInfo, Graph, Node
+from dslnet.ir.located import lowering_node
+from dslnet.ir.oplookup import input_types, resolve_op
+from dslnet.ir.weights import Array, WeightsSource, init_weights, load_weights
 
 __all__ = ["DOMAIN", "MIN_OPSET", "emit_onnx", "ir_version_for", "run_onnx"]
 
@@ -70,7 +81,7 @@ def emit_onnx(
     Args:
         graph: the IR of one network.
         weights: a state_dict-like mapping or a `.safetensors`/`.pt`/`.pth` path; None
-            draws fresh values with `seed` (see `dslnet.backends.weights`).
+            draws fresh values with `seed` (see `dslnet.ir.weights`).
         opset: the default-domain opset to target.
         functions: emit each block call as a call of an ONNX local function.
         ort_fused: use ONNX Runtime's fused contrib ops (domain com.microsoft) where an
@@ -307,6 +318,7 @@ class _Lowering:
         self.node_names: set[str] = set()
         self.constants: dict[str, Array] = {}
         self.attr_constants: set[str] = set()  # constants that depend on attributes only
+        self.constant_makers: dict[str, Node] = {}  # constant -> the IR node that made it
         self.origin: dict[str, tuple[Node, str]] = {}  # made value name -> (IR node, suffix)
         self.node_origin: dict[str, tuple[Node, str]] = {}  # the same for node names
         self.entries: list[_Entry] = []
@@ -317,9 +329,10 @@ class _Lowering:
     def lower(self) -> None:
         """Lower every node, then connect the spec's outputs."""
         for node in self.graph.nodes:
-            op, attrs = resolve_op(node)
             self._path = tuple(frame.call_id for frame in node.chain)
-            op.onnx(attrs, _NodeContext(self, node))
+            with lowering_node(node, "ONNX"):  # an error, located at the node
+                op, attrs = resolve_op(node)
+                op.onnx(attrs, _NodeContext(self, node))
         self._path = ()
         for out, value in self.graph.outputs:
             source = self.value_names[value]
@@ -345,6 +358,7 @@ class _Lowering:
         name = self._made(node, op_type, self.node_names, self.node_origin)
         converted = {key: _attribute(value) for key, value in attrs.items()}
         proto = helper.make_node(op_type, list(inputs), list(outputs), name, **converted)
+        record(proto, NODE_KEY, node.name)
         self.entries.append(_Entry(proto, self._path))
         return list(outputs)
 
@@ -357,6 +371,7 @@ class _Lowering:
         if key not in self._known:
             name = _unique(f"{node.module}/{hint}", self.taken)
             self.constants[name] = array
+            self.constant_makers[name] = node
             if not from_weights:
                 self.attr_constants.add(name)
             self._known[key] = name
@@ -393,9 +408,11 @@ class _Scope:
     lowering are rebuilt from their IR node's module (the same in every call).
     """
 
-    def __init__(self, call: CallInfo, lowering: _Lowering) -> None:
+    def __init__(self, call: CallInfo, lowering: _Lowering, ir_nodes: Mapping[str, Node]) -> None:
         self._prefixes = (call.prefix, call.instance + ".")
         self._lowering = lowering
+        self._call = call
+        self._ir_nodes = ir_nodes
         self.values: dict[str, str] = {}  # outer name -> local name
         self.taken: set[str] = set()
         self.node_taken: set[str] = set()
@@ -424,7 +441,10 @@ class _Scope:
         """A Constant node defining an attribute-only constant inside the body."""
         local = self.bind(outer)
         name = _unique(local, self.node_taken)
-        return helper.make_node("Constant", [], [local], name, value=numpy_helper.from_array(value))
+        made = helper.make_node("Constant", [], [local], name, value=numpy_helper.from_array(value))
+        maker = self._lowering.constant_makers[outer]
+        record(made, NODE_KEY, relative_name(maker, self._call))
+        return made
 
     def rename(self, proto: onnx.NodeProto) -> onnx.NodeProto:
         local = onnx.NodeProto()
@@ -432,6 +452,12 @@ class _Scope:
         local.name = self.node_name(proto.name)
         local.input[:] = [self.values[name] if name else name for name in proto.input]
         local.output[:] = [self.values[name] if name else name for name in proto.output]
+        # Provenance inside a body is relative to the call, like the body's names.
+        node, nested = ir_node(proto), block_call(proto)
+        if node is not None:
+            record(local, NODE_KEY, relative_name(self._ir_nodes[node], self._call))
+        if nested is not None:
+            record(local, CALL_KEY, relative_call(nested, self._call))
         return local
 
 
@@ -446,6 +472,7 @@ class _FunctionBuilder:
         self._function_names: set[str] = set()
         self._done: set[int] = set()
         self._uses: dict[str, list[int]] = {}
+        self._ir_nodes = {node.name: node for node in lowering.graph.nodes}
         for index, entry in enumerate(lowering.entries):
             for name in entry.proto.input:
                 self._uses.setdefault(name, []).append(index)
@@ -484,7 +511,7 @@ class _FunctionBuilder:
         low = self._lowering
         body = self._group(lo, hi, depth)
         defined = dict.fromkeys(name for node in body for name in node.output if name)
-        scope = _Scope(call, low)
+        scope = _Scope(call, low, self._ir_nodes)
         outputs, call_outputs, passed = self._bind_outputs(call, scope, defined, lo, hi)
         inputs = [low.value_names[v] for v in call.inputs]
         formals = [_unique(name, scope.taken) for name in call.input_names]
@@ -505,7 +532,25 @@ class _FunctionBuilder:
             nodes.append(helper.make_node("Identity", [scope.values[outer]], [local], name))
         fname = self._function(call.block, formals + extras, outputs, nodes)
         node_name = _unique(call.prefix.rstrip("."), low.node_names)
-        return helper.make_node(fname, inputs + free, call_outputs, node_name, domain=DOMAIN)
+        made = helper.make_node(fname, inputs + free, call_outputs, node_name, domain=DOMAIN)
+        record(made, CALL_KEY, call.prefix.rstrip("."))
+        if depth == 1:  # a top-level call node is the only one not shared by calls
+            record_call_names(made, self._exceptions(call, lo, hi))
+        return made
+
+    def _exceptions(self, call: CallInfo, lo: int, hi: int) -> dict[str, str]:
+        """The IR nodes of top-level `call` (entries lo..hi) whose names inlining would
+        not compose from the call's path and their relative ones (a layer's later use)."""
+        path = call.prefix.rstrip(".")
+        calls = self._lowering.graph.calls
+        found: dict[str, str] = {}
+        for entry in self._lowering.entries[lo:hi]:
+            name = ir_node(entry.proto)
+            if name is not None:
+                relative = relative_path(self._ir_nodes[name], [calls[i] for i in entry.path])
+                if compose(path, relative) != name:
+                    found[relative] = name
+        return found
 
     def _bind_outputs(
         self, call: CallInfo, scope: _Scope, defined: Mapping[str, None], lo: int, hi: int

@@ -7,8 +7,6 @@ size was decided at compile time and is written into the constructors.
 
 from __future__ import annotations
 
-import builtins
-import keyword
 import linecache
 import os
 import re
@@ -16,29 +14,14 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from dslnet.backends.torch_init import torch_lines
+from dslnet.backends.torch_names import ClassRequest, class_identifier, class_names, identifier
 from dslnet.core.literals import format_value
 from dslnet.core.types import shape_str
-from dslnet.ir import init as init_schemes
 from dslnet.ir.graph import CallInfo, Graph, Node
+from dslnet.ir.located import lowering_node
 from dslnet.ir.names import attribute_variant, is_attribute_name
 from dslnet.ops import registry
-
-_RESERVED = {"self", "torch", "nn", "F", "super"} | set(dir(builtins))
-
-
-def identifier(name: str) -> str:
-    """A safe Python identifier for a spec name (never a keyword, builtin or dunder)."""
-    text = re.sub(r"^_+", "", re.sub(r"\W+", "_", name, flags=re.ASCII)) or "v"
-    if text[0].isdigit():
-        text = "v_" + text
-    if keyword.iskeyword(text) or keyword.issoftkeyword(text) or text in _RESERVED:
-        text += "_"
-    return text
-
-
-def class_identifier(name: str) -> str:
-    text = identifier(name)
-    return text[0].upper() + text[1:]
 
 
 @dataclass
@@ -83,18 +66,38 @@ class _Scope:
         return name
 
 
+@dataclass(frozen=True)
+class _Instantiate:
+    """`self.<attr> = <class>()` in a constructor: the class is an index into the
+    planned classes, its name decided once every class is known."""
+
+    attr: str
+    class_index: int
+
+
+@dataclass
+class _ClassPlan:
+    """One class of the source before it is named: what it would be called, its
+    docstring and body (constructor lines, forward lines)."""
+
+    request: ClassRequest
+    doc: str
+    init: list[str | _Instantiate]
+    forward: list[str]
+
+
 class TorchCodegen:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        self.classes: dict[str, str] = {}  # class source -> class name
-        self.class_order: list[tuple[str, str]] = []  # (name, source), dependencies first
+        self.plans: list[_ClassPlan] = []  # dependencies first
+        self.plan_of_body: dict[tuple[object, ...], int] = {}  # identical bodies, one class
         self.reserved: set[str] = set()
-        self.variants: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # per wanted name
+        # Values of ops written where they are used (a literal), not bound to a local.
         self.constants = {
-            out: node for node in graph.nodes if node.op == "constant" for out in node.outputs
+            out: node for node in graph.nodes if _inlined(node) for out in node.outputs
         }
         # Values something reads; other outputs of a multi-output op are bound to `_`.
-        self.read = {v for node in graph.nodes for v in node.inputs}
+        self.read = {v for v, users in graph.users().items() if users}
         self.read |= {v for _, v in graph.outputs}
         self.read |= {v for call in graph.calls.values() for _, v in call.outputs}
 
@@ -109,75 +112,49 @@ class TorchCodegen:
         )
         # Block classes and locals must not take the names of the ops' helpers.
         self.reserved = {m for h in helpers for m in re.findall(r"^(?:class|def) (\w+)", h, re.M)}
-        root = _call_tree(self.graph)
-        self.emit_class(root, class_identifier(self.graph.name), is_network=True)
-        uses_f = any("F." in src for _, src in self.class_order) or any("F." in h for h in helpers)
+        self.plan_class(_call_tree(self.graph), class_identifier(self.graph.name))
+        names = class_names([plan.request for plan in self.plans], self.reserved)
+        classes = [_class_source(plan, name, names) for plan, name in zip(self.plans, names)]
+        uses_f = any("F." in src for src in classes) or any("F." in h for h in helpers)
         lines = []
         if header:
             lines += [docstring(header), ""]
         lines += ["import torch", "from torch import nn"]
         if uses_f:
             lines.append("import torch.nn.functional as F")
-        for source in [*helpers, *(src for _, src in self.class_order)]:
+        for source in [*helpers, *classes]:
             lines += ["", "", source]
-        text = "\n".join(lines) + "\n"
-        renames = self.descriptive_names()
-        if renames:
-            pattern = re.compile(r"\b(" + "|".join(map(re.escape, renames)) + r")\b(?=\(|:)")
-            text = pattern.sub(lambda m: renames[m.group(1)], text)
-        return text
+        return "\n".join(lines) + "\n"
 
     def helpers_of(self, node: Node) -> tuple[str, ...]:
-        op = registry.get(node.op)
-        assert op is not None
-        attrs = op.Attrs.model_validate(node.attrs, strict=False)
-        return op.torch_helpers_for(attrs, [self.graph.type_of(v) for v in node.inputs])
+        with lowering_node(node, "PyTorch"):
+            op = registry.get(node.op)
+            assert op is not None
+            attrs = op.Attrs.model_validate(node.attrs, strict=False)
+            return op.torch_helpers_for(attrs, [self.graph.type_of(v) for v in node.inputs])
 
     # --- classes ---------------------------------------------------------------------
 
-    def emit_class(self, call: _Call, wanted: str, is_network: bool = False) -> str:
-        """Source of the class for `call`; identical bodies share one class."""
+    def plan_class(self, call: _Call, wanted: str) -> int:
+        """Plan the class for `call` (its sub-calls' classes first); identical bodies
+        share one class. Returns the class's index in `self.plans`."""
         init, forward = self.class_body(call)
-        body = "\n".join([*init, "", *forward])
-        key = body
-        if key in self.classes:
-            return self.classes[key]
-        name = wanted
-        taken = {n for n, _ in self.class_order} | self.reserved
-        k = 1
-        while name in taken:
-            k += 1
-            name = f"{wanted}{k}"
-        doc = self.class_doc(call)
-        source = f"class {name}(nn.Module):\n" + (f"    {docstring(doc)}\n\n" if doc else "") + body
-        self.classes[key] = name
-        self.class_order.append((name, source))
+        # Line by line, a sub-call's class by index: bodies equal exactly when their
+        # source would be, whatever names the classes get.
+        key = tuple(
+            line
+            for item in [*init, "", *forward]
+            for line in (item.split("\n") if isinstance(item, str) else [item])
+        )
+        if key in self.plan_of_body:
+            return self.plan_of_body[key]
+        args = None
         if call.info is not None and call.info.instance in self.graph.modules:
-            module = self.graph.modules[call.info.instance]
-            self.variants.setdefault(wanted, []).append((name, module.args))
-        return name
-
-    def descriptive_names(self) -> dict[str, str]:
-        """`BasicBlock2` -> `BasicBlock_c128_stride2`: name the variants of one block by
-        the arguments that tell them apart (the numbered name stays when none do)."""
-        renames: dict[str, str] = {}
-        taken = {n for n, _ in self.class_order} | self.reserved
-        for wanted, variants in self.variants.items():
-            if len(variants) < 2:
-                continue
-            keys = [
-                k
-                for k in variants[0][1]
-                if len({format_value(args.get(k)) for _, args in variants}) > 1
-            ]
-            if not keys:
-                continue
-            for name, args in variants:
-                suffix = "_".join(identifier(f"{k}{format_value(args[k])}") for k in keys)
-                new = f"{wanted}_{suffix}"
-                if new not in taken and new not in renames.values():
-                    renames[name] = new
-        return renames
+            args = self.graph.modules[call.info.instance].args
+        plan = _ClassPlan(ClassRequest(wanted, args), self.class_doc(call), init, forward)
+        self.plans.append(plan)
+        self.plan_of_body[key] = len(self.plans) - 1
+        return len(self.plans) - 1
 
     def class_doc(self, call: _Call) -> str:
         if call.info is None:
@@ -189,12 +166,15 @@ class TorchCodegen:
         args = ", ".join(f"{k}={format_value(v)}" for k, v in module.args.items())
         return f"{module.block}({args})"
 
-    def class_body(self, call: _Call) -> tuple[list[str], list[str]]:
+    def class_body(self, call: _Call) -> tuple[list[str | _Instantiate], list[str]]:
         graph = self.graph
         prefix = call.info.prefix if call.info else ""
         owner = call.info.instance + "." if call.info else ""
         scope = _Scope(self.reserved)
-        init = ["    def __init__(self) -> None:", "        super().__init__()"]
+        init: list[str | _Instantiate] = [
+            "    def __init__(self) -> None:",
+            "        super().__init__()",
+        ]
         made: dict[str, str] = {}  # module path below this class's -> its attribute
         if call.info is None:
             params = [(v, v) for v in graph.inputs]
@@ -211,8 +191,8 @@ class TorchCodegen:
                 assert item.info is not None
                 attr, new = _attribute(made, item.info.instance[len(owner) :])
                 if new:
-                    cls = self.emit_class(item, class_identifier(item.info.block))
-                    init.append(f"        self.{attr} = {cls}()")
+                    index = self.plan_class(item, class_identifier(item.info.block))
+                    init.append(_Instantiate(attr, index))
                 # A tensor given twice is one parameter of the callee (see class_body).
                 ins = ", ".join(self.ref(scope, v) for v in dict.fromkeys(item.info.inputs))
                 named = item.info.result_name
@@ -231,9 +211,10 @@ class TorchCodegen:
                     )
                 )
                 continue
-            if item.op == "constant":
-                continue  # inlined where used
-            body.append(self.node_line(item, scope, owner, prefix, made, init))
+            if _inlined(item):
+                continue  # written where used
+            with lowering_node(item, "PyTorch"):  # an error, located at the node
+                body.append(self.node_line(item, scope, owner, prefix, made, init))
         outs = self.outputs(call)
         returns = ", ".join(self.ref(scope, v) for v in outs)
         ret_type = (
@@ -257,7 +238,7 @@ class TorchCodegen:
         owner: str,
         prefix: str,
         made: dict[str, str],
-        init: list[str],
+        init: list[str | _Instantiate],
     ) -> str:
         graph = self.graph
         op = registry.get(node.op)
@@ -272,10 +253,7 @@ class TorchCodegen:
                 init.append(f"        self.{attr} = {ctor}")
                 if node.init:
                     params = op.params(attrs, in_types)
-                    init += [
-                        "        " + line
-                        for line in init_schemes.torch_lines(node.init, attr, params)
-                    ]
+                    init += ["        " + line for line in torch_lines(node.init, attr, params, op)]
                 if node.marks.get("freeze"):
                     init.append(f"        self.{attr}.requires_grad_(False)  # @freeze")
             expr = op.torch_call(attrs, f"self.{attr}", args, in_types)
@@ -295,10 +273,28 @@ class TorchCodegen:
     def ref(self, scope: _Scope, value: str) -> str:
         if value in self.constants:
             node = self.constants[value]
-            op = registry.get("constant")
+            op = registry.get(node.op)
             assert op is not None
             return op.torch_expr(op.Attrs.model_validate(node.attrs, strict=False), [], [])
         return scope.names[value]
+
+
+def _inlined(node: Node) -> bool:
+    """Whether the op's torch form is written at each use (OpDef.torch_inline)."""
+    op = registry.get(node.op)
+    return op is not None and op.torch_inline
+
+
+def _class_source(plan: _ClassPlan, name: str, names: list[str]) -> str:
+    """The source of class `name`, `names` holding every planned class's name."""
+    init = [
+        f"        self.{line.attr} = {names[line.class_index]}()"
+        if isinstance(line, _Instantiate)
+        else line
+        for line in plan.init
+    ]
+    doc = f"    {docstring(plan.doc)}\n\n" if plan.doc else ""
+    return f"class {name}(nn.Module):\n" + doc + "\n".join([*init, "", *plan.forward])
 
 
 def _attribute(made: dict[str, str], path: str) -> tuple[str, bool]:

@@ -30,7 +30,7 @@ from dslnet.cli.common import (
 )
 from dslnet.cli.inputs import add_spec_paths, load_spec, one_spec, shown
 from dslnet.cli.machine import load_warnings, this_machine
-from dslnet.passes.pipeline import QUANTIZATIONS
+from dslnet.passes.options import QUANTIZATIONS
 
 if TYPE_CHECKING:
     from dslnet.ir.graph import Graph
@@ -91,9 +91,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dslnet.backends.weights import WeightsError
+    from dslnet.backends.quantize import QuantizeError
+    from dslnet.ir.weights import WeightsError
     from dslnet.passes.base import PassError
-    from dslnet.passes.quantize import QuantizeError
 
     args.file = one_spec(args, "bench")
     if args.weights:
@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
     except WeightsError as err:
         raise UsageError(f"weights do not fit network '{network}': {err}") from None
     except (QuantizeError, PassError) as err:
+        if isinstance(err, PassError) and err.span is not None:  # at a layer (exit 1)
+            raise
         raise UsageError(str(err)) from None
     if args.json:
         print(json.dumps([_finite(row.as_dict()) for row in rows], indent=2))

@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from dslnet.api import Program
 from dslnet.core.console import use_color
 from dslnet.core.diagnostics import Diagnostic, SourceMap, did_you_mean
 from dslnet.fileio import atomic
 from dslnet.fileio.regular import why_unusable
 from dslnet.frontend.limits import Limits
-from dslnet.frontend.loader import Program
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 

@@ -16,12 +16,13 @@ from dslnet.cli.common import (
     add_network_choice,
     parse_overrides,
     pick_network,
-    positive_int,
     require_file,
     write_files,
 )
 from dslnet.cli.inputs import add_spec_paths, load_spec, one_spec, shown
+from dslnet.cli.reduction import add_reduction_flags, options_from
 from dslnet.frontend import ast
+from dslnet.passes.options import Options
 
 
 def register(sub: Any) -> None:
@@ -63,80 +64,11 @@ def register(sub: Any) -> None:
         "passes run on the IR and the weights (--weights, else fresh values); with --emit "
         "torch -o FILE.py the reduced weights are written beside it as FILE.safetensors",
     )
+    add_reduction_flags(reduce)
+    # Not `report`: main() keeps the diagnostics report there, which is always true.
     reduce.add_argument(
-        "--fold", action="store_true", help="fold batchnorm into the layer before it"
+        "--report", dest="pass_report", action="store_true", help="print what each pass did"
     )
-    reduce.add_argument(
-        "--prune", type=float, metavar="RATIO", help="remove this fraction of channels"
-    )
-    reduce.add_argument(
-        "--prune-by", choices=["l1", "l2", "bn"], default="l1", help="channel importance"
-    )
-    reduce.add_argument(
-        "--prune-scope",
-        choices=["layer", "global"],
-        default="layer",
-        help="the ratio per group of channels, or ranked over the whole network",
-    )
-    reduce.add_argument(
-        "--prune-exclude",
-        action="append",
-        default=[],
-        metavar="PATTERN",
-        help="modules (glob) whose output channels stay (repeatable)",
-    )
-    reduce.add_argument(
-        "--sparsity",
-        type=float,
-        metavar="RATIO",
-        help="zero this fraction of weights by magnitude (smaller files, not faster)",
-    )
-    reduce.add_argument(
-        "--lowrank",
-        type=float,
-        metavar="ENERGY",
-        help="factorise dense and conv layers, keeping this share of each weight's "
-        "singular-value energy (e.g. 0.9)",
-    )
-    reduce.add_argument(
-        "--lowrank-rank",
-        type=_rank,
-        metavar="R",
-        help="factorise at this rank instead (an int, or a fraction of each full rank)",
-    )
-    reduce.add_argument(
-        "--lowrank-exclude",
-        action="append",
-        default=[],
-        metavar="PATTERN",
-        help="modules (glob) that stay whole (repeatable)",
-    )
-    reduce.add_argument(
-        "--quantize",
-        choices=["fp16", "int8-dynamic", "int8-static"],
-        help="quantize the ONNX model (with --emit onnx); the drift and latency against "
-        "float32 are reported, with a warning when it is not faster",
-    )
-    reduce.add_argument(
-        "--calibrate",
-        metavar="FILE",
-        help="calibration inputs for int8-static: .npy (one input) or .npz (by input "
-        "name); default: generated inputs",
-    )
-    reduce.add_argument(
-        "--calibration-method",
-        choices=["minmax", "percentile", "entropy"],
-        default="minmax",
-        help="how int8-static chooses each activation's range",
-    )
-    reduce.add_argument(
-        "--calibration-samples",
-        type=positive_int,
-        default=32,
-        metavar="N",
-        help="calibration batches to use (default 32)",
-    )
-    reduce.add_argument("--report", action="store_true", help="print what each pass did")
     add_diagnostics_format(comp)
     add_limits(comp)
     comp.set_defaults(run=run)
@@ -149,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     args.report.add(program.warnings, program.sources)
     if args.emit == "onnx" and not args.output:
         raise UsageError("--emit onnx writes a binary model: give -o FILE.onnx")
-    if args.weights and args.emit != "onnx" and not _reducing(args):
+    options = options_from(args)
+    if args.weights and args.emit != "onnx" and not options.asks_for_passes():
         raise UsageError("--weights goes with --emit onnx or a reduction flag")
     if args.weights:
         require_file(args.weights, "weights file")
@@ -168,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
         network = pick_network(program, args.network)
         graph = program.ir(network, **parse_overrides(program, network, args.set))
         weights, reduced = args.weights, None
-        if _reducing(args) or args.emit == "ir-opt" or marked(graph, "prune"):
-            reduced = _reduce(graph, args)
+        if options.asks_for_passes() or args.emit == "ir-opt" or marked(graph, "prune"):
+            reduced = _reduce(graph, options, args)
             graph, weights = reduced.graph, reduced.weights
             if args.emit == "torch" and args.output:  # the source alone loses them
                 from safetensors.numpy import save
@@ -193,64 +126,37 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _reducing(args: argparse.Namespace) -> bool:
-    asked = (args.prune, args.sparsity, args.lowrank, args.lowrank_rank)
-    return bool(args.fold or args.quantize or any(a is not None for a in asked))
-
-
-def _rank(text: str) -> int | float:
-    """`--lowrank-rank`: 64 is a rank, 0.25 a fraction of each layer's full rank."""
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a rank: {text!r}") from None
-
-
-def _reduce(graph: Any, args: argparse.Namespace) -> Any:
+def _reduce(graph: Any, options: Options, args: argparse.Namespace) -> Any:
     """The reduction passes the flags ask for, over `--weights` (or fresh ones)."""
-    from dslnet.backends.weights import WeightsError
+    from dslnet.api import optimize
+    from dslnet.ir.weights import WeightsError
     from dslnet.passes.base import PassError
-    from dslnet.passes.pipeline import Options, optimize
 
-    options = Options(
-        fold=args.fold,
-        prune=args.prune,
-        prune_by=args.prune_by,
-        prune_scope=args.prune_scope,
-        exclude=args.prune_exclude,
-        sparsity=args.sparsity,
-        lowrank=args.lowrank,
-        lowrank_rank=args.lowrank_rank,
-        lowrank_exclude=args.lowrank_exclude,
-        quantize=args.quantize,
-        calibrate=args.calibrate,
-        calibration_method=args.calibration_method,
-        calibration_samples=args.calibration_samples,
-    )
     try:
         reduced = optimize(graph, options, args.weights)
     except WeightsError as err:
         raise UsageError(f"weights do not fit network '{graph.name}': {err}") from None
     except PassError as err:
+        if err.span is not None:  # refused for one layer: reported there (exit 1)
+            raise
         raise UsageError(str(err)) from None
-    if args.report:
+    if args.pass_report:
         print(reduced.report.render(), end="", file=sys.stderr)
     return reduced
 
 
 def _quantized(reduced: Any, args: argparse.Namespace) -> bytes:
     """The quantized ONNX model; its drift and latency report goes to stderr."""
+    from dslnet.backends.quantize import QuantizeError
     from dslnet.passes.base import PassError
-    from dslnet.passes.quantize import QuantizeError
 
     try:
         model, report = reduced.quantization(
             opset=args.opset, functions=args.onnx_functions, ort_fused=args.ort_fused
         )
     except (QuantizeError, PassError) as err:
+        if isinstance(err, PassError) and err.span is not None:  # at a layer (exit 1)
+            raise
         raise UsageError(str(err)) from None
     print(f"quantized ({args.quantize}):\n{report.render()}", file=sys.stderr)
     data: bytes = model.SerializeToString()
@@ -267,7 +173,7 @@ def _emit(graph: Any, args: argparse.Namespace, weights: Any) -> bytes:
 
         return generate_torch(graph, shown(args.file)).encode("utf-8")
     from dslnet.backends.onnx_emit import emit_onnx_bytes
-    from dslnet.backends.weights import WeightsError
+    from dslnet.ir.weights import WeightsError
 
     try:
         return emit_onnx_bytes(

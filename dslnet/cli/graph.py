@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dslnet.api import Program
 from dslnet.cli.common import (
     EXIT_OK,
     UsageError,
@@ -19,7 +20,6 @@ from dslnet.cli.common import (
 )
 from dslnet.cli.inputs import add_spec_paths, load_spec, one_spec, shown
 from dslnet.core.diagnostics import did_you_mean
-from dslnet.frontend.loader import Program
 from dslnet.ir.graph import Graph
 
 

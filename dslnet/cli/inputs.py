@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dslnet.api import Program, load, loads
 from dslnet.cli.common import EXIT_OK, EXIT_SPEC, EXIT_USAGE, UsageError, limits_from
 from dslnet.core.diagnostics import CompileError
 from dslnet.fileio.regular import why_unusable
-from dslnet.frontend.loader import Program, load, loads
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"

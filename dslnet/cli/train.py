@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dslnet.api import load
 from dslnet.cli.common import (
     EXIT_OK,
     UsageError,
@@ -30,7 +31,7 @@ from dslnet.cli.common import (
     require_file,
     write_files,
 )
-from dslnet.frontend.loader import load
+from dslnet.passes.options import QUANTIZATIONS
 from dslnet.training.errors import TrainError
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -103,7 +104,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--quantize",
-        choices=("fp16", "int8-dynamic", "int8-static"),
+        choices=QUANTIZATIONS,
         help="also write LAYER.<quantization>.onnx (over `quantize:`)",
     )
     p.add_argument("--no-export", action="store_true", help="skip the ONNX models at the end")
@@ -229,8 +230,9 @@ def _train_locked(args: argparse.Namespace, plan: Any, out: Path) -> int:
 def _data(args: argparse.Namespace, plan: Any) -> tuple[Any, Any]:
     """The training arrays (None: a generated task) and the validation arrays."""
     from dslnet.training.data import load_npz
+    from dslnet.training.spec_files import spec_file
 
-    data = args.data or (str(plan.spec_file(plan.data)) if plan.data else None)
+    data = args.data or (str(spec_file(plan, plan.data)) if plan.data else None)
     if not data and args.synthetic is None:
         raise UsageError(
             f"no data: give --data FILE.npz (arrays named {', '.join(plan.data_inputs)}), "
@@ -241,7 +243,7 @@ def _data(args: argparse.Namespace, plan: Any) -> tuple[Any, Any]:
     arrays = None
     if data and args.synthetic is None:
         arrays = load_npz(Path(data), plan.data_inputs, roots, graphs)
-    held_out = args.val_data or (str(plan.spec_file(plan.validation)) if plan.validation else None)
+    held_out = args.val_data or (str(spec_file(plan, plan.validation)) if plan.validation else None)
     roots = None if args.val_data else plan.spec_roots
     validation = load_npz(Path(held_out), plan.data_inputs, roots, graphs) if held_out else None
     return arrays, validation

@@ -25,7 +25,7 @@ from dslnet.ops import registry
 
 if TYPE_CHECKING:
     from dslnet.frontend.limits import Limits
-    from dslnet.frontend.loader import Program
+    from dslnet.frontend.loader import Spec
 
 UNKNOWN: Any = type("Unknown", (), {"__repr__": lambda self: "<unknown>"})()
 
@@ -51,7 +51,7 @@ def known(value: Any) -> bool:
 class ExpansionBound:
     """Answers "at least how many nodes does this add?" for one network's expansion."""
 
-    def __init__(self, program: Program, limits: Limits) -> None:
+    def __init__(self, program: Spec, limits: Limits) -> None:
         self.program = program
         self.limits = limits
         self._memo: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dslnet.core import symbolic
-from dslnet.core.diagnostics import Diagnostics, Note, Span, closest, did_you_mean
+from dslnet.core.diagnostics import Diagnostics, Span, closest, did_you_mean
 from dslnet.core.symbolic import SymExpr
 from dslnet.core.types import DType, TensorType, shape_str
 from dslnet.frontend import ast
@@ -43,18 +43,20 @@ from dslnet.frontend.values import (
     is_poison,
     kind_of,
 )
+from dslnet.frontend.vocabulary import BUILTINS
 from dslnet.ir import init as init_schemes
 from dslnet.ir.builder import GraphBuilder
 from dslnet.ir.graph import CallFrame, CallInfo, Graph
+from dslnet.ir.located import call_chain_notes
 from dslnet.ir.names import attribute_variant, is_attribute_name
 from dslnet.ops import registry
+from dslnet.ops.elementwise import Constant
 from dslnet.ops.registry import AttrError, ShapeError
 
 if TYPE_CHECKING:
     from dslnet.frontend.limits import Limits
-    from dslnet.frontend.loader import Program
+    from dslnet.frontend.loader import Spec
 
-_BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 # Other frameworks' names for dslnet's dtypes (torch.float, torch.half, torch.long...).
 DTYPE_ALIASES = {
     "float": "float32",
@@ -79,7 +81,6 @@ DTYPE_ALIASES = {
     "boolean": "bool",
 }
 _TORCH_DTYPE_NAMES = {"float", "half", "double", "long", "int", "short"}
-BUILTINS = ("range", "len", "min", "max")
 # What a block call costs in max_steps besides its statements: binding its
 # parameters and inputs takes about as long as twenty statements.
 BLOCK_CALL_STEPS = 20
@@ -132,7 +133,7 @@ def snake(name: str) -> str:
 
 class Expander:
     def __init__(
-        self, program: Program, diags: Diagnostics, limits: Limits, work: Work | None = None
+        self, program: Spec, diags: Diagnostics, limits: Limits, work: Work | None = None
     ) -> None:
         self.program = program
         self.diags = diags
@@ -210,8 +211,7 @@ class Expander:
 
     def error(self, message: str, span: Span) -> None:
         chain = self.frame.chain if self.frame else ()
-        notes = [Note(f"in block '{f.block}' called here", f.span) for f in reversed(chain)]
-        self.diags.error(message, span, notes)
+        self.diags.error(message, span, call_chain_notes(chain))
 
     @contextmanager
     def statement(self, targets: Sequence[str] = ()) -> Iterator[None]:
@@ -745,7 +745,8 @@ class Expander:
             if expr.op == "+":
                 return value
             zero = self.scalar_tensor(0.0, value, expr.span)
-            return self.apply_op("sub", [zero, value], (), {}, expr.span, hint)
+            minus = registry.operators()[expr.op].name  # -x is 0 - x
+            return self.apply_op(minus, [zero, value], (), {}, expr.span, hint)
         return arith(expr.op, 0, value, expr.span)
 
     def eval_Binary(self, expr: ast.Binary, hint: str | None) -> Any:
@@ -774,17 +775,18 @@ class Expander:
             if problem:
                 raise EvalError(f"'{expr.op}' here makes {problem}", expr.span)
             return result
-        if expr.op not in _BINARY_OPS:
+        on_tensors = registry.operators()  # the ops that declare an operator
+        if expr.op not in on_tensors:
             raise EvalError(
                 f"'{expr.op}' is not defined on tensors (conditions are compile-time;"
-                f" elementwise ops are + - * /)",
+                f" elementwise ops are {' '.join(on_tensors)})",
                 expr.span,
             )
         like = left if isinstance(left, TensorVal) else right
         assert isinstance(like, TensorVal)
         a = self.as_tensor(left, like, expr.left.span)
         b = self.as_tensor(right, like, expr.right.span)
-        return self.apply_op(_BINARY_OPS[expr.op], [a, b], (), {}, expr.span, hint)
+        return self.apply_op(on_tensors[expr.op].name, [a, b], (), {}, expr.span, hint)
 
     def as_tensor(self, value: Any, like: TensorVal, span: Span) -> TensorVal:
         if isinstance(value, TensorVal):
@@ -794,7 +796,8 @@ class Expander:
         raise EvalError(f"cannot combine a tensor with {kind_of(value)}", span)
 
     def scalar_tensor(self, value: float, like: TensorVal, span: Span) -> TensorVal:
-        result = self.apply_op("constant", [], (value,), {"dtype": like.type.dtype}, span, None)
+        dtype = {"dtype": like.type.dtype}
+        result = self.apply_op(Constant.name, [], (value,), dtype, span, None)
         assert isinstance(result, TensorVal)
         return result
 
@@ -1055,6 +1058,12 @@ class Expander:
         init = self.take_init(kwargs, span)
         if init is not None and type(opdef).params is registry.OpDef.params:
             raise EvalError(f"{opdef.name} has no weights to initialise (init=)", span)
+        if init is not None and not opdef.takes_init():
+            raise EvalError(
+                f"{opdef.name} does not say which of its parameters are weights "
+                "(OpDef.param_roles), so init= cannot apply to it",
+                span,
+            )
         try:
             return opdef.bind_attrs(rest, kwargs, inputs), init
         except AttrError as err:

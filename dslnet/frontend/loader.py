@@ -1,4 +1,9 @@
-"""Loading a spec: files and imports, the global namespace, and the Program API."""
+"""Loading a spec: files and imports, the global namespace, expansion and checking.
+
+`Spec` is the front end's result: the declarations of a spec and its imports, ready to
+expand into IR (`ir`) or to check (`check`). The public `dslnet.Program` (dslnet/api.py)
+wraps one and adds what drives the passes and backends.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from dslnet.core.diagnostics import CompileError, Diagnostic, Diagnostics, Note, SourceMap, Span
 from dslnet.fileio import FileProblem, open_regular
@@ -23,9 +28,8 @@ from dslnet.frontend.values import Callee, is_poison
 from dslnet.ir.graph import Graph
 from dslnet.ops import registry
 
-if TYPE_CHECKING:  # the passes load numpy and the backends: only when optimizing
-    from dslnet.passes.pipeline import Method, Quantization
-    from dslnet.training.plan import TrainPlan
+if TYPE_CHECKING:  # train declarations are lowered when a spec has some
+    from dslnet.frontend.train.plan import TrainPlan
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,7 +57,7 @@ def _without_gc(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-class Program:
+class Spec:
     """A loaded spec: its blocks, networks and constants, ready to expand."""
 
     def __init__(self, limits: Limits) -> None:
@@ -130,166 +134,11 @@ class Program:
             raise CompileError(diags.errors(), self.sources)
         return graph
 
-    def summary(self, network: str, **params: Any) -> dict[str, Any]:
-        """Per-layer output shapes, parameters and FLOPs, with totals (`dslnet summary`)."""
-        from dslnet.summary import summarize
-
-        return summarize(self.ir(network, **params))
-
-    def dot(
-        self,
-        network: str,
-        *,
-        block_depth: int | None = None,
-        expand: Sequence[str] = (),
-        direction: Literal["TB", "LR"] = "TB",
-        **params: Any,
-    ) -> str:
-        """Graphviz DOT text picturing `network` (what `dslnet graph` writes; render
-        it with `dot -Tsvg`). Blocks nested deeper than `block_depth` are folded into
-        boxes, or all but the block types or instances in `expand`; neither: small
-        networks whole, bigger ones with one instance of each repeated block open.
-        `params` override the network's parameters (named `block_depth` so that a
-        network parameter `depth` stays reachable)."""
-        from dslnet.graphfold import ViewOptions
-        from dslnet.graphrender import to_dot
-
-        options = ViewOptions(block_depth, tuple(expand), direction)
-        return to_dot([self.ir(network, **params)], options)
-
-    def torch_source(self, network: str, **params: Any) -> str:
-        """The generated PyTorch source for `network` (what `--emit torch` writes)."""
-        from dslnet.backends.torch_codegen import generate_torch
-
-        graph = self.ir(network, **params)
-        return generate_torch(graph, graph.span.file if graph.span else None)
-
-    def torch(self, network: str, **params: Any) -> Any:
-        """A `torch.nn.Module` built by executing the generated source."""
-        from dslnet.backends.torch_codegen import build_module, generate_torch
-
-        graph = self.ir(network, **params)
-        return build_module(graph, generate_torch(graph, graph.span.file if graph.span else None))
-
-    def torch_pair(
-        self,
-        generator: str,
-        discriminator: str,
-        generator_params: Mapping[str, Any] | None = None,
-        discriminator_params: Mapping[str, Any] | None = None,
-    ) -> tuple[Any, Any]:
-        """Both modules of an adversarial pair, after checking that what the generator
-        makes is what the discriminator judges (its first input's dtype and shape)."""
-        g = self.ir(generator, **(generator_params or {}))
-        d = self.ir(discriminator, **(discriminator_params or {}))
-        made = g.type_of(g.outputs[0][1])
-        judged = d.type_of(d.inputs[0])
-        if not made.same_as(judged):
-            span = d.span or Span.unknown(self._main_file())
-            raise CompileError(
-                [
-                    Diagnostic(
-                        _error(),
-                        f"'{generator}' makes {made} but '{discriminator}' judges {judged} "
-                        f"(its input '{d.inputs[0]}')",
-                        span,
-                    )
-                ],
-                self.sources,
-            )
-        return self.torch(generator, **(generator_params or {})), self.torch(
-            discriminator, **(discriminator_params or {})
-        )
-
-    def onnx(
-        self,
-        network: str,
-        weights: Any = None,
-        *,
-        opset: int = 18,
-        functions: bool = False,
-        ort_fused: bool = False,
-        **params: Any,
-    ) -> Any:
-        """An ONNX ModelProto emitted from the IR; `weights` is a state_dict or a file.
-        `ort_fused` uses ONNX Runtime's fused ops where they exist (ORT-only models)."""
-        from dslnet.backends.onnx_emit import emit_onnx
-
-        return emit_onnx(
-            self.ir(network, **params),
-            weights,
-            opset=opset,
-            functions=functions,
-            ort_fused=ort_fused,
-        )
-
-    def optimize(
-        self,
-        network: str,
-        weights: Any = None,
-        *,
-        fold: bool = False,
-        prune: float | None = None,
-        prune_by: Any = "l1",
-        prune_scope: str = "layer",
-        prune_ratios: Mapping[str, float] | None = None,
-        exclude: Sequence[str] = (),
-        sparsity: float | None = None,
-        lowrank: float | None = None,
-        lowrank_rank: int | float | None = None,
-        quantize: Quantization | None = None,
-        calibrate: str | Path | None = None,
-        calibration_method: Method = "minmax",
-        calibration_samples: int = 32,
-        seed: int = 0,
-        **params: Any,
-    ) -> Any:
-        """`network` reduced by the requested passes (dslnet.passes.pipeline.Optimized:
-        its IR, weights and report; `.torch()` and `.onnx()` build the reduced models).
-
-        weights: a state_dict or weights file (fresh values from `seed` when None).
-        fold: fold batchnorm into the layer before it, drop eval-mode identities.
-        prune: the fraction of channels to remove from every prunable group;
-            prune_by "l1", "l2", "bn" or a function; prune_scope "layer" or "global";
-            prune_ratios: per-module ratios (glob patterns on a layer's module, e.g.
-            `layer4.*`), over `prune` and over `@prune(r)` annotations in the spec;
-            exclude: module patterns whose output units stay.
-        sparsity: the fraction of weights to zero by magnitude (shapes unchanged).
-        lowrank: factorise dense and conv layers keeping this share of each weight's
-            singular-value energy; lowrank_rank: or at this rank (an int, or a fraction
-            of each layer's full rank).
-        quantize: "fp16", "int8-dynamic" or "int8-static": what `.onnx()` gives;
-            `.quantization()` also reports drift and latency against float32.
-            int8-static calibrates on `calibrate` (.npy / .npz; generated inputs when
-            None), `calibration_samples` batches, ranges by `calibration_method`
-            ("minmax", "percentile", "entropy").
-        Layers marked `@prune(r)` / `@quantize(skip)` in the spec get what they ask.
-        """
-        from dslnet.passes.pipeline import Options, optimize
-
-        options = Options(
-            fold=fold,
-            prune=prune,
-            prune_by=prune_by,
-            prune_scope=prune_scope,
-            prune_ratios=dict(prune_ratios or {}),
-            exclude=exclude,
-            sparsity=sparsity,
-            lowrank=lowrank,
-            lowrank_rank=lowrank_rank,
-            quantize=quantize,
-            calibrate=calibrate,
-            calibration_method=calibration_method,
-            calibration_samples=calibration_samples,
-        )
-        return optimize(self.ir(network, **params), options, weights, seed)
-
     @_without_gc
     def training(self, name: str, **params: Any) -> TrainPlan:
-        """The `train` declaration `name` lowered (dslnet.training.plan.TrainPlan): a
-        graph per step and the checked settings; `params` override its parameters.
-        `dslnet.training.Trainer(plan)` runs it."""
-        from dslnet.training.plan import lower
+        """The `train` declaration `name` lowered (a TrainPlan): a graph per step and
+        the checked settings; `params` override its parameters."""
+        from dslnet.frontend.train.lower import lower
 
         decl = self.train_decls.get(name)
         if decl is None:
@@ -319,7 +168,7 @@ class Program:
         hint = did_you_mean(name, have)
         message = f"no {what} '{name}'{hint}; this spec has: {', '.join(have) or 'none'}"
         return CompileError(
-            [Diagnostic(_error(), message, Span.unknown(self._main_file()))], self.sources
+            [Diagnostic(_error(), message, Span.unknown(self.main_file()))], self.sources
         )
 
     @_without_gc
@@ -338,12 +187,12 @@ class Program:
                 self._expand(name, {}, diags, work)
         for name, decl in self.train_decls.items():
             if name not in self.broken and all(p.default is not None for p in decl.params):
-                from dslnet.training.plan import lower_into
+                from dslnet.frontend.train.lower import lower_into
 
                 lower_into(self, decl, {}, diags, work)
         return diags.sorted()
 
-    def checked(self) -> Program:
+    def checked(self) -> Spec:
         """This program when `check` finds no error in it; else CompileError with all
         that `check` reports (warnings too), so that a command building one network
         (`compile`, `summary`) refuses a spec with the same errors as `dslnet check`."""
@@ -352,7 +201,8 @@ class Program:
             raise CompileError(found, self.sources)
         return self
 
-    def _main_file(self) -> str:
+    def main_file(self) -> str:
+        """The spec's own file (or the name given to its text)."""
         return next(iter(self.sources.texts), "<spec>")
 
 
@@ -363,7 +213,7 @@ def _error() -> Any:
 
 
 class _Loader:
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Spec) -> None:
         self.program = program
         self.loaded: set[Path] = set()
         self.imports = 0  # files read for import statements
@@ -612,11 +462,11 @@ def _shown(path: Path) -> str:
 
 
 @_without_gc
-def load(
+def load_spec(
     path: str | os.PathLike[str], limits: Limits | None = None, *, strict: bool = True
-) -> Program:
+) -> Spec:
     """Load a `.net` file and its imports. Raises CompileError when it has errors."""
-    program = Program(limits or Limits())
+    program = Spec(limits or Limits())
     real = Path(path).resolve()
     loader = _Loader(program)
     loader.loaded.add(real)
@@ -630,12 +480,12 @@ def load(
 
 
 @_without_gc
-def loads(
+def loads_spec(
     text: str, filename: str = "<string>", limits: Limits | None = None, *, strict: bool = True
-) -> Program:
+) -> Spec:
     """Load spec text; imports resolve relative to `filename`'s directory."""
-    text = text.removeprefix("\ufeff")  # a byte-order mark, as `load` drops it
-    program = Program(limits or Limits())
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as `load_spec` drops it
+    program = Spec(limits or Limits())
     real = Path(filename).resolve()
     loader = _Loader(program)
     size = _size(text)

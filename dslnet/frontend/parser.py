@@ -12,21 +12,18 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
-import lark
 from lark import Token
 from lark import Tree as _LarkTree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from dslnet.core.diagnostics import Diagnostics, Span
-from dslnet.frontend import ast
+from dslnet.frontend import ast, parse_table
 from dslnet.frontend.keyword_fixes import KeywordFixes
 from dslnet.frontend.nesting import (
     MAX_NESTING,
     NESTING_MESSAGE,
-    DepthTree,
     NestingCounter,
     NestingError,
     statement_around,
@@ -114,17 +111,8 @@ def _retyped(stream: Iterator[Token], keywords: dict[int, str]) -> Iterator[Toke
 
 class _Parser:
     def __init__(self) -> None:
-        grammar = resources.files("dslnet.grammar").joinpath("dslnet.lark").read_text("utf-8")
         self.postlex = _PostLexer()
-        self.lark = lark.Lark(
-            grammar,
-            parser="lalr",
-            lexer="basic",  # the post-lexer looks one token ahead: no parser state to lex in
-            postlex=self.postlex,
-            propagate_positions=True,
-            maybe_placeholders=True,
-            tree_class=DepthTree,  # stops a parse at the first node nested too deep
-        )
+        self.lark = parse_table.load(parse_table.grammar_text(), self.postlex)
         self.terminals = {t.name: t for t in self.lark.terminals}
         self.keyword_types = {
             t.pattern.value: t.name for t in self.lark.terminals if t.pattern.type == "str"
@@ -532,13 +520,13 @@ def _declared_names(snippet: str) -> set[str]:
 
 # --- tree -> syntax tree ----------------------------------------------------------------
 
-_BINARY = {
-    "add": "+",
-    "sub": "-",
-    "mul": "*",
-    "div": "/",
-    "floordiv": "//",
-    "mod": "%",
+_BINARY = {  # the grammar's names for binary expressions, by operator
+    "add_op": "+",
+    "sub_op": "-",
+    "mul_op": "*",
+    "div_op": "/",
+    "floordiv_op": "//",
+    "mod_op": "%",
     "or_op": "or",
     "and_op": "and",
 }

@@ -1,8 +1,9 @@
 """Differential execution: an accepted network run in PyTorch and in ONNX Runtime.
 
 Both backends get the same weights (drawn once, `init_weights`) and the same random
-inputs (`dslnet.testing.random_input`: integers small enough to index any table of two
-rows), at two sizes of the symbolic dims, in eval mode. At each size:
+inputs (`dslnet.testing.random_feeds`: each in the domain the ops reading it declare,
+other integers small enough to index any table of two rows), at two sizes of the
+symbolic dims, in eval mode. At each size:
 
 - both run, and each output has the shape the IR says (its symbolic dims evaluated)
   and the IR's dtype, the same NaN and ±inf positions, and values within tolerance
@@ -33,10 +34,12 @@ import numpy as np
 
 from dslnet.backends.onnx_emit import emit_onnx
 from dslnet.backends.torch_codegen import build_module
-from dslnet.backends.weights import init_weights
+from dslnet.core.symbolic import SymExpr
 from dslnet.core.types import DType, TensorType
-from dslnet.ir.graph import Graph, Node
-from dslnet.testing import concrete_shape, input_symbols, random_input
+from dslnet.ir.graph import Graph
+from dslnet.ir.oplookup import input_types, resolve_op
+from dslnet.ir.weights import init_weights
+from dslnet.testing import concrete_shape, input_symbols, random_feeds
 
 MAX_ELEMENTS = 4_000_000
 # Sizes tried for every symbolic dim, a pair at a time: the first pair at which every
@@ -81,7 +84,7 @@ def run_both(graph: Graph, source: str | None = None, max_elements: int = MAX_EL
     rng = np.random.default_rng(0)
     refused = []  # the sizes both backends refused (they agree on it)
     for env in envs:
-        feeds = {v: random_input(graph.type_of(v), env, rng) for v in graph.inputs}
+        feeds = random_feeds(graph, env, rng)
         where = f"at {_sizes(env)}" if env else "at its sizes"
         try:
             ours = _run_torch(graph, module, feeds)
@@ -122,30 +125,33 @@ def _size_pair(graph: Graph) -> list[dict[str, int]] | None:
     pairs = (
         [[dict.fromkeys(symbols, n) for n in pair] for pair in SIZE_PAIRS] if symbols else [[{}]]
     )
+    assumed = _assumed_sizes(graph)
     for envs in pairs:
-        if all(_non_empty(graph, env) for env in envs):
+        if all(_non_empty(graph, env, assumed) for env in envs):
             return envs
     return None
 
 
-def _non_empty(graph: Graph, env: Mapping[str, int]) -> bool:
+def _non_empty(graph: Graph, env: Mapping[str, int], assumed: list[tuple[SymExpr, int]]) -> bool:
     shapes = _all_shapes(graph, env)
     if shapes is None or any(min(shape, default=1) < 1 for shape in shapes):
         return False
-    return all(_slice_fits(graph, node, env) for node in graph.nodes if node.op == "slice")
+    return all(size.evaluate(dict(env)) >= least for size, least in assumed)
 
 
-def _slice_fits(graph: Graph, node: Node, env: Mapping[str, int]) -> bool:
-    """Whether a slice's fixed bounds lie inside its symbolic axis at these sizes. The IR
-    assumes they do (x[:, 2:7] of [N, T] is [N, 5]); a shorter run-time axis gives fewer
-    elements, in both backends."""
-    x = graph.type_of(node.inputs[0])
-    size = x.shape[int(node.attrs["axis"]) % x.rank]
-    if isinstance(size, int):
-        return True
-    start, end = int(node.attrs["start"]), node.attrs["end"]
-    need = max(-start, end if isinstance(end, int) else 0)
-    return size.evaluate(dict(env)) >= need
+def _assumed_sizes(graph: Graph) -> list[tuple[SymExpr, int]]:
+    """The symbolic sizes the IR's shapes assume are at least so long at run time
+    (OpDef.least_sizes: x[:, 2:7] of [N, T] is [N, 5]); at a shorter one the backends
+    give fewer elements than the IR says, both of them."""
+    assumed = []
+    for node in graph.nodes:
+        op, attrs = resolve_op(node)
+        types = input_types(graph, node)
+        for (position, axis), least in op.least_sizes(attrs, types).items():
+            size = types[position].shape[axis]
+            if isinstance(size, SymExpr):
+                assumed.append((size, least))
+    return assumed
 
 
 def _all_shapes(graph: Graph, env: Mapping[str, int]) -> list[tuple[int, ...]] | None:

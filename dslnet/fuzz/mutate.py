@@ -12,6 +12,9 @@ import random
 import re
 from collections.abc import Callable, Sequence
 
+from dslnet.ops.activation import ReLU
+from dslnet.ops.linear import Linear
+
 # Numbers that break assumptions: zero, negatives, the edges of int64 and float64, more
 # digits than Python converts by default, and sizes that are large but not absurd.
 NUMBERS = (
@@ -63,11 +66,11 @@ UNICODE = (
     "\u2028",
     "\t",
 )
-NAMES = (
+NAMES = (  # identifiers swapped in: two ops, keywords, builtins, names torch users write
     "x",
     "N",
-    "relu",
-    "linear",
+    ReLU.name,
+    Linear.name,
     "in",
     "out",
     "layer",

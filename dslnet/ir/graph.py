@@ -130,10 +130,13 @@ class Graph(BaseModel):
         return {out: node for node in self.nodes for out in node.outputs}
 
     def users(self) -> dict[str, list[Node]]:
+        """The nodes reading each value, in node order, once per read (a node reading a
+        value twice is there twice); every value has an entry, [] when nothing reads it.
+        Graph outputs and block calls are not nodes: callers that count them add them."""
         found: dict[str, list[Node]] = {name: [] for name in self.values}
         for node in self.nodes:
             for name in node.inputs:
-                found[name].append(node)
+                found.setdefault(name, []).append(node)
         return found
 
     @property

@@ -1,8 +1,9 @@
 """Weight initialisation schemes selectable with `init=` on an op or a block call.
 
-Each scheme has a torch form (a line of generated code, run by the module's
-constructor) and a numpy form (for ONNX models emitted without weights);
-both follow torch's fan-in/fan-out conventions. Biases start at zero under
+Each scheme has a numpy form (here: for weights drawn without torch, e.g. ONNX
+models emitted without weights) and a torch form (`dslnet.backends.torch_init`:
+a line of generated code, run by the module's constructor); both follow torch's
+fan-in/fan-out conventions. Biases start at zero under
 any scheme but "default", which keeps PyTorch's own initialisation. The schemes
 computed from fans (kaiming, xavier) need a weight of two dims or more: a 1-D
 weight (a norm's scale) keeps its layer's default, so that `init="kaiming"` on a
@@ -12,26 +13,19 @@ block of convolutions and batch norms initialises the convolutions.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
+from dslnet.core.lazy import numpy as np
 
-# name -> (torch call on the weight, description)
-SCHEMES: dict[str, tuple[str, str]] = {
-    "default": ("", "PyTorch's own default for the layer"),
-    "kaiming": (
-        'nn.init.kaiming_normal_({w}, nonlinearity="relu")',
-        "He normal, fan-in, for ReLU networks",
-    ),
-    "kaiming_uniform": (
-        'nn.init.kaiming_uniform_({w}, nonlinearity="relu")',
-        "He uniform, fan-in, for ReLU networks",
-    ),
-    "xavier": ("nn.init.xavier_uniform_({w})", "Glorot uniform"),
-    "xavier_normal": ("nn.init.xavier_normal_({w})", "Glorot normal"),
-    "normal": ("nn.init.normal_({w}, 0.0, 0.02)", "N(0, 0.02), as in DCGAN and GPT"),
-    "zeros": ("nn.init.zeros_({w})", "all zeros"),
+# name -> description
+SCHEMES: dict[str, str] = {
+    "default": "PyTorch's own default for the layer",
+    "kaiming": "He normal, fan-in, for ReLU networks",
+    "kaiming_uniform": "He uniform, fan-in, for ReLU networks",
+    "xavier": "Glorot uniform",
+    "xavier_normal": "Glorot normal",
+    "normal": "N(0, 0.02), as in DCGAN and GPT",
+    "zeros": "all zeros",
 }
 ALIASES = {
     "he": "kaiming",
@@ -54,30 +48,13 @@ def names() -> list[str]:
 FROM_FANS = frozenset({"kaiming", "kaiming_uniform", "xavier", "xavier_normal"})
 
 
-def draws(scheme: str, role: str, shape: tuple[int, ...]) -> bool:
-    """Whether `scheme` sets this parameter (else it keeps its layer's default)."""
+def draws(scheme: str, weight: bool, shape: tuple[int, ...]) -> bool:
+    """Whether `scheme` sets this parameter (else it keeps its layer's default).
+    `weight`: its op calls it a weight (`OpDef.is_weight`), which the scheme draws;
+    the others it sets to zero."""
     if scheme == "default":
         return False
-    return not (scheme in FROM_FANS and is_weight(role) and len(shape) < 2)
-
-
-def torch_lines(scheme: str, attr: str, params: Mapping[str, tuple[int, ...]]) -> list[str]:
-    """Constructor lines applying `scheme` to `self.<attr>`'s parameters (role -> shape)."""
-    lines = []
-    for role, shape in params.items():
-        target = f"self.{attr}.{role}"
-        if not draws(scheme, role, shape):
-            continue
-        if is_weight(role):
-            lines.append(SCHEMES[scheme][0].format(w=target))
-        else:
-            lines.append(f"nn.init.zeros_({target})")
-    return lines
-
-
-def is_weight(role: str) -> bool:
-    """A matrix a scheme draws (`weight`, `weight_ih_l0`, `in_proj_weight`), not a bias."""
-    return "weight" in role.rsplit(".", 1)[-1]
+    return not (scheme in FROM_FANS and weight and len(shape) < 2)
 
 
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -87,10 +64,11 @@ def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 def sample(
-    scheme: str, role: str, shape: tuple[int, ...], rng: np.random.Generator
+    scheme: str, weight: bool, shape: tuple[int, ...], rng: np.random.Generator
 ) -> np.ndarray[Any, Any]:
-    """A numpy draw with the same distribution as the torch form."""
-    if not is_weight(role) or scheme == "zeros":
+    """A numpy draw with the same distribution as the torch form (zeros for a
+    parameter that is not a weight)."""
+    if not weight or scheme == "zeros":
         return np.zeros(shape, dtype=np.float32)
     fan_in, fan_out = _fans(shape)
     if scheme == "kaiming":

@@ -32,6 +32,7 @@ from dslnet.core.diagnostics import Span, did_you_mean
 from dslnet.core.types import DType, TensorType, shape_str
 from dslnet.ir.graph import Graph, ModuleInfo, Node, Parameter, Value
 from dslnet.ir.irtext import IRParseError, LineReader, Token
+from dslnet.ir.roles import role_parameters
 from dslnet.ir.verifier import VerifyError, verify
 from dslnet.ops import registry
 from dslnet.ops.registry import AttrError, OpDef, ShapeError
@@ -111,7 +112,7 @@ class _Parser:
         try:
             verify(self.graph)
         except VerifyError as err:  # what the checks above missed
-            readers[0].fail(f"the graph does not verify: {err}", 1)
+            readers[0].fail(f"the graph does not verify: {err.message}", 1)
         return self.graph
 
     # One method per kind of line, in the order the printer writes them.
@@ -268,7 +269,7 @@ class _Parser:
         for role, (shape, dtype, buffer) in roles.items():
             self.claim(line, op, module, role, shape, dtype, buffer)
         self.claimed.add(module)
-        name = self.node_name(module, written=line.module is not None)
+        name = self.node_name(op, module, written=line.module is not None)
         assert line.span is not None
         graph.nodes.append(
             Node(
@@ -338,10 +339,11 @@ class _Parser:
         self.counters[base] = k
         return name
 
-    def node_name(self, module: str, written: bool) -> str:
+    def node_name(self, op: OpDef, module: str, written: bool) -> str:
         """A name the printer's `@module` rule reads back: the module itself where the text
-        does not name one or the module owns a weight or bias, else `module@k`."""
-        owns = any(f"{module}.{p}" in self.graph.parameters for p in ("weight", "bias"))
+        does not name one or the module owns the weight or bias `op` declares, else
+        `module@k`."""
+        owns = any(p in self.graph.parameters for p in role_parameters(op.param_roles, module))
         k = 1 if not written or owns else 2
         name = module if k == 1 else f"{module}@{k}"
         while name in self.node_names:

@@ -7,6 +7,7 @@ import os
 from dslnet.core.diagnostics import Span
 from dslnet.core.literals import format_value
 from dslnet.ir.graph import Graph, Node
+from dslnet.ir.roles import role_parameters, roles_of
 
 
 def _where(span: Span) -> str:
@@ -17,7 +18,9 @@ def format_node(graph: Graph, node: Node) -> str:
     outs = ", ".join(f"{o}: {graph.values[o].type}" for o in node.outputs)
     args = [*node.inputs, *(f"{k}={format_value(v)}" for k, v in node.attrs.items())]
     text = f"{outs} = {node.op}({', '.join(args)})"
-    owns = [p for p in (f"{node.module}.weight", f"{node.module}.bias") if p in graph.parameters]
+    # `@module` on the node owning its layer's weight or bias (as its op declares them),
+    # and on every node named otherwise than its module (a shared layer's later uses).
+    owns = any(p in graph.parameters for p in role_parameters(roles_of(node), node.module))
     if owns or node.name != node.module:
         text += f"  @{node.module}"
     if node.init:

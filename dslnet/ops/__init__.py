@@ -28,6 +28,7 @@ from dslnet.ops.registry import (
     scoped,
     unregister,
 )
+from dslnet.ops.roles import ParamRoles
 from dslnet.ops.userops import NO_PLUGINS_ENV, PLUGIN_GROUP, PluginError, load_plugins
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "OpDef",
     "OpDefinitionError",
     "Origin",
+    "ParamRoles",
     "PluginError",
     "ShapeError",
     "TensorType",

@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
@@ -15,6 +14,7 @@ from pydantic import (
     model_serializer,
 )
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.types import DType, TensorType
 from dslnet.ops.channels import ELEMENTWISE, Channels
 from dslnet.ops.lowering import OnnxNodeContext
@@ -26,6 +26,7 @@ from dslnet.ops.registry import (
     normalize_axis,
     register,
 )
+from dslnet.ops.roles import ParamRoles
 
 
 class _SameType(OpDef):
@@ -61,6 +62,7 @@ class ReLU(_SameType):
     doc = "max(x, 0)."
     torch_fn = "torch.relu"
     onnx_op = "Relu"
+    fusable_clamp = (0.0, math.inf)  # ONNX Runtime folds a Relu into the quantized range
 
 
 @register
@@ -266,6 +268,7 @@ class PReLU(_SameType):
     positional = ()
     doc = "Leaky ReLU with a learned slope (one, or one per channel of axis 1); starts at 0.25."
     Attrs = PReluAttrs
+    param_roles = ParamRoles(weight="weight")  # the slopes
     examples = (
         "in x: float32[N, 6]\nout y = prelu(x)",
         "in x: float32[N, 3, H, W]\nout y = prelu(x, channels=true)",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 from pydantic import Field
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import dims_equal, floordiv, mul
 from dslnet.core.types import TensorType
 from dslnet.ops.channels import Channels

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, add, dims_equal, mul
 from dslnet.core.types import DType, TensorType
 from dslnet.ops.channels import Channels, Placed
@@ -313,6 +313,9 @@ class MultiheadAttention(OpDef):
                     f"(true = padding), got {pad}"
                 )
         return (query,)
+
+    def is_weight(self, role: str) -> bool:
+        return role in ("in_proj_weight", "out_proj.weight")  # the projections, not biases
 
     def params(self, attrs: MHAAttrs, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
         e, inner = self.width(attrs, inputs[0]), self.inner(attrs, inputs[0])

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+from dslnet.ops.roles import ParamRoles
+
 Kind = Literal["make", "keep", "join", "inner"]
 
 
@@ -24,6 +26,7 @@ class Placed(NamedTuple):
     axis: int
     copies: int = 1
     repeat: int = 1
+    scored: bool = True  # its magnitudes rank the units when pruning (a bias's do not)
 
 
 @dataclass(frozen=True)
@@ -82,15 +85,13 @@ class Channels:
 ELEMENTWISE = Channels("keep")
 
 
-def units(
-    axis: int, out_attr: str, weight: str = "weight", out_axis: int = 0, in_axis: int = 1
-) -> Channels:
-    """A layer making `out_attr` new units: the weight's `out_axis` and the bias hold
-    them, its `in_axis` reads the input's channels on `axis`."""
+def units(axis: int, out_attr: str, roles: ParamRoles) -> Channels:
+    """A layer making `out_attr` new units, laid out as its parameter roles say: the
+    weight's out_axis and the bias hold them, its in_axis reads the input's channels on
+    `axis`."""
+    weight, out_axis, in_axis = roles.weight, roles.out_axis, roles.in_axis
+    assert weight is not None and out_axis is not None and in_axis is not None, roles
+    out_params = {weight: out_axis} | ({roles.bias: 0} if roles.bias is not None else {})
     return Channels(
-        "make",
-        axis=axis,
-        out_attr=out_attr,
-        out_params={weight: out_axis, "bias": 0},
-        in_params={weight: in_axis},
+        "make", axis=axis, out_attr=out_attr, out_params=out_params, in_params={weight: in_axis}
     )

@@ -10,9 +10,9 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 from pydantic import Field
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, add, mul, sub
 from dslnet.core.types import TensorType
 from dslnet.ops.channels import Channels, units
@@ -20,6 +20,7 @@ from dslnet.ops.factoring import Factoring
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
 from dslnet.ops.positional import InferredSize
 from dslnet.ops.registry import OpDef, ShapeError, need_static, register
+from dslnet.ops.roles import TORCH_LAYER, TORCH_TRANSPOSED
 from dslnet.ops.window import (
     AXIS_NAMES,
     IntOrTuple,
@@ -104,6 +105,7 @@ class _ConvBase(OpDef):
     aliases = {"k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation"}
     positional = ("out_channels", "kernel_size")
     inferred = InferredSize("input channel count", axis=1)
+    param_roles = TORCH_LAYER
     spatial: ClassVar[int]
     torch_class: ClassVar[str]
 
@@ -198,7 +200,7 @@ class _Conv(_ConvBase):
     def channels(self, attrs: ConvAttrs, inputs: Sequence[TensorType]) -> Channels | None:
         channels = inputs[0].shape[1]
         if attrs.groups == 1:
-            return units(1, "out_channels")
+            return units(1, "out_channels", self.param_roles)
         if attrs.groups == channels == attrs.out_channels:  # depthwise: channel i alone
             return Channels(
                 "keep",
@@ -246,6 +248,8 @@ class _Conv(_ConvBase):
 
 
 class _ConvTranspose(_ConvBase):
+    param_roles = TORCH_TRANSPOSED  # weight [in, out, *kernel]
+
     def factoring(self, attrs: ConvTransposeAttrs, rank: int) -> Factoring | None:
         return _factoring(self.name, self.spatial, attrs, rank, out_axis=1)
 
@@ -255,7 +259,7 @@ class _ConvTranspose(_ConvBase):
     def channels(self, attrs: ConvTransposeAttrs, inputs: Sequence[TensorType]) -> Channels | None:
         if attrs.groups != 1:
             return None
-        return units(1, "out_channels", out_axis=1, in_axis=0)  # weight [in, out, *k]
+        return units(1, "out_channels", self.param_roles)
 
     def infer(
         self, attrs: ConvTransposeAttrs, inputs: Sequence[TensorType]

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, dims_equal
 from dslnet.core.types import TensorType
 from dslnet.ops.elementwise import broadcast

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from typing import ClassVar
 
-import numpy as np
 from pydantic import Field
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, dims_equal, mul
 from dslnet.core.types import DType, TensorType, shape_str
 from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
+from dslnet.ops.opdef import FLOAT32_MAX
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, register
 
 
@@ -40,7 +42,7 @@ def broadcast(op: str, a: TensorType, b: TensorType) -> TensorType:
 class _Binary(OpDef):
     family = "elementwise"
     inputs = ("a", "b")
-    symbol: ClassVar[str]
+    operator: ClassVar[str]
     onnx_op: ClassVar[str]
 
     def channels(self, attrs: object, inputs: Sequence[TensorType]) -> Channels | None:
@@ -55,7 +57,7 @@ class _Binary(OpDef):
         return (broadcast(self.name, a, b),)
 
     def torch_expr(self, attrs: object, args: Sequence[str], inputs: Sequence[TensorType]) -> str:
-        return f"{args[0]} {self.symbol} {args[1]}"
+        return f"{args[0]} {self.operator} {args[1]}"
 
     def onnx(self, attrs: object, ctx: OnnxNodeContext) -> None:
         ctx.add_node(self.onnx_op, ctx.inputs, ctx.outputs)
@@ -64,7 +66,7 @@ class _Binary(OpDef):
 @register
 class Add(_Binary):
     name = "add"
-    symbol = "+"
+    operator = "+"
     onnx_op = "Add"
     examples = (
         "in a: float32[N, 4]\nin b: float32[N, 4]\nout y = add(a, b)",
@@ -76,7 +78,7 @@ class Add(_Binary):
 @register
 class Sub(_Binary):
     name = "sub"
-    symbol = "-"
+    operator = "-"
     onnx_op = "Sub"
     examples = (
         "in a: float32[N, 4]\nin b: float32[N, 4]\nout y = sub(a, b)",
@@ -88,7 +90,7 @@ class Sub(_Binary):
 @register
 class Mul(_Binary):
     name = "mul"
-    symbol = "*"
+    operator = "*"
     onnx_op = "Mul"
     examples = (
         "in a: float32[N, 4]\nin b: float32[N, 4]\nout y = mul(a, b)",
@@ -100,7 +102,7 @@ class Mul(_Binary):
 @register
 class Div(_Binary):
     name = "div"
-    symbol = "/"
+    operator = "/"
     onnx_op = "Div"
     examples = (
         "in a: float32[N, 4]\nin b: float32[N, 4]\nout y = div(a, b)",
@@ -134,6 +136,7 @@ class Constant(OpDef):
     Attrs = ConstantAttrs
     examples = ("in x: float32[N, 3]\nout y = x * 0.5 + 2",)
     inputs = ()
+    torch_inline = True  # `h * 0.5`, not a local holding 0.5
 
     def infer(self, attrs: ConstantAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         problem = _unrepresentable(attrs.value, attrs.dtype)
@@ -165,6 +168,24 @@ def _unrepresentable(value: float, dtype: DType) -> str | None:
     )
 
 
+# The largest value of each float dtype (numpy's finfo(...).max; bfloat16's is a little
+# under its true 3.3895e38) and the range of each integer dtype (numpy's iinfo), written
+# out so that checking a spec does not import numpy (tests/test_lazy_imports.py compares).
+FLOAT_MAX = {
+    DType.float16: 65504.0,
+    DType.bfloat16: 3.39e38,
+    DType.float32: FLOAT32_MAX,
+    DType.float64: sys.float_info.max,
+}
+INT_RANGE = {
+    DType.int8: (-(2**7), 2**7 - 1),
+    DType.uint8: (0, 2**8 - 1),
+    DType.int16: (-(2**15), 2**15 - 1),
+    DType.int32: (-(2**31), 2**31 - 1),
+    DType.int64: (-(2**63), 2**63 - 1),
+}
+
+
 def number_problem(value: float, dtype: DType, *, fraction: str) -> str | None:
     """Why a number or integer `dtype` cannot hold `value` exactly as written (out of
     its range; or a fraction in an integer dtype, `fraction` saying why that matters),
@@ -172,15 +193,15 @@ def number_problem(value: float, dtype: DType, *, fraction: str) -> str | None:
     if math.isnan(value):
         return "is not a number"
     if dtype.is_float:
-        largest = 3.39e38 if dtype is DType.bfloat16 else float(np.finfo(dtype.value).max)
+        largest = FLOAT_MAX[dtype]
         if abs(value) > largest:
             return f"is out of {dtype}'s range (largest {largest:g})"
         return None
     if not float(value).is_integer():
         return f"is not a whole number, {fraction}"
-    info = np.iinfo(dtype.value)
-    if not info.min <= value <= info.max:
-        return f"is out of {dtype}'s range ({info.min} to {info.max})"
+    least, most = INT_RANGE[dtype]
+    if not least <= value <= most:
+        return f"is out of {dtype}'s range ({least} to {most})"
     return None
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, dims_equal, mul
 from dslnet.core.types import DType, TensorType
 from dslnet.ops.channels import Channels
+from dslnet.ops.domains import Indices
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.registry import (
     OpAttrs,
@@ -25,8 +26,9 @@ from dslnet.ops.registry import (
     normalize_axis,
     register,
 )
+from dslnet.ops.roles import ParamRoles
 
-_INT64_MAX = np.iinfo(np.int64).max
+_INT64_MAX = 2**63 - 1  # np.iinfo(np.int64).max, without importing numpy
 
 
 def _elements(shape: Sequence[Dim]) -> Dim:
@@ -87,6 +89,8 @@ class Embedding(OpDef):
     )
     Attrs = EmbeddingAttrs
     aliases = {"num": "num_embeddings", "dim": "embedding_dim", "padding": "padding_idx"}
+    param_roles = ParamRoles(weight="weight")  # the table [num, dim]
+    input_domains = {"x": Indices(size="num_embeddings", what="embedding rows")}
     examples = (
         "in ids: int64[N, T]\nout y = embedding(ids, 11, 6)",
         "in ids: int64[N]\nout y = ids -> embedding(7, 4, padding_idx=0)",
@@ -307,6 +311,7 @@ class LearnedPositions(OpDef):
         "[max_len, D], initialised N(0, 0.02) as in GPT-2 and BERT."
     )
     Attrs = LearnedPositionsAttrs
+    param_roles = ParamRoles(weight="weight")  # [max_len, D]
     torch_helpers = _LEARNED
     examples = (
         "in x: float32[N, T, 6]\nout y = learned_positions(x, 8)",

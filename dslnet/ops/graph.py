@@ -14,15 +14,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, add, dims_equal, mul
 from dslnet.core.types import TensorType
 from dslnet.ops.channels import Channels, Placed, units
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.positional import InferredSize
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
+from dslnet.ops.roles import ParamRoles
 
 
 def _graph_inputs(op: str, inputs: Sequence[TensorType]) -> tuple[TensorType, int]:
@@ -45,6 +46,10 @@ class _GraphLayer(OpDef):
     inputs = ("x", "adj")
     positional = ("features",)
     inferred = InferredSize("input feature count", axis=-1)
+    # The projection is a bias-free nn.Linear inside the layer; the bias its own.
+    param_roles = ParamRoles(
+        weight="linear.weight", out_axis=0, in_axis=1, bias="bias", bias_attr="bias"
+    )
 
     def init_param(
         self, attrs: Any, role: str, inputs: Sequence[TensorType], rng: np.random.Generator
@@ -99,7 +104,7 @@ class GCNConv(_GraphLayer):
 
     def channels(self, attrs: GCNAttrs, inputs: Sequence[TensorType]) -> Channels | None:
         rank = inputs[0].rank
-        return units(rank - 1, "features", weight="linear.weight")
+        return units(rank - 1, "features", self.param_roles)
 
     def infer(self, attrs: GCNAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         x, _ = _graph_inputs(self.name, inputs)
@@ -207,7 +212,7 @@ class GATConv(_GraphLayer):
         placed = [Placed("linear.weight", 0, attrs.heads), Placed("att_src", 1)]
         placed.append(Placed("att_dst", 1))
         if attrs.bias:
-            placed.append(Placed("bias", 0, heads))
+            placed.append(Placed("bias", 0, heads, scored=False))
         return Channels(
             "make",
             axis=inputs[0].rank - 1,

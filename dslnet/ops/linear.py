@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, mul
 from dslnet.core.types import TensorType
 from dslnet.ops.channels import Channels, units
@@ -15,6 +15,7 @@ from dslnet.ops.factoring import Factoring
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
 from dslnet.ops.positional import InferredSize
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
+from dslnet.ops.roles import TORCH_LAYER
 
 
 class LinearAttrs(OpAttrs):
@@ -30,6 +31,7 @@ class Linear(OpDef):
     family = "linear"
     doc = "Dense layer y = x W^T + b over the last axis; input features are inferred."
     Attrs = LinearAttrs
+    param_roles = TORCH_LAYER
     examples = (
         "in x: float32[N, 5]\nout y = x -> linear(8)",
         "in x: float32[N, T, 6]\nout y = linear(x, 4, bias=false)",
@@ -37,7 +39,7 @@ class Linear(OpDef):
 
     def channels(self, attrs: LinearAttrs, inputs: Sequence[TensorType]) -> Channels | None:
         rank = inputs[0].rank
-        return units(rank - 1, "features")
+        return units(rank - 1, "features", self.param_roles)
 
     def factoring(self, attrs: LinearAttrs, rank: int) -> Factoring | None:
         first = {**attrs.model_dump(), "features": rank, "bias": False}

@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 from pydantic import Field
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import dims_equal
 from dslnet.core.types import DType, TensorType
+from dslnet.ops.domains import ClassLabels, Probabilities
 from dslnet.ops.loss_base import (
     Loss,
     LossGraph,
@@ -133,6 +134,7 @@ class NllLoss(Loss):
     Attrs: ClassVar[type[OpAttrs]] = NllAttrs
     aliases = {"weight": "class_weights"}
     inputs = ("log_probs", "target")
+    input_domains = {"target": ClassLabels(scores="log_probs", ignore="ignore_index")}
     functional = "nll_loss"
     examples: ClassVar[tuple[str, ...]] = (
         "in x: float32[N, 5]\nin t: int64[N]\nout loss = nll_loss(log_softmax(x), t)",
@@ -225,6 +227,7 @@ class CrossEntropy(NllLoss):
     )
     Attrs = CrossEntropyAttrs
     inputs = ("logits", "target")
+    input_domains = {"target": ClassLabels(scores="logits", ignore="ignore_index")}
     functional = "cross_entropy"
     examples = (
         "in x: float32[N, 5]\nin t: int64[N]\nout loss = cross_entropy(x, t)",
@@ -261,6 +264,7 @@ class BceLoss(PointwiseLoss):
         "in [0, 1], which ONNX has no way to make)."
     )
     inputs = ("probs", "target")
+    input_domains = {"target": Probabilities()}
     torch_helpers = _BCE
     examples = (
         "in x: float32[N, 6]\nin t: float32[N, 6]\nout loss = bce_loss(sigmoid(x), sigmoid(t))",
@@ -293,6 +297,7 @@ class BceWithLogits(PointwiseLoss):
     )
     Attrs = BceWithLogitsAttrs
     inputs = ("logits", "target")
+    input_domains = {"target": Probabilities()}
     functional = "binary_cross_entropy_with_logits"
     examples = (
         "in x: float32[N, 6]\nin t: float32[N, 6]\nout loss = bce_with_logits(x, t)",
@@ -373,6 +378,7 @@ class FocalLoss(PointwiseLoss):
     )
     Attrs = FocalAttrs
     inputs = ("logits", "target")
+    input_domains = {"target": Probabilities()}
     torch_helpers = _FOCAL
     examples = (
         "in x: float32[N, 6]\nin t: float32[N, 6]\nout loss = focal_loss(x, sigmoid(t))",

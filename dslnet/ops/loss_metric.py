@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-import numpy as np
 from pydantic import Field
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import dims_equal
 from dslnet.core.types import TensorType
+from dslnet.ops.domains import Probabilities
 from dslnet.ops.loss_base import (
     Loss,
     LossGraph,
@@ -59,6 +60,7 @@ class _SoftOverlap(Loss):
 
     Attrs = OverlapAttrs
     inputs = ("probs", "target")
+    input_domains = {"target": Probabilities()}
     helper: ClassVar[str]  # the torch helper function's name
 
     def infer(self, attrs: OverlapAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import numpy as np
-
+from dslnet.core.lazy import numpy as np
 from dslnet.core.types import TensorType
 
 

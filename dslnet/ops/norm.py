@@ -12,15 +12,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import dims_equal
 from dslnet.core.types import DType, TensorType, shape_str
 from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.positional import InferredSize
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
+from dslnet.ops.roles import TORCH_SCALE_SHIFT, ParamRoles
 
 
 def _float_input(op: str, inputs: Sequence[TensorType]) -> TensorType:
@@ -86,6 +87,7 @@ class _ChannelAffineNorm(OpDef):
     torch's initial values for those and any running statistics."""
 
     family = "norm"
+    param_roles = TORCH_SCALE_SHIFT
 
     def channels(self, attrs: Any, inputs: Sequence[TensorType]) -> Channels | None:
         # Each channel is normalized on its own: pruning one leaves the rest unchanged.
@@ -138,6 +140,9 @@ class BatchNorm(_ChannelAffineNorm):
     def channels(self, attrs: BatchNormAttrs, inputs: Sequence[TensorType]) -> Channels | None:
         found = super().channels(attrs, inputs)
         return replace(found, foldable_affine=True) if found else None
+
+    def running_statistics(self, attrs: BatchNormAttrs) -> bool:
+        return True
 
     def affine(
         self, attrs: BatchNormAttrs, weights: Mapping[str, np.ndarray[Any, Any]]
@@ -196,6 +201,7 @@ class LayerNorm(OpDef):
     doc = "Normalize over the trailing dims (normalized_shape; default the last axis)."
     Attrs = LayerNormAttrs
     aliases = {"shape": "normalized_shape", "affine": "elementwise_affine"}
+    param_roles = ParamRoles(weight="weight", bias="bias")  # of normalized_shape
     examples = (
         "in x: float32[N, T, 8]\nout y = layernorm(x)",
         "in x: float32[N, 3, 4, 5]\nout y = layernorm(x, [4, 5], eps=0.0001)",
@@ -326,6 +332,9 @@ class InstanceNorm(_ChannelAffineNorm):
                 f"and {x} has one (PyTorch refuses it)"
             )
         return (x,)
+
+    def running_statistics(self, attrs: InstanceNormAttrs) -> bool:
+        return attrs.track_running_stats
 
     def buffers(
         self, attrs: InstanceNormAttrs, inputs: Sequence[TensorType]

@@ -17,15 +17,17 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, SymExpr
 from dslnet.core.types import DType, TensorType
 from dslnet.ops.channels import Channels
+from dslnet.ops.domains import Domain
 from dslnet.ops.factoring import Factoring
 from dslnet.ops.lowering import OnnxNodeContext
 from dslnet.ops.positional import InferredSize, positional_problem
+from dslnet.ops.roles import NO_ROLES, ParamRoles
 
 
 class ShapeError(Exception):
@@ -40,7 +42,11 @@ class AttrError(Exception):
         super().__init__("; ".join(messages))
 
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_MAX = (2 - 2**-23) * 2.0**127  # float(np.finfo(np.float32).max), without numpy
+
+# The spec language's binary arithmetic operators, in the order messages list them; an
+# op may declare one as its own (OpDef.operator).
+OPERATORS = ("+", "-", "*", "/", "//", "%")
 
 # PyTorch's names for attributes dslnet spells otherwise (`softmax(dim=1)`), for the hint
 # an unknown argument gets when no spelling of ours is close to it.
@@ -65,8 +71,18 @@ class OpAttrs(BaseModel):
     fields in `dtype_range` (a fill or a constant), which the op checks against its
     tensor's dtype (dslnet.ops.elementwise.number_problem)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # The built-in ops' validators are built when an op is first called, not when its
+    # module is imported: `dslnet check` builds the few a spec uses, not all of them.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
     dtype_range: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if not cls.__module__.startswith("dslnet."):
+            # A user's op: a schema pydantic cannot build fails here, when its module
+            # is imported (and the op registered), not at its first use in a spec.
+            cls.model_rebuild(force=True)
 
     @field_validator("*")
     @classmethod
@@ -119,12 +135,33 @@ class OpDef:
     # `infer` and the lowerings see only the inputs given.
     optional_inputs: ClassVar[tuple[str, ...]] = ()
     outputs: ClassVar[tuple[str, ...]] = ("y",)
+    # The infix operator a spec writes for this binary op on tensors (`+` for add): `a + b`
+    # calls it on (a, b), and `-x` calls the `-` op on (0, x). One of OPERATORS, each
+    # taken by at most one op (dslnet.ops.registry.operators).
+    operator: ClassVar[str | None] = None
+    # The values an input that consumes data must hold, by input name (class labels
+    # below the class count, probabilities, table indices): dslnet.ops.domains. What
+    # generates or checks data for a network asks (dslnet.ir.domains); the rest of the
+    # inputs take any value of their dtype.
+    input_domains: ClassVar[Mapping[str, Domain]] = {}
     # Spec bodies using the op (inputs named, `out y = ...`); they document the op in
     # `dslnet ops` and are what the conformance test runs through every backend.
     examples: ClassVar[tuple[str, ...]] = ()
     # Source of small nn.Module classes the generated code needs for this op (e.g. one
     # that behaves differently in training), written once at the top of the file.
     torch_helpers: ClassVar[str] = ""
+    # True for an op without inputs whose torch_expr is a literal (a constant's `0.5`):
+    # the generated code writes it at each use instead of binding it to a local.
+    torch_inline: ClassVar[bool] = False
+    # Capabilities the passes, backends and trainer ask for (dslnet.ops.roles), checked
+    # by `register`. Which parameter is the layer's weight (with its axes of output
+    # units and input channels) and which its bias: folding, factorisation, pruning and
+    # the IR printer rewrite and show them by these roles, never by name.
+    param_roles: ClassVar[ParamRoles] = NO_ROLES
+    # An activation y = clamp(x, low, high) that int8 quantization fuses into the layer
+    # before it (ONNX Runtime folds a Relu into that layer's quantized range); QAT then
+    # applies it at that layer's output. None: not fusable.
+    fusable_clamp: ClassVar[tuple[float, float] | None] = None
 
     def factoring(self, attrs: Any, rank: int) -> Factoring | None:
         """The two thinner layers this call becomes at `rank` (dslnet.ops.factoring),
@@ -160,8 +197,33 @@ class OpDef:
         folding; None pins every channel it touches (never pruned)."""
         return None
 
+    def least_sizes(self, attrs: Any, inputs: Sequence[TensorType]) -> dict[tuple[int, int], int]:
+        """{(input, axis): n} for the symbolic axes the shape rule assumes are at least n
+        long at run time (a slice's fixed bounds); empty when it assumes nothing."""
+        return {}
+
     def identity_in_eval(self, attrs: Any) -> bool:
         """True when the op returns its input unchanged at inference (dropout)."""
+        return False
+
+    def is_weight(self, role: str) -> bool:
+        """Whether parameter `role` is a weight: what an `init=` scheme draws and
+        magnitude sparsity thins; the other parameters (a bias, an attention vector, a
+        token) start at zero under a scheme. By default the weight of `param_roles`;
+        an op with several weights (a recurrent layer's) says which they are."""
+        return role == self.param_roles.weight
+
+    def takes_init(self) -> bool:
+        """Whether an `init=` scheme applies to this op's parameters: it says which of
+        them are weights (`param_roles`, or its own `is_weight`). An op that says none
+        keeps its own initialisation under a block's scheme, and `init=` on a call of it
+        is refused: drawing nothing or zeroing all would silently build another model."""
+        return self.param_roles.weight is not None or type(self).is_weight is not OpDef.is_weight
+
+    def running_statistics(self, attrs: Any) -> bool:
+        """True when the call keeps running statistics in its `buffers` while training
+        (batchnorm's mean and variance): a frozen call (`@freeze`) then runs in eval
+        mode, so that the statistics stay as they were trained."""
         return False
 
     def affine(

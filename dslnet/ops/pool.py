@@ -10,9 +10,9 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 from pydantic import Field
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.types import DType, TensorType
 from dslnet.ops.channels import Channels
 from dslnet.ops.lowering import OnnxNodeContext

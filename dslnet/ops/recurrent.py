@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 from pydantic import Field
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, dims_equal, mul
 from dslnet.core.types import TensorType, shape_str
 from dslnet.ops.channels import Channels, Placed
@@ -58,6 +58,9 @@ class _Recurrent(OpDef):
     onnx_gate_order: ClassVar[tuple[int, ...]]
     onnx_op: ClassVar[str]
     aliases = {"hidden": "hidden_size", "layers": "num_layers"}
+
+    def is_weight(self, role: str) -> bool:
+        return role.startswith("weight_")  # weight_ih_l0, weight_hh_l1_reverse: not biases
 
     def directions(self, attrs: RecurrentAttrs) -> int:
         return 2 if attrs.bidirectional else 1
@@ -116,8 +119,8 @@ class _Recurrent(OpDef):
                 placed += [Placed(f"weight_ih{s}", 0, self.gates)]
                 placed += [Placed(f"weight_hh{s}", 0, self.gates), Placed(f"weight_hh{s}", 1)]
                 if attrs.bias:
-                    placed += [Placed(f"bias_ih{s}", 0, self.gates)]
-                    placed += [Placed(f"bias_hh{s}", 0, self.gates)]
+                    placed += [Placed(f"bias_ih{s}", 0, self.gates, scored=False)]
+                    placed += [Placed(f"bias_hh{s}", 0, self.gates, scored=False)]
         return Channels(
             "make",
             axis=-1,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from dslnet.ops.opdef import (
+    OPERATORS,
     AttrError,
     NoAttrs,
     OpAttrs,
@@ -42,6 +43,7 @@ __all__ = [
     "get",
     "need_static",
     "normalize_axis",
+    "operators",
     "origin",
     "register",
     "restore",
@@ -99,9 +101,10 @@ def register(cls: OpClass) -> OpClass:
 
     The class is checked first; OpDefinitionError lists every problem (a name specs can
     call and no other op has, a family, an OpAttrs schema, a shape rule, a torch and an
-    ONNX lowering, an init for its parameters). Registering the same class again does
-    nothing; a new class of the same module and name replaces the old one (a reloaded
-    module, a notebook cell run again).
+    ONNX lowering, an init for its parameters, well-formed capabilities: parameter roles,
+    running statistics, a fusable clamp, see dslnet.ops.roles). Registering the same
+    class again does nothing; a new class of the same module and name replaces the old
+    one (a reloaded module, a notebook cell run again).
     """
     from dslnet.ops.userops import definition_problems, describe
 
@@ -114,9 +117,18 @@ def register(cls: OpClass) -> OpClass:
     seen = _REGISTRY.get(name) if isinstance(name, str) else None
     if seen is not None and type(seen) is cls:
         return cls
-    problems = definition_problems(cls)
+    # The built-ins are checked by the test suite (tests/test_user_ops.py), not at every
+    # start: the checks cost more than loading them, and `dslnet check` pays it.
+    problems = [] if origin.builtin else definition_problems(cls)
     if seen is not None and _ORIGINS[seen.name].cls != origin.cls:
         problems.insert(0, f"the name '{name}' is already registered by {_ORIGINS[seen.name]}")
+    symbol = getattr(cls, "operator", None)
+    taken = _operators().get(symbol) if isinstance(symbol, str) else None
+    if taken is not None and taken.name != name:
+        problems.append(
+            f"its operator '{symbol}' is already the one of op '{taken.name}' "
+            f"({_ORIGINS[taken.name]})"
+        )
     if problems:
         raise OpDefinitionError(
             f"{describe(cls)} cannot be registered:\n  - " + "\n  - ".join(problems)
@@ -157,6 +169,18 @@ def get(name: str) -> OpDef | None:
     return _REGISTRY.get(name)
 
 
+def operators() -> dict[str, OpDef]:
+    """The ops that binary operators on tensors call, by operator (`+`: add), in the
+    order of OPERATORS."""
+    _ensure_loaded()
+    return _operators()
+
+
+def _operators() -> dict[str, OpDef]:
+    found = {op.operator: op for op in _REGISTRY.values() if op.operator is not None}
+    return {symbol: found[symbol] for symbol in OPERATORS if symbol in found}
+
+
 def all_ops() -> dict[str, OpDef]:
     """Every registered op by name: the built-ins and users' ops."""
     _ensure_loaded()
@@ -188,7 +212,8 @@ def _load_builtin_ops() -> None:
         import dslnet.ops as package
 
         for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-            if info.name not in ("registry", "opdef", "userops", "lowering", "channels"):
+            machinery = ("registry", "opdef", "userops", "lowering", "channels", "domains", "roles")
+            if info.name not in machinery:
                 importlib.import_module(f"dslnet.ops.{info.name}")
 
 

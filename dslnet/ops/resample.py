@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field, field_validator
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, add, floordiv, mul
 from dslnet.core.types import DType, TensorType
 from dslnet.ops.channels import Channels

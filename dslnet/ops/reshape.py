@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-import numpy as np
 from pydantic import ConfigDict, Field, PlainValidator
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, SymExpr, dims_equal, floordiv, mul
 from dslnet.core.types import TensorType, shape_str
 from dslnet.ops.lowering import OnnxNodeContext

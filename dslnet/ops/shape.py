@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, add, ceildiv, dims_equal, floordiv, mul, sub
 from dslnet.core.types import TensorType, shape_str
 from dslnet.ops.channels import Channels
@@ -361,6 +361,14 @@ class Slice(OpDef):
             if isinstance(length, int):
                 length = max(length, 0)
         return (x.with_shape((*x.shape[:axis], length, *x.shape[axis + 1 :])),)
+
+    def least_sizes(
+        self, attrs: SliceAttrs, inputs: Sequence[TensorType]
+    ) -> dict[tuple[int, int], int]:
+        axis = attrs.axis % inputs[0].rank
+        if isinstance(inputs[0].shape[axis], int):
+            return {}
+        return {(0, axis): max(-attrs.start, attrs.end if attrs.end is not None else 0)}
 
     def torch_expr(
         self, attrs: SliceAttrs, args: Sequence[str], inputs: Sequence[TensorType]

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 from pydantic import Field
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import dims_equal
 from dslnet.core.types import DType, TensorType
 from dslnet.ops.channels import ELEMENTWISE, Channels
+from dslnet.ops.domains import ClassLabels
 from dslnet.ops.elementwise import number_problem
 from dslnet.ops.loss_base import LossGraph, check_batched, check_float, keyword_options
 from dslnet.ops.lowering import OnnxNodeContext
@@ -214,6 +215,7 @@ class Accuracy(OpDef):
     )
     Attrs = AccuracyAttrs
     inputs = ("logits", "labels")
+    input_domains = {"labels": ClassLabels(scores="logits", ignore="ignore_index")}
     outputs = ("accuracy",)
     short_name = "acc"
     torch_helpers = _ACCURACY

@@ -6,9 +6,9 @@ import math
 from collections.abc import Sequence
 from typing import ClassVar
 
-import numpy as np
 from pydantic import Field
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, add, dims_equal, mul, sub
 from dslnet.core.types import DType, TensorType
 from dslnet.ops.channels import Channels

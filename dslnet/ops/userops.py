@@ -2,8 +2,9 @@
 
 Every op, built-in or not, is checked when it registers: a name specs can call, a
 family, an OpAttrs schema, a shape rule, a torch and an ONNX lowering, an init for its
-parameters. A problem is an OpDefinitionError listing them all, at import time,
-rather than an error deep in a backend at the first compile.
+parameters, input domains that name its own inputs and attributes. A problem is an
+OpDefinitionError listing them all, at import time, rather than an error deep in a
+backend at the first compile.
 
 A package adds ops for everyone who installs it with an entry point,
 
@@ -19,17 +20,19 @@ point and its distribution; DSLNET_NO_PLUGINS=1 skips every plugin.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import os
 import re
 import types
 from importlib.metadata import EntryPoint, entry_points
 
+from dslnet.core.reserved import name_problems
 from dslnet.ops import registry
-from dslnet.ops.opdef import OpAttrs, OpDef
+from dslnet.ops.domains import declaration_problems as domain_problems
+from dslnet.ops.opdef import OPERATORS, OpAttrs, OpDef
 from dslnet.ops.positional import declaration_problems
 from dslnet.ops.registry import OpDefinitionError
+from dslnet.ops.roles import capability_problems
 
 PLUGIN_GROUP = "dslnet.ops"
 NO_PLUGINS_ENV = "DSLNET_NO_PLUGINS"
@@ -65,12 +68,36 @@ def definition_problems(cls: type[OpDef]) -> list[str]:
         )
     if cls.onnx is OpDef.onnx:
         problems.append("it has no ONNX lowering: define onnx(self, attrs, ctx)")
+    operator = getattr(cls, "operator", None)
+    binary = isinstance(cls.inputs, tuple) and len(cls.inputs) == 2 and not cls.variadic
+    if operator is not None and (operator not in OPERATORS or not binary or cls.optional_inputs):
+        problems.append(
+            f"its operator {operator!r} must be one of {' '.join(OPERATORS)} (or None), on an "
+            f"op of exactly two inputs"
+        )
+    if cls.torch_inline is not False and (
+        cls.torch_inline is not True
+        or cls.inputs
+        or cls.variadic
+        or cls.torch_expr is OpDef.torch_expr
+        or cls.torch_module is not OpDef.torch_module
+    ):
+        problems.append(
+            "its torch_inline must be True only for an op without inputs whose torch_expr "
+            "is a literal written at each use (or False, the default)"
+        )
     stateful = cls.params is not OpDef.params or cls.buffers is not OpDef.buffers
     if stateful and cls.init_param is OpDef.init_param:
         problems.append(
             "it declares parameters or buffers but no init_param to draw their first values"
         )
-    return problems + declaration_problems(cls) + _signature_problems(cls)
+    return (
+        problems
+        + declaration_problems(cls)
+        + domain_problems(cls)
+        + capability_problems(cls)
+        + _signature_problems(cls)
+    )
 
 
 def _signature_problems(cls: type[OpDef]) -> list[str]:
@@ -117,25 +144,12 @@ def _naming_problems(cls: type[OpDef]) -> list[str]:
             f"its name {name!r} is not an identifier (letters, digits and _, not starting "
             f"with a digit)"
         )
-    elif not cls.__module__.startswith("dslnet.ops.") and name in _reserved_words():
-        problems.append(
-            f"its name '{name}' is a keyword or builtin of the spec language: choose another"
-        )
+    elif not cls.__module__.startswith("dslnet.ops."):
+        problems += name_problems(name)  # the front end's keywords and builtins
     family = getattr(cls, "family", None)
     if not isinstance(family, str) or not family:
         problems.append('it has no family: set family = "...", the group `dslnet ops` lists it in')
     return problems
-
-
-@functools.cache
-def _reserved_words() -> frozenset[str]:
-    """Words a spec cannot call as an op: the grammar's keywords and the builtins."""
-    from importlib import resources
-
-    from dslnet.frontend.expand import BUILTINS
-
-    grammar = resources.files("dslnet.grammar").joinpath("dslnet.lark").read_text("utf-8")
-    return frozenset(re.findall(r'"([a-z]+)"', grammar)) | frozenset(BUILTINS)
 
 
 def describe(cls: type[OpDef]) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, add, floordiv, mul
 from dslnet.core.types import TensorType
 from dslnet.ops.lowering import OnnxNodeContext, torch_bound_uniform
@@ -61,6 +61,9 @@ class PatchEmbed(OpDef):
                 )
         grid = mul(floordiv(x.shape[2], attrs.patch), floordiv(x.shape[3], attrs.patch))
         return (x.with_shape((x.shape[0], grid, attrs.dim)),)
+
+    def is_weight(self, role: str) -> bool:
+        return role == "proj.weight"  # the projection's kernel; its bias is not
 
     def params(self, attrs: PatchAttrs, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
         channels = need_static(inputs[0].shape[1], "channel count", self.name, inputs[0])
@@ -139,6 +142,9 @@ class ClassTokenOp(OpDef):
     ) -> np.ndarray[Any, Any]:
         shape = self.params(attrs, inputs)[role]
         return (rng.standard_normal(shape) * 0.02).astype(np.float32)
+
+    def takes_init(self) -> bool:
+        return True  # no weight: a scheme starts the token at zero, as it does a bias
 
     def torch_module(self, attrs: object, inputs: Sequence[TensorType]) -> str:
         return f"ClassToken({inputs[0].shape[2]})"

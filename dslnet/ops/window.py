@@ -11,9 +11,9 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 from pydantic import ValidationInfo, field_validator
 
+from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, add, floordiv, mul, sub
 from dslnet.core.types import TensorType
 from dslnet.ops.lowering import OnnxNodeContext

@@ -14,9 +14,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dslnet.backends.weights import resolve_op
 from dslnet.core.types import DType
 from dslnet.ir.graph import Graph, Node, Parameter, Value
+from dslnet.ir.located import LocatedError
+from dslnet.ir.oplookup import resolve_op
 
 Array = np.ndarray[Any, Any]
 
@@ -42,8 +43,10 @@ class Pass(Protocol):
     def run(self, model: Model) -> PassResult: ...
 
 
-class PassError(Exception):
-    """A pass request that cannot be carried out (bad ratio, missing weights...)."""
+class PassError(LocatedError):
+    """A pass request that cannot be carried out (bad ratio, missing weights...): the
+    user's to fix. Given the `node` it is about, it is reported there, at the layer's
+    span with its call chain (`str()` is then the located report; `message` the text)."""
 
 
 def reinfer(graph: Graph) -> Graph:

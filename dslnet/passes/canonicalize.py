@@ -4,8 +4,10 @@ are identities in eval mode (dropout, identity), and remove dead values.
 Folding uses the ops' channel facets: a node whose `channels` says
 foldable_affine (y = x * scale + shift per channel in eval mode) folds into the
 node that made x, when that node makes new units on the same axis, x has no
-other reader, and neither layer is shared. The maker's weight rows are scaled
-and its bias becomes bias * scale + shift (a bias is added when it had none).
+other reader, and neither layer is shared. The maker's op must declare its weight
+and bias (`param_roles`, with the attribute that switches the bias on): the weight's
+units are scaled and the bias becomes bias * scale + shift (a bias is added when it
+had none).
 
 Compile-time arithmetic is already folded by the front end (`2 * width` is a
 number in the IR), so constant folding has nothing left to do here.
@@ -19,8 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dslnet.backends.weights import input_types, resolve_op
 from dslnet.ir.graph import Graph, Node
+from dslnet.ir.oplookup import input_types, resolve_op
+from dslnet.ops.roles import ParamRoles
 from dslnet.passes.base import Array, Model, PassResult, reinfer, replace_uses
 
 
@@ -49,7 +52,8 @@ class Canonicalize:
 
 
 def _readers(graph: Graph) -> Counter[str]:
-    counts: Counter[str] = Counter(v for n in graph.nodes for v in n.inputs)
+    """How often each value is read, by nodes and as a network output."""
+    counts: Counter[str] = Counter({v: len(nodes) for v, nodes in graph.users().items()})
     counts.update(v for _, v in graph.outputs)
     return counts
 
@@ -71,39 +75,46 @@ def _fold_affines(graph: Graph, weights: dict[str, Array]) -> tuple[Graph, int]:
         maker = replaced.get(maker.name, maker)
         m_op, m_attrs = resolve_op(maker)
         m_rule = m_op.channels(m_attrs, input_types(graph, maker))
+        roles = m_op.param_roles
         rank = graph.type_of(node.inputs[0]).rank
         if (
             m_rule is None
             or m_rule.kind != "make"
             or rule.axis is None
             or (m_rule.out_axis if m_rule.out_axis is not None else m_rule.axis) != rule.axis % rank
-            or "bias" not in maker.attrs
-            or "weight" not in m_rule.out_params
+            or roles.weight is None
+            or roles.weight not in m_rule.out_params
+            or roles.bias_attr is None  # the bias that folding needs cannot be switched on
+            or roles.bias_attr not in maker.attrs
         ):
             continue
         params = {role: weights[node.param_name(role)] for role in rule.params}
         scale, shift = op.affine(attrs, params)
-        _fold_into(maker, m_rule.out_params, scale, shift, weights)
-        replaced[maker.name] = maker.model_copy(update={"attrs": {**maker.attrs, "bias": True}})
+        _fold_into(maker, roles, m_rule.out_params, scale, shift, weights)
+        with_bias = {**maker.attrs, roles.bias_attr: True}
+        replaced[maker.name] = maker.model_copy(update={"attrs": with_bias})
         removed.append(node)
     return _bypass(graph, removed, replaced), len(removed)
 
 
 def _fold_into(
     maker: Node,
+    roles: ParamRoles,
     out_params: Mapping[str, int],
     scale: Array,
     shift: Array,
     weights: dict[str, Array],
 ) -> None:
-    """maker's output * scale + shift, per unit, as new weight and bias."""
-    name = maker.param_name("weight")
+    """maker's output * scale + shift, per unit, as new weight and bias (the parameters
+    its op declares in those roles; the weight's units on the axis its channels say)."""
+    assert roles.weight is not None and roles.bias is not None
+    name = maker.param_name(roles.weight)
     w = weights[name]
-    axis = out_params["weight"]
+    axis = out_params[roles.weight]
     shape = [1] * w.ndim
     shape[axis] = -1
     weights[name] = (w * scale.reshape(shape)).astype(w.dtype)
-    bias_name = maker.param_name("bias")
+    bias_name = maker.param_name(roles.bias)
     bias = weights.get(bias_name, np.zeros(scale.shape, dtype=np.float32))
     weights[bias_name] = (bias * scale + shift).astype(np.float32)
 

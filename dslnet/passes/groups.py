@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from dslnet.backends.weights import resolve_op
 from dslnet.ir.graph import Graph, Node
+from dslnet.ir.oplookup import resolve_op
 from dslnet.ops.channels import Channels
 
 Array = np.ndarray[Any, np.dtype[np.int64]]

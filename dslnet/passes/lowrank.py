@@ -31,11 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from dslnet.backends.weights import resolve_op
 from dslnet.core.console import progress
 from dslnet.ir.graph import Graph, Node
+from dslnet.ir.oplookup import resolve_op
+from dslnet.ir.roles import bias_of, weight_of
 from dslnet.ops import registry
 from dslnet.ops.factoring import Factoring
+from dslnet.ops.roles import ParamRoles
 from dslnet.passes.base import Array, Model, PassError, PassResult, with_nodes
 
 
@@ -100,9 +102,11 @@ class LowRank:
                 left.setdefault(reason, []).append(module)
                 continue
             assert probe is not None
-            if node.param_name("weight") not in weights:
-                raise PassError(f"lowrank: no weight for {node.param_name('weight')}")
-            w = _as_matrix(weights[node.param_name("weight")], probe.out_axis)
+            weight = weight_of(node)
+            assert weight is not None  # `register` refuses a factoring op without one
+            if weight not in weights:
+                raise PassError(f"lowrank: no weight for {weight}", node)
+            w = _as_matrix(weights[weight], probe.out_axis)
             (m, n), full = w.shape, min(w.shape)
             r, spectrum = self._rank(w)
             if r * (m + n) >= m * n:  # always so at full rank: nothing changes
@@ -116,7 +120,7 @@ class LowRank:
                 (use.name, _split_node(use, split, down, up, node_names, value_names))
                 for use in nodes
             )
-            _move_weights(weights, node, factors, down, up, probe.out_axis)
+            _move_weights(weights, node, factors, (down, up), split, probe.out_axis)
             done.append(f"{module} (r={r}/{full})")
         notes = [f"factorised {len(done)} layer(s): " + ", ".join(done)] if done else []
         notes += [f"left {', '.join(names)}: {reason}" for reason, names in left.items()]
@@ -260,18 +264,34 @@ def _move_weights(
     weights: dict[str, Array],
     node: Node,
     factors: tuple[Array, Array],
-    down: str,
-    up: str,
+    modules: tuple[str, str],
+    split: Factoring,
     out_axis: int,
 ) -> None:
-    """Replace the layer's weight by the two factors, shaped for the new layers."""
-    old = weights.pop(node.param_name("weight"))
+    """Replace the layer's weight by the two factors, shaped for the new layers, and
+    move its bias to the second: each under the role the new layer's op declares."""
+    old_weight, old_bias = weight_of(node), bias_of(node)
+    assert old_weight is not None
+    old = weights.pop(old_weight)
     first, second = factors
     kernel = old.shape[2:]  # () for a dense layer
     first = first.reshape(first.shape[0], old.shape[1 - out_axis], *kernel)
     if out_axis:  # back to a transposed convolution's [in, out, *kernel]
         first = np.ascontiguousarray(np.swapaxes(first, 0, 1))
-    weights[f"{down}.weight"] = first
-    weights[f"{up}.weight"] = second.reshape(*second.shape, *(1,) * len(kernel))
-    if node.param_name("bias") in weights:
-        weights[f"{up}.bias"] = weights.pop(node.param_name("bias"))
+    down, up = modules
+    down_roles, up_roles = _roles(split.first[0]), _roles(split.second[0])
+    assert down_roles.weight is not None and up_roles.weight is not None
+    weights[f"{down}.{down_roles.weight}"] = first
+    weights[f"{up}.{up_roles.weight}"] = second.reshape(*second.shape, *(1,) * len(kernel))
+    if old_bias is not None and old_bias in weights:
+        if up_roles.bias is None:
+            raise PassError(f"lowrank: {split.second[0]} declares no bias to take {old_bias}")
+        weights[f"{up}.{up_roles.bias}"] = weights.pop(old_bias)
+
+
+def _roles(op: str) -> ParamRoles:
+    """The roles of a factor's op, which must hold a weight (and the bias)."""
+    found = registry.get(op)
+    if found is None or found.param_roles.weight is None:
+        raise PassError(f"lowrank: a factor's op '{op}' does not declare a weight (param_roles)")
+    return found.param_roles

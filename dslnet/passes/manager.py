@@ -2,7 +2,9 @@
 
 After every pass the manager runs the verifier (every op's shape rule again,
 against the types the pass recorded) and checks that every parameter has a
-value of its shape, so a broken pass fails at once with its name. It records,
+value of its shape, so a broken pass fails at once with its name, as an internal
+error at the node concerned (dslnet.ir.located; so is any exception a pass raises
+that is not a PassError). It records,
 per pass, the parameter and FLOP counts before and after, and the per-block
 deltas.
 """
@@ -11,15 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from dslnet.backends.weights import input_types, resolve_op
-from dslnet.core import symbolic
 from dslnet.core.symbolic import Dim, dim_str
+from dslnet.ir.cost import node_costs, top_block_params, total_macs
 from dslnet.ir.graph import Graph
+from dslnet.ir.located import InternalError, LocatedError, caused_by, node_in_traceback
 from dslnet.ir.verifier import VerifyError, verify
-from dslnet.passes.base import Model, Pass, check_weights
-from dslnet.summary import summarize
+from dslnet.passes.base import Model, Pass, PassResult, check_weights
 
 
 @dataclass(frozen=True)
@@ -66,14 +66,18 @@ def _ratio(after: int | str, before: int | str) -> str:
     return "symbolic"
 
 
-def total_flops(graph: Graph) -> Dim:
-    """Multiply-accumulates of one forward pass, as a symbolic dimension."""
-    total: Dim = 0
-    for node in graph.nodes:
-        op, attrs = resolve_op(node)
-        outs = [graph.type_of(v) for v in node.outputs]
-        total = symbolic.add(total, op.flops(attrs, input_types(graph, node), outs))
-    return total
+@dataclass(frozen=True)
+class _Counts:
+    """What the report compares before and after a pass."""
+
+    params: int
+    macs: Dim
+    blocks: dict[str, int]  # the network's own block instances -> parameters
+
+    @classmethod
+    def of(cls, graph: Graph) -> _Counts:
+        costs = node_costs(graph)
+        return cls(graph.num_parameters, total_macs(costs), top_block_params(costs))
 
 
 def flops_ratio(after: Dim, before: Dim) -> float:
@@ -94,40 +98,67 @@ class PassManager:
 
     def run(self, model: Model) -> tuple[Model, Report]:
         report = Report()
-        # Each pass's "after" is the next one's "before": summarised once.
-        before, flops_before = summarize(model.graph), total_flops(model.graph)
+        # Each pass's "after" is the next one's "before": counted once.
+        before = _Counts.of(model.graph)
         for p in self.passes:
-            result = p.run(model)
+            result = _run_located(p, model)
             model = result.model
-            try:
-                verify(model.graph)
-                check_weights(model.graph, model.weights)
-            except (VerifyError, AssertionError) as err:
-                raise RuntimeError(f"pass '{p.name}' left a broken graph: {err}") from err
-            after, flops_after = summarize(model.graph), total_flops(model.graph)
+            _check_result(p.name, model)
+            after = _Counts.of(model.graph)
             report.records.append(
                 PassRecord(
                     p.name,
                     result.modified,
                     result.notes,
-                    before["params"],
-                    after["params"],
-                    _count(flops_before),
-                    _count(flops_after),
-                    flops_ratio(flops_after, flops_before),
-                    _block_deltas(before, after),
+                    before.params,
+                    after.params,
+                    _count(before.macs),
+                    _count(after.macs),
+                    flops_ratio(after.macs, before.macs),
+                    _block_deltas(before.blocks, after.blocks),
                 )
             )
-            before, flops_before = after, flops_after
+            before = after
         return model, report
+
+
+def _run_located(p: Pass, model: Model) -> PassResult:
+    """Run `p`; an exception that is not a located one is a bug in the pass, reported
+    at the node it was working on when it can be told (else at the network)."""
+    try:
+        return p.run(model)
+    except (LocatedError, MemoryError):  # a PassError, an error already located
+        raise
+    except Exception as err:
+        node = node_in_traceback(err.__traceback__)
+        span = None if node is not None else model.graph.span
+        raise caused_by(err, f"pass '{p.name}'", node, span) from err
+
+
+def _check_result(name: str, model: Model) -> None:
+    """The graph a pass left verifies and its weights fit: else an internal error."""
+    try:
+        verify(model.graph)
+    except VerifyError as err:
+        raise VerifyError(
+            f"pass '{name}' left a broken graph: {err.message}",
+            err.node,
+            span=err.span,
+            chain=err.chain,
+            notes=err.notes,
+        ) from err
+    try:
+        check_weights(model.graph, model.weights)
+    except AssertionError as err:
+        raise InternalError(
+            f"pass '{name}' left a broken graph: {err}", span=model.graph.span
+        ) from err
 
 
 def _count(d: Dim) -> int | str:
     return d if isinstance(d, int) else dim_str(d)
 
 
-def _block_deltas(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[int, int]]:
+def _block_deltas(old: dict[str, int], new: dict[str, int]) -> dict[str, tuple[int, int]]:
     """Parameters of each of the network's own block instances, before and after."""
-    old = {b["instance"]: b["params"] for b in before["blocks"] if b["depth"] == 1}
-    new = {b["instance"]: b["params"] for b in after["blocks"] if b["depth"] == 1}
     return {name: (old.get(name, 0), new.get(name, 0)) for name in {**old, **new}}

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from dslnet.ir.graph import Graph, Node
+from dslnet.ir.roles import roles_of, weight_of
 from dslnet.ops.channels import Placed
 from dslnet.passes.base import Array, Model, PassError, PassResult, with_nodes
 from dslnet.passes.groups import Groups, Layout, Use, analyse
@@ -95,23 +96,22 @@ class StructuredPrune:
         if callable(self.criterion):
             members = [u.node for u in _members(groups, root)]
             info = GroupInfo(groups.size[root], [u.node for u in makers], members)
-            return np.asarray(self.criterion(info, weights), dtype=np.float64)
+            return _user_scores(self.criterion, info, weights)
         if self.criterion == "bn":
-            scales = [
-                np.abs(weights[u.node.param_name("weight")])
-                for u in _members(groups, root)
-                if u.rule.foldable_affine and u.node.param_name("weight") in weights
-            ]
+            # The scale of each norm on the group: the weight its op declares.
+            names = [weight_of(u.node) for u in _members(groups, root) if u.rule.foldable_affine]
+            scales = [np.abs(weights[n]) for n in names if n is not None and n in weights]
             if scales:
                 return np.asarray(sum(scales), dtype=np.float64)
         power = 2 if self.criterion == "l2" else 1
         size = groups.size[root]
         total = np.zeros(size)
         for use in makers:
-            placed = [Placed(role, axis) for role, axis in use.rule.out_params.items()]
-            for role, axis, copies, _ in [*placed, *use.rule.unit_params]:
+            bias = roles_of(use.node).bias  # a bias says nothing of a unit's importance
+            placed = [Placed(r, axis, scored=r != bias) for r, axis in use.rule.out_params.items()]
+            for role, axis, copies, _, scored in [*placed, *use.rule.unit_params]:
                 name = use.node.param_name(role)
-                if name in weights and not role.startswith("bias"):
+                if name in weights and scored:
                     w = np.moveaxis(np.abs(weights[name].astype(np.float64)), axis, 0)
                     # [copies * size * repeat, ...] -> one row of magnitudes per unit
                     per_unit = np.swapaxes(w.reshape(copies, size, -1), 0, 1).reshape(size, -1)
@@ -140,6 +140,24 @@ class StructuredPrune:
                 best = np.argsort(-scores[root], kind="stable")[:count]
                 kept[root] = np.sort(best).astype(np.int64)
         return kept
+
+
+def _user_scores(criterion: Scorer, info: GroupInfo, weights: Mapping[str, Array]) -> Array:
+    """A user's score function on one group: one finite score per channel, or a
+    PassError at the group's first layer (the user's code, not a bug in the pass)."""
+    where = info.makers[0] if info.makers else None
+    try:
+        scores = np.asarray(criterion(info, weights), dtype=np.float64)
+    except Exception as err:
+        message = f"the pruning criterion failed: {type(err).__name__}: {err}"
+        raise PassError(message, where) from err
+    if scores.shape != (info.size,):
+        raise PassError(
+            f"the pruning criterion gave scores of shape {list(scores.shape)} for a group of "
+            f"{info.size} channels: it must give one score per channel",
+            where,
+        )
+    return scores
 
 
 def _matches(module: str, patterns: Sequence[str]) -> bool:

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from dslnet.ir import init as init_schemes
+from dslnet.ir.roles import weight_parameters
 from dslnet.passes.base import Array, Model, PassError, PassResult
 
 
@@ -34,11 +34,7 @@ class MagnitudeSparsity:
         if not 0.0 <= self.ratio < 1.0:
             raise PassError(f"a sparsity ratio must be in [0, 1), got {self.ratio}")
         graph = model.graph
-        names = [
-            name
-            for name, p in graph.parameters.items()
-            if not p.buffer and init_schemes.is_weight(p.role) and len(p.shape) >= 2
-        ]
+        names = [n for n in weight_parameters(graph) if len(graph.parameters[n].shape) >= 2]
         if self.ratio == 0.0 or not names:
             return PassResult(model, False, ["no weight zeroed"])
         weights = dict(model.weights)

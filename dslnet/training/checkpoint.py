@@ -98,13 +98,20 @@ def restore_optimizer(
         raise TrainError(f"the checkpoint's optimizer state does not fit: {err}") from None
 
 
+def generators(trainer: Trainer) -> dict[str, torch.Generator]:
+    """The run's own generators, by the name their state is saved under: the noise
+    inputs', and the one drawing the masks of the ops random in training (saved under
+    `rng/dropout` since the first checkpoints)."""
+    return {"rng/noise": trainer.noise_gen, "rng/dropout": trainer.masks.generator}
+
+
 def rng_tensors(generators: Mapping[str, torch.Generator]) -> dict[str, torch.Tensor]:
     found = {"rng/torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         for i, state in enumerate(torch.cuda.get_rng_state_all()):
             found[f"rng/cuda{i}"] = state
     for name, gen in generators.items():
-        found[f"rng/{name}"] = gen.get_state()
+        found[name] = gen.get_state()
     return found
 
 
@@ -116,7 +123,7 @@ def restore_rng(
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
     for name, gen in generators.items():
-        gen.set_state(tensors[f"rng/{name}"])
+        gen.set_state(tensors[name])
 
 
 # What a checkpoint keeps of the run's progress, besides weights and optimizer state.
@@ -144,8 +151,7 @@ def save_trainer(trainer: Trainer, path: Path) -> None:
         found, meta = optimizer_state(f"optim/{rt.plan.name}", rt.optimizer)
         tensors.update(found)
         optimizers[rt.plan.name] = meta
-    generators = {"noise": trainer.noise_gen, "dropout": trainer.masks.generator}
-    tensors.update(rng_tensors(generators))
+    tensors.update(rng_tensors(generators(trainer)))
     for layer, handle in trainer.qat.items():
         tensors.update({f"qat/{layer}/{k}": v for k, v in handle.observer_state().items()})
     state = {
@@ -164,9 +170,9 @@ def resume_trainer(trainer: Trainer, path: Path) -> None:
         raise TrainError(
             f"{path} is a checkpoint of '{state.get('train')}', not '{trainer.plan.name}'"
         )
-    generators = {"noise": trainer.noise_gen, "dropout": trainer.masks.generator}
+    saved_generators = generators(trainer)
     check_state(trainer, state, path)
-    check_tensors(trainer, tensors, generators, path)
+    check_tensors(trainer, tensors, saved_generators, path)
     model = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
     try:
         trainer.layers.load_state_dict(model)
@@ -178,7 +184,7 @@ def resume_trainer(trainer: Trainer, path: Path) -> None:
         saved = state["schedulers"].get(rt.plan.name)
         if rt.scheduler is not None and saved is not None:
             load_scheduler_state(rt.scheduler, saved)
-    restore_rng(tensors, generators)
+    restore_rng(tensors, saved_generators)
     for layer, handle in trainer.qat.items():
         prefix = f"qat/{layer}/"
         handle.load_observer_state(

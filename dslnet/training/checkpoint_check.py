@@ -148,13 +148,14 @@ def check_tensors(
     generators: Mapping[str, torch.Generator],
     path: Path,
 ) -> None:
-    """The generator states and optimizer tensors of checkpoint `path` fit `trainer`."""
+    """The generator states (`generators`, by tensor name) and optimizer tensors of
+    checkpoint `path` fit `trainer`."""
 
     def bad(what: str) -> TrainError:
         return TrainError(f"checkpoint {path} is damaged: {what}")
 
     expected = {"rng/torch": torch.get_rng_state()}
-    expected.update({f"rng/{name}": gen.get_state() for name, gen in generators.items()})
+    expected.update({name: gen.get_state() for name, gen in generators.items()})
     for key, fresh in expected.items():
         saved = tensors.get(key)
         if saved is None:

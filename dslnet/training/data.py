@@ -16,10 +16,11 @@ from dslnet.core.symbolic import SymExpr
 from dslnet.core.types import DType, TensorType
 from dslnet.fileio import FileProblem
 from dslnet.fileio.arrays import read_npz
-from dslnet.ir.graph import Graph, Node
-from dslnet.ops import registry
+from dslnet.frontend.train.noise import Noise
+from dslnet.ir.domains import domain_uses, input_domains
+from dslnet.ir.graph import Graph
 from dslnet.training.errors import TrainError
-from dslnet.training.noise import Noise
+from dslnet.training.noise import draw
 
 Arrays = dict[str, torch.Tensor]
 
@@ -31,10 +32,6 @@ TORCH_DTYPES = {
     DType.int32: torch.int32,
     DType.bool: torch.bool,
 }
-# Ops that read an int input as class labels, and which of their inputs holds the logits.
-LABEL_READERS = {"cross_entropy": 0, "nll_loss": 0, "accuracy": 0, "focal_loss": 0}
-# Ops whose second input is a probability target in [0, 1].
-PROBABILITY_TARGETS = ("bce_loss", "bce_with_logits", "dice_loss", "iou_loss")
 FREE_SIZE = 8  # a symbolic non-batch dimension in generated data
 
 
@@ -106,9 +103,13 @@ def synthetic(
 ) -> Arrays:
     """A learnable generated task shaped like `inputs`: each int input read as labels
     picks a class, and each float input is that class's fixed random pattern plus
-    noise; probability targets are 0/1; other ints are uniform below their bound."""
+    noise; probability targets are 0/1; other ints are uniform below their bound (the
+    domains the ops reading them declare: dslnet.ir.domains)."""
     gen = torch.Generator().manual_seed(seed)
-    roles = _roles(inputs, graphs)
+    roles = {
+        name: (domain.kind, domain.limit or 2)
+        for name, domain in input_domains(graphs, inputs).items()
+    }
     classes = max((k for role, k in roles.values() if role == "labels"), default=0)
     labels = torch.randint(0, max(classes, 1), (samples,), generator=gen)
     out: Arrays = {}
@@ -119,7 +120,7 @@ def synthetic(
         if role == "labels":
             out[name] = (labels % bound).view(samples, *[1] * (len(shape) - 1)).expand(shape)
             out[name] = out[name].to(dtype).contiguous()
-        elif role == "probability":
+        elif role == "probabilities":
             out[name] = torch.randint(0, 2, shape, generator=gen).to(dtype)
         elif not dtype.is_floating_point:
             out[name] = torch.randint(0, max(bound, 2), shape, generator=gen).to(dtype)
@@ -132,27 +133,6 @@ def synthetic(
     return out
 
 
-def _roles(inputs: Mapping[str, TensorType], graphs: list[Graph]) -> dict[str, tuple[str, int]]:
-    """What generated data each input needs: ("labels", classes), ("probability", 0)
-    or ("index", bound), found from the ops that read it."""
-    roles: dict[str, tuple[str, int]] = {}
-    for graph in graphs:
-        for node in graph.nodes:
-            for position, value in enumerate(node.inputs):
-                if value not in inputs:
-                    continue
-                if node.op in LABEL_READERS and position == 1:
-                    logits = graph.type_of(node.inputs[LABEL_READERS[node.op]])
-                    k = logits.shape[1] if len(logits.shape) > 1 else 2
-                    roles[value] = ("labels", k if isinstance(k, int) else 2)
-                elif node.op in PROBABILITY_TARGETS and position == 1:
-                    roles[value] = ("probability", 0)
-                elif node.op == "embedding":
-                    bound = node.attrs.get("num_embeddings", 2)
-                    roles.setdefault(value, ("index", int(bound) if isinstance(bound, int) else 2))
-    return roles
-
-
 def check_indices(
     arrays: Mapping[str, torch.Tensor],
     inputs: Mapping[str, TensorType],
@@ -162,50 +142,24 @@ def check_indices(
     """Integer inputs read as class labels or embedding rows must lie in the range the
     reading op accepts (below the class count or table size; the op's ignore_index
     aside): TrainError naming the array, the values found and the range."""
-    for graph in graphs:
-        for node in graph.nodes:
-            for position, value in enumerate(node.inputs):
-                tensor = arrays.get(value)
-                if value not in inputs or tensor is None or tensor.is_floating_point():
-                    continue
-                bound = _index_bound(graph, node, position)
-                if bound is None or tensor.dtype == torch.bool:
-                    continue
-                what, limit = bound
-                ignore = _ignore_index(node)
-                used = tensor[tensor != ignore] if isinstance(ignore, int) else tensor
-                if used.numel() == 0:
-                    continue
-                low, high = int(used.min()), int(used.max())
-                if low < 0 or (limit is not None and high >= limit):
-                    accepted = f"0 to {limit - 1}" if limit is not None else "0 or more"
-                    skip = f" (or the ignore_index {ignore})" if isinstance(ignore, int) else ""
-                    raise TrainError(
-                        f"array '{value}' in {where} holds {what} from {low} to {high}; "
-                        f"{node.op} accepts {accepted}{skip}"
-                    )
-
-
-def _ignore_index(node: Node) -> int | None:
-    """The op's ignore_index (given or by default): labels that are skipped."""
-    op = registry.get(node.op)
-    if op is None:
-        return None
-    ignore = getattr(op.Attrs.model_validate(node.attrs, strict=False), "ignore_index", None)
-    return ignore if isinstance(ignore, int) else None
-
-
-def _index_bound(graph: Graph, node: Node, position: int) -> tuple[str, int | None] | None:
-    """(what the input holds, how many values are valid; None: unknown) for an input
-    that `node` reads as class labels or table rows; None when it reads it otherwise."""
-    if node.op in LABEL_READERS and position == 1:
-        logits = graph.type_of(node.inputs[LABEL_READERS[node.op]])
-        classes = logits.shape[1] if len(logits.shape) > 1 else None
-        return "class labels", classes if isinstance(classes, int) else None
-    if node.op == "embedding" and position == 0:
-        rows = node.attrs.get("num_embeddings")
-        return "embedding rows", rows if isinstance(rows, int) else None
-    return None
+    for use in domain_uses(graphs, inputs):
+        tensor = arrays.get(use.value)
+        if tensor is None or tensor.is_floating_point() or tensor.dtype == torch.bool:
+            continue
+        if use.kind == "probabilities":
+            continue
+        ignore, limit = use.skipped, use.limit
+        used = tensor[tensor != ignore] if ignore is not None else tensor
+        if used.numel() == 0:
+            continue
+        low, high = int(used.min()), int(used.max())
+        if low < 0 or (limit is not None and high >= limit):
+            accepted = f"0 to {limit - 1}" if limit is not None else "0 or more"
+            skip = f" (or the ignore_index {ignore})" if ignore is not None else ""
+            raise TrainError(
+                f"array '{use.value}' in {where} holds {use.domain.what} from {low} to "
+                f"{high}; {use.node.op} accepts {accepted}{skip}"
+            )
 
 
 def sample_count(arrays: Arrays) -> int:
@@ -238,7 +192,7 @@ def noise(
     for name, how in names.items():
         ttype = types[name]
         shape = [batch] + [_size(d) for d in ttype.shape[1:]]
-        yield name, how.draw(shape, getattr(torch, ttype.dtype.value), gen)
+        yield name, draw(how, shape, getattr(torch, ttype.dtype.value), gen)
 
 
 def _size(dim: int | SymExpr) -> int:

@@ -31,8 +31,9 @@ def exported_files(
     qat_export: QatExport | None = None,
 ) -> dict[Path, bytes]:
     """File path -> bytes for every trained layer (written together by the caller)."""
+    from dslnet.api import optimize
     from dslnet.backends.onnx_emit import emit_onnx
-    from dslnet.passes.pipeline import Options, optimize
+    from dslnet.passes.pipeline import Options
 
     files: dict[Path, bytes] = {}
     for ref in trainer.plan.layers.values():

@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from dslnet.ir.graph import Graph
+from dslnet.ir.roles import weight_of
+from dslnet.passes.options import Scope
 from dslnet.passes.prune import Criterion, Scorer
 from dslnet.training.sparsify import (
     Masks,
-    Scope,
     flops_per_sample,
     flops_schedule,
     geometric_schedule,
@@ -94,9 +95,10 @@ def measure(
     if graph is not None:
         per_layer = layer_flops(graph)
         flops = sum(per_layer.values())
+        weights = {node.name: weight_of(node) for node in graph.nodes}
         density = {
-            node.name: masks.density(node.param_name("weight")) if masks else 1.0
-            for node in graph.nodes
+            name: masks.density(weight) if masks and weight else 1.0
+            for name, weight in weights.items()
         }
         effective = round(sum(f * density[name] for name, f in per_layer.items()))
     if sparsity is None:

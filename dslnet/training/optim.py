@@ -9,7 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from dslnet.training import settings as fn
+from dslnet.frontend.train import settings as fn
 from dslnet.training.errors import TrainError
 
 Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau

@@ -1,6 +1,6 @@
 """Quantization-aware training that simulates exactly what the static int8 pass writes.
 
-`prepare_qat(net, graph)` asks the static pass (dslnet.passes.quantize.static) where it
+`prepare_qat(net, graph)` asks the static pass (dslnet.backends.quantize.static) where it
 would put its QDQ pairs on the network's ONNX model and fake-quantizes the same
 points of the torch module, in place:
 
@@ -9,8 +9,9 @@ points of the torch module, in place:
   nn.ConvNd instance is replaced by one that uses the fake-quantized weight);
 * every activation that gets a QDQ pair: uint8 per tensor, its range a running
   min/max (exponential moving average) while training, frozen on demand. A pair the
-  pass puts after a Relu is applied at the output of the layer feeding the Relu, as
-  relu then fake-quantize (the Relu after it is then a no-op, as in ORT's fusion);
+  pass puts after a fusable activation (a Relu: its op declares `fusable_clamp`) is
+  applied at the output of the layer feeding it, as the clamp then fake-quantize (the
+  Relu after it is then a no-op, as in ORT's fusion);
   pairs that only re-quantize a MaxPool/Flatten output on the same scale are no-ops.
 
 With `fold_batchnorm` (default) the export folds batchnorm into the layer before it, as
@@ -26,6 +27,7 @@ static pass's own rewriter with the observers' scales and zero points.
 
 from __future__ import annotations
 
+import math
 import types
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -38,8 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from dslnet.backends.quantize.dynamic import WEIGHT_QMAX
 from dslnet.ir.graph import Graph
-from dslnet.passes.quantize.dynamic import WEIGHT_QMAX
 from dslnet.training.qat_export import (
     BATCHNORMS,
     Point,
@@ -288,11 +290,19 @@ def _apply(handle: QatHandle, point: Point, x: torch.Tensor, training: bool) -> 
     return observer.fake_quantize(x, observe=training and point.root == point.tensor)
 
 
+def _clamped(x: torch.Tensor, clamp: tuple[float, float] | None) -> torch.Tensor:
+    """x through the fused activation of its point (a relu clamps to [0, inf))."""
+    if clamp is None:
+        return x
+    low, high = (None if math.isinf(v) else v for v in clamp)
+    return x if low is None and high is None else torch.clamp(x, min=low, max=high)
+
+
 def _output_hook(handle: QatHandle, point: Point) -> Any:
     def hook(layer: nn.Module, args: tuple[Any, ...], out: Any) -> torch.Tensor:
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"QAT point {point.tensor}: {type(layer).__name__} returns no tensor")
-        return _apply(handle, point, torch.relu(out) if point.relu else out, layer.training)
+        return _apply(handle, point, _clamped(out, point.clamp), layer.training)
 
     return hook
 

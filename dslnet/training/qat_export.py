@@ -7,8 +7,8 @@ to know which torch tensors to fake-quantize, and at export the ranges its obser
 learned instead of calibrated ones (`quantize_static_int8_with_params`). Both are the
 static pass's own code, so the exported model is exactly what the static pass would
 write for those ranges.
-`PointMapper` finds the torch module hook that sees each planned tensor: ONNX node
-names carry their IR node (`origin`), IR nodes their module path.
+`PointMapper` finds the torch module hook that sees each planned tensor: ONNX nodes
+carry their IR node (the emitter's provenance metadata), IR nodes their module path.
 """
 
 from __future__ import annotations
@@ -23,17 +23,18 @@ import onnx
 from torch import nn
 
 from dslnet.backends.onnx_emit import emit_onnx
-from dslnet.backends.weights import resolve_op
-from dslnet.ir.graph import Graph, Node
-from dslnet.passes.base import Model
-from dslnet.passes.canonicalize import Canonicalize
-from dslnet.passes.quantize._onnx import consumers, marked_skip, origin
-from dslnet.passes.quantize.static import (
+from dslnet.backends.onnx_provenance import ir_node
+from dslnet.backends.quantize._onnx import consumers, label, marked_skip
+from dslnet.backends.quantize.static import (
     MOVE,
     QdqPlacement,
     qdq_placement,
     quantize_static_int8_with_params,
 )
+from dslnet.ir.graph import Graph, Node
+from dslnet.ir.oplookup import resolve_op
+from dslnet.passes.base import Model
+from dslnet.passes.canonicalize import Canonicalize
 
 __all__ = [
     "ExportGraph",
@@ -128,7 +129,9 @@ class Point:
     root: str
     where: str  # "input" (network input), "output" (after a module), "reads" (before)
     modules: tuple[str, ...] = ()
-    relu: bool = False
+    # "output" after a fused activation: the (low, high) it clamps the module's output
+    # to before fake-quantizing (dslnet.ops.roles: fusable_clamp).
+    clamp: tuple[float, float] | None = None
     index: int = 0
 
 
@@ -143,7 +146,8 @@ class PointMapper:
         self.ir = {n.name: n for n in exported.graph.nodes}
         self.own = {n.name: n for n in graph.nodes}
         self.uses = Counter(n.module for n in graph.nodes)
-        self.ir_readers = Counter(v for n in exported.graph.nodes for v in n.inputs)
+        users = exported.graph.users()
+        self.ir_readers = Counter({v: len(nodes) for v, nodes in users.items()})
         self.ir_readers.update(v for _, v in exported.graph.outputs)
         self.readers = consumers(found.model.graph)
         self.graph_nodes = list(found.model.graph.node)
@@ -163,17 +167,18 @@ class PointMapper:
         if tensor in self.exported.graph.inputs:
             return Point(tensor, root, "input", index=self.exported.graph.inputs.index(tensor))
         producer = self.plan.made.get(tensor)
-        node = self.ir.get(origin(producer.name)) if producer is not None else None
+        node = self._ir_node(producer) if producer is not None else None
         if producer is not None and node is not None and node.outputs == (tensor,):
             layer = self._layer(node)
             if layer is not None:
                 return Point(tensor, root, "output", (layer,))
             source = node.inputs[0] if node.inputs else ""
             maker = self._maker(source)
-            if node.op == "relu" and maker is not None and self.ir_readers[source] == 1:
+            clamp = resolve_op(node)[0].fusable_clamp
+            if clamp is not None and maker is not None and self.ir_readers[source] == 1:
                 layer = self._layer(maker)
                 if layer is not None:
-                    return Point(tensor, root, "output", (layer,), relu=True)
+                    return Point(tensor, root, "output", (layer,), clamp=clamp)
         if producer is not None and producer.op_type in MOVE:
             source = producer.input[0]
             if self.plan.root.get(source) == root and done.get(source) is not None:
@@ -186,12 +191,17 @@ class PointMapper:
         readers = self.readers.get(tensor, [])
         layers: list[str] = []
         for reader in readers:
-            node = self.ir.get(origin(reader.name))
+            node = self._ir_node(reader)
             layer = self._layer(node, follow_fold=False) if node is not None else None
             if layer is None or not node or node.inputs[:1] != (tensor,) or node.name in layers:
                 return None
             layers.append(layer)
         return Point(tensor, root, "reads", tuple(layers)) if layers else None
+
+    def _ir_node(self, onnx_node: onnx.NodeProto) -> Node | None:
+        """The exported IR node `onnx_node` lowers (its provenance)."""
+        origin = ir_node(onnx_node)
+        return self.ir.get(origin) if origin is not None else None
 
     def _maker(self, value: str) -> Node | None:
         return next((n for n in self.ir.values() if value in n.outputs), None)
@@ -220,11 +230,11 @@ class PointMapper:
                 onnx_node
             ):
                 continue
-            node = self.ir.get(origin(onnx_node.name))
+            node = self._ir_node(onnx_node)
             path = self._layer(node, follow_fold=False) if node is not None else None
             layer = self.module.get_submodule(path) if path is not None else None
             if node is None or path is None or not isinstance(layer, WEIGHTED):
-                unreached.append(origin(onnx_node.name))
+                unreached.append(label(onnx_node))
                 continue
             bn_name = self.exported.folds.get(node.name)
             batchnorm = None

@@ -19,22 +19,21 @@ import fnmatch
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from dslnet.backends.weights import input_types, resolve_op
+from dslnet.api import optimize
 from dslnet.core import symbolic
-from dslnet.ir import init as init_schemes
+from dslnet.ir.cost import node_costs
 from dslnet.ir.graph import Graph
+from dslnet.ir.roles import weight_parameters
 from dslnet.passes.groups import analyse
-from dslnet.passes.pipeline import Options, optimize
+from dslnet.passes.options import Options, Scope
 from dslnet.passes.prune import Criterion, Scorer
-
-Scope = Literal["layer", "global"]
 
 # --- schedules ----------------------------------------------------------------------
 
@@ -66,12 +65,7 @@ def flops_per_sample(graph: Graph, sizes: Mapping[str, int] | None = None) -> in
 
 def layer_flops(graph: Graph, sizes: Mapping[str, int] | None = None) -> dict[str, int]:
     """FLOPs per node name (the summary's per-layer column, evaluated)."""
-    found: dict[str, int] = {}
-    for node in graph.nodes:
-        op, attrs = resolve_op(node)
-        outputs = [graph.type_of(v) for v in node.outputs]
-        found[node.name] = _evaluate(op.flops(attrs, input_types(graph, node), outputs), sizes)
-    return found
+    return {cost.node.name: _evaluate(cost.macs, sizes) for cost in node_costs(graph)}
 
 
 def _evaluate(dim: symbolic.Dim, sizes: Mapping[str, int] | None) -> int:
@@ -150,7 +144,7 @@ def prunable_weights(
         modules = {name: graph.parameters[name].module for name in names}
         outputs = output_layers(graph)
     else:
-        names = [n for n, p in params.items() if init_schemes.is_weight(n) and p.dim() >= 2]
+        names = [n for n, p in params.items() if _torch_weight(n) and p.dim() >= 2]
         modules = {name: name.rpartition(".")[0] for name in names}
         outputs = {modules[names[-1]]} if names else set()
     return [
@@ -186,11 +180,13 @@ def output_layers(graph: Graph) -> set[str]:
 
 def _kernels(graph: Graph) -> list[str]:
     """Learned weights of two or more dimensions (what `MagnitudeSparsity` zeroes)."""
-    return [
-        name
-        for name, p in graph.parameters.items()
-        if not p.buffer and init_schemes.is_weight(p.role) and len(p.shape) >= 2
-    ]
+    return [n for n in weight_parameters(graph) if len(graph.parameters[n].shape) >= 2]
+
+
+def _torch_weight(name: str) -> bool:
+    """A weight of a plain torch module, which has no ops to ask: torch's own layers
+    name theirs `weight`, `weight_ih_l0`, `in_proj_weight`."""
+    return "weight" in name.rsplit(".", 1)[-1]
 
 
 @dataclass

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from dslnet.backends.torch_codegen import build_module
+from dslnet.frontend.train.plan import Step, TrainPlan
+from dslnet.ir.oplookup import resolve_op
 from dslnet.training import checkpoint
 from dslnet.training import data as datasets
 from dslnet.training.distributed import Distributed, average_gradients
@@ -32,7 +34,7 @@ from dslnet.training.optim import (
     make_scheduler,
     metric_mode,
 )
-from dslnet.training.plan import Step, TrainPlan
+from dslnet.training.spec_files import spec_file
 from dslnet.training.syncbn import sync_batchnorm
 from dslnet.training.transfer import load_weights_into
 
@@ -111,7 +113,7 @@ class Trainer:
         self.stale = 0  # epochs without improvement, for early stopping
         self.stopped_early = False
         for layer, file in plan.load_weights:  # transfer learning, before any optimizer
-            self.load_layer_weights(layer, plan.spec_file(file), plan.spec_roots)
+            self.load_layer_weights(layer, spec_file(plan, file), plan.spec_roots)
         for module in modules:  # the shared layers move once, with the first
             module.to(self.device)
         if self.dist is not None:  # normalise over the global batch, as one process does
@@ -394,11 +396,15 @@ class Trainer:
 
 
 def train_mode(rt: StepRuntime) -> None:
-    """Training mode, but a batchnorm under @freeze stays in eval: a frozen backbone
-    keeps the running statistics it was trained with (transfer learning)."""
+    """Training mode, but a call under @freeze whose op keeps running statistics (a
+    batchnorm) stays in eval: a frozen backbone keeps the statistics it was trained
+    with (transfer learning)."""
     rt.module.train()
     for node in rt.plan.graph.nodes:
-        if node.op == "batchnorm" and node.marks.get("freeze"):
+        if not node.marks.get("freeze"):
+            continue
+        op, attrs = resolve_op(node)
+        if op.running_statistics(attrs):
             rt.module.get_submodule(node.module).eval()
 
 

@@ -28,7 +28,17 @@ from dslnet.frontend.parser import Tree
 
 SPACE = Text(" ")
 _LEAVES = {"name", "int", "float", "string", "true", "false"}
-_BINARY = {"add", "sub", "mul", "div", "floordiv", "mod", "or_op", "and_op", "compare"}
+_BINARY = {
+    "add_op",
+    "sub_op",
+    "mul_op",
+    "div_op",
+    "floordiv_op",
+    "mod_op",
+    "or_op",
+    "and_op",
+    "compare",
+}
 
 
 def _same(doc: Doc) -> Doc:

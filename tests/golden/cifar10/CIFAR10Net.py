@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 
 class ConvBNReLU_c32(nn.Module):
-    """ConvBNReLU_c32(c=32)"""
+    """ConvBNReLU(c=32)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -21,7 +21,7 @@ class ConvBNReLU_c32(nn.Module):
 
 
 class ConvBNReLU2(nn.Module):
-    """ConvBNReLU_c32(c=32)"""
+    """ConvBNReLU(c=32)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -36,7 +36,7 @@ class ConvBNReLU2(nn.Module):
 
 
 class Stage_c32_p0_1(nn.Module):
-    """Stage_c32_p0_1(c=32, p=0.1)"""
+    """Stage(c=32, p=0.1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,7 +53,7 @@ class Stage_c32_p0_1(nn.Module):
 
 
 class ConvBNReLU_c64(nn.Module):
-    """ConvBNReLU_c32(c=64)"""
+    """ConvBNReLU(c=64)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -68,7 +68,7 @@ class ConvBNReLU_c64(nn.Module):
 
 
 class ConvBNReLU4(nn.Module):
-    """ConvBNReLU_c32(c=64)"""
+    """ConvBNReLU(c=64)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -83,7 +83,7 @@ class ConvBNReLU4(nn.Module):
 
 
 class Stage_c64_p0_2(nn.Module):
-    """Stage_c32_p0_1(c=64, p=0.2)"""
+    """Stage(c=64, p=0.2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -100,7 +100,7 @@ class Stage_c64_p0_2(nn.Module):
 
 
 class ConvBNReLU_c128(nn.Module):
-    """ConvBNReLU_c32(c=128)"""
+    """ConvBNReLU(c=128)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,7 +115,7 @@ class ConvBNReLU_c128(nn.Module):
 
 
 class ConvBNReLU6(nn.Module):
-    """ConvBNReLU_c32(c=128)"""
+    """ConvBNReLU(c=128)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -130,7 +130,7 @@ class ConvBNReLU6(nn.Module):
 
 
 class Stage_c128_p0_3(nn.Module):
-    """Stage_c32_p0_1(c=128, p=0.3)"""
+    """Stage(c=128, p=0.3)"""
 
     def __init__(self) -> None:
         super().__init__()

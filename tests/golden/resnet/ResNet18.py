@@ -22,7 +22,7 @@ class Stem(nn.Module):
 
 
 class BasicBlock_c64_stride1(nn.Module):
-    """BasicBlock_c64_stride1(c=64, stride=1)"""
+    """BasicBlock(c=64, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -43,7 +43,7 @@ class BasicBlock_c64_stride1(nn.Module):
 
 
 class BasicStage_c64_stride1(nn.Module):
-    """BasicStage_c64_stride1(c=64, blocks=2, stride=1)"""
+    """BasicStage(c=64, blocks=2, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -57,7 +57,7 @@ class BasicStage_c64_stride1(nn.Module):
 
 
 class BasicBlock_c128_stride2(nn.Module):
-    """BasicBlock_c64_stride1(c=128, stride=2)"""
+    """BasicBlock(c=128, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -82,7 +82,7 @@ class BasicBlock_c128_stride2(nn.Module):
 
 
 class BasicBlock_c128_stride1(nn.Module):
-    """BasicBlock_c64_stride1(c=128, stride=1)"""
+    """BasicBlock(c=128, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,7 +103,7 @@ class BasicBlock_c128_stride1(nn.Module):
 
 
 class BasicStage_c128_stride2(nn.Module):
-    """BasicStage_c64_stride1(c=128, blocks=2, stride=2)"""
+    """BasicStage(c=128, blocks=2, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -117,7 +117,7 @@ class BasicStage_c128_stride2(nn.Module):
 
 
 class BasicBlock_c256_stride2(nn.Module):
-    """BasicBlock_c64_stride1(c=256, stride=2)"""
+    """BasicBlock(c=256, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -142,7 +142,7 @@ class BasicBlock_c256_stride2(nn.Module):
 
 
 class BasicBlock_c256_stride1(nn.Module):
-    """BasicBlock_c64_stride1(c=256, stride=1)"""
+    """BasicBlock(c=256, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -163,7 +163,7 @@ class BasicBlock_c256_stride1(nn.Module):
 
 
 class BasicStage_c256_stride2(nn.Module):
-    """BasicStage_c64_stride1(c=256, blocks=2, stride=2)"""
+    """BasicStage(c=256, blocks=2, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -177,7 +177,7 @@ class BasicStage_c256_stride2(nn.Module):
 
 
 class BasicBlock_c512_stride2(nn.Module):
-    """BasicBlock_c64_stride1(c=512, stride=2)"""
+    """BasicBlock(c=512, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -202,7 +202,7 @@ class BasicBlock_c512_stride2(nn.Module):
 
 
 class BasicBlock_c512_stride1(nn.Module):
-    """BasicBlock_c64_stride1(c=512, stride=1)"""
+    """BasicBlock(c=512, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -223,7 +223,7 @@ class BasicBlock_c512_stride1(nn.Module):
 
 
 class BasicStage_c512_stride2(nn.Module):
-    """BasicStage_c64_stride1(c=512, blocks=2, stride=2)"""
+    """BasicStage(c=512, blocks=2, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()

@@ -22,7 +22,7 @@ class Stem(nn.Module):
 
 
 class BasicBlock_c64_stride1(nn.Module):
-    """BasicBlock_c64_stride1(c=64, stride=1)"""
+    """BasicBlock(c=64, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -43,7 +43,7 @@ class BasicBlock_c64_stride1(nn.Module):
 
 
 class BasicStage_c64_blocks3_stride1(nn.Module):
-    """BasicStage_c64_blocks3_stride1(c=64, blocks=3, stride=1)"""
+    """BasicStage(c=64, blocks=3, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -59,7 +59,7 @@ class BasicStage_c64_blocks3_stride1(nn.Module):
 
 
 class BasicBlock_c128_stride2(nn.Module):
-    """BasicBlock_c64_stride1(c=128, stride=2)"""
+    """BasicBlock(c=128, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,7 +84,7 @@ class BasicBlock_c128_stride2(nn.Module):
 
 
 class BasicBlock_c128_stride1(nn.Module):
-    """BasicBlock_c64_stride1(c=128, stride=1)"""
+    """BasicBlock(c=128, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -105,7 +105,7 @@ class BasicBlock_c128_stride1(nn.Module):
 
 
 class BasicStage_c128_blocks4_stride2(nn.Module):
-    """BasicStage_c64_blocks3_stride1(c=128, blocks=4, stride=2)"""
+    """BasicStage(c=128, blocks=4, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -123,7 +123,7 @@ class BasicStage_c128_blocks4_stride2(nn.Module):
 
 
 class BasicBlock_c256_stride2(nn.Module):
-    """BasicBlock_c64_stride1(c=256, stride=2)"""
+    """BasicBlock(c=256, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -148,7 +148,7 @@ class BasicBlock_c256_stride2(nn.Module):
 
 
 class BasicBlock_c256_stride1(nn.Module):
-    """BasicBlock_c64_stride1(c=256, stride=1)"""
+    """BasicBlock(c=256, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -169,7 +169,7 @@ class BasicBlock_c256_stride1(nn.Module):
 
 
 class BasicStage_c256_blocks6_stride2(nn.Module):
-    """BasicStage_c64_blocks3_stride1(c=256, blocks=6, stride=2)"""
+    """BasicStage(c=256, blocks=6, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -191,7 +191,7 @@ class BasicStage_c256_blocks6_stride2(nn.Module):
 
 
 class BasicBlock_c512_stride2(nn.Module):
-    """BasicBlock_c64_stride1(c=512, stride=2)"""
+    """BasicBlock(c=512, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -216,7 +216,7 @@ class BasicBlock_c512_stride2(nn.Module):
 
 
 class BasicBlock_c512_stride1(nn.Module):
-    """BasicBlock_c64_stride1(c=512, stride=1)"""
+    """BasicBlock(c=512, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -237,7 +237,7 @@ class BasicBlock_c512_stride1(nn.Module):
 
 
 class BasicStage_c512_blocks3_stride2(nn.Module):
-    """BasicStage_c64_blocks3_stride1(c=512, blocks=3, stride=2)"""
+    """BasicStage(c=512, blocks=3, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()

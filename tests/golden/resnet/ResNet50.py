@@ -22,7 +22,7 @@ class Stem(nn.Module):
 
 
 class Bottleneck_c64_stride1(nn.Module):
-    """Bottleneck_c64_stride1(c=64, stride=1)"""
+    """Bottleneck(c=64, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,7 +52,7 @@ class Bottleneck_c64_stride1(nn.Module):
 
 
 class Bottleneck2(nn.Module):
-    """Bottleneck_c64_stride1(c=64, stride=1)"""
+    """Bottleneck(c=64, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -78,7 +78,7 @@ class Bottleneck2(nn.Module):
 
 
 class BottleneckStage_c64_blocks3_stride1(nn.Module):
-    """BottleneckStage_c64_blocks3_stride1(c=64, blocks=3, stride=1)"""
+    """BottleneckStage(c=64, blocks=3, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -94,7 +94,7 @@ class BottleneckStage_c64_blocks3_stride1(nn.Module):
 
 
 class Bottleneck_c128_stride2(nn.Module):
-    """Bottleneck_c64_stride1(c=128, stride=2)"""
+    """Bottleneck(c=128, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -124,7 +124,7 @@ class Bottleneck_c128_stride2(nn.Module):
 
 
 class Bottleneck_c128_stride1(nn.Module):
-    """Bottleneck_c64_stride1(c=128, stride=1)"""
+    """Bottleneck(c=128, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -150,7 +150,7 @@ class Bottleneck_c128_stride1(nn.Module):
 
 
 class BottleneckStage_c128_blocks4_stride2(nn.Module):
-    """BottleneckStage_c64_blocks3_stride1(c=128, blocks=4, stride=2)"""
+    """BottleneckStage(c=128, blocks=4, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -168,7 +168,7 @@ class BottleneckStage_c128_blocks4_stride2(nn.Module):
 
 
 class Bottleneck_c256_stride2(nn.Module):
-    """Bottleneck_c64_stride1(c=256, stride=2)"""
+    """Bottleneck(c=256, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -198,7 +198,7 @@ class Bottleneck_c256_stride2(nn.Module):
 
 
 class Bottleneck_c256_stride1(nn.Module):
-    """Bottleneck_c64_stride1(c=256, stride=1)"""
+    """Bottleneck(c=256, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -224,7 +224,7 @@ class Bottleneck_c256_stride1(nn.Module):
 
 
 class BottleneckStage_c256_blocks6_stride2(nn.Module):
-    """BottleneckStage_c64_blocks3_stride1(c=256, blocks=6, stride=2)"""
+    """BottleneckStage(c=256, blocks=6, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -246,7 +246,7 @@ class BottleneckStage_c256_blocks6_stride2(nn.Module):
 
 
 class Bottleneck_c512_stride2(nn.Module):
-    """Bottleneck_c64_stride1(c=512, stride=2)"""
+    """Bottleneck(c=512, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -276,7 +276,7 @@ class Bottleneck_c512_stride2(nn.Module):
 
 
 class Bottleneck_c512_stride1(nn.Module):
-    """Bottleneck_c64_stride1(c=512, stride=1)"""
+    """Bottleneck(c=512, stride=1)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -302,7 +302,7 @@ class Bottleneck_c512_stride1(nn.Module):
 
 
 class BottleneckStage_c512_blocks3_stride2(nn.Module):
-    """BottleneckStage_c64_blocks3_stride1(c=512, blocks=3, stride=2)"""
+    """BottleneckStage(c=512, blocks=3, stride=2)"""
 
     def __init__(self) -> None:
         super().__init__()

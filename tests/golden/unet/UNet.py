@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 
 class DoubleConv_c64(nn.Module):
-    """DoubleConv_c64(c=64)"""
+    """DoubleConv(c=64)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -26,7 +26,7 @@ class DoubleConv_c64(nn.Module):
 
 
 class DoubleConv_c128(nn.Module):
-    """DoubleConv_c64(c=128)"""
+    """DoubleConv(c=128)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -46,7 +46,7 @@ class DoubleConv_c128(nn.Module):
 
 
 class DoubleConv_c256(nn.Module):
-    """DoubleConv_c64(c=256)"""
+    """DoubleConv(c=256)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -66,7 +66,7 @@ class DoubleConv_c256(nn.Module):
 
 
 class DoubleConv_c512(nn.Module):
-    """DoubleConv_c64(c=512)"""
+    """DoubleConv(c=512)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -86,7 +86,7 @@ class DoubleConv_c512(nn.Module):
 
 
 class DoubleConv_c1024(nn.Module):
-    """DoubleConv_c64(c=1024)"""
+    """DoubleConv(c=1024)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -106,7 +106,7 @@ class DoubleConv_c1024(nn.Module):
 
 
 class DoubleConv6(nn.Module):
-    """DoubleConv_c64(c=512)"""
+    """DoubleConv(c=512)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -126,7 +126,7 @@ class DoubleConv6(nn.Module):
 
 
 class DoubleConv7(nn.Module):
-    """DoubleConv_c64(c=256)"""
+    """DoubleConv(c=256)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -146,7 +146,7 @@ class DoubleConv7(nn.Module):
 
 
 class DoubleConv8(nn.Module):
-    """DoubleConv_c64(c=128)"""
+    """DoubleConv(c=128)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -166,7 +166,7 @@ class DoubleConv8(nn.Module):
 
 
 class DoubleConv9(nn.Module):
-    """DoubleConv_c64(c=64)"""
+    """DoubleConv(c=64)"""
 
     def __init__(self) -> None:
         super().__init__()

@@ -2,8 +2,10 @@
 
 A file holds samples along its first axis; they are cut into feeds along the model
 input's batch axis (its first). Generated feeds match the inputs' shapes and dtypes:
-floats standard-normal, integer inputs that index an embedding table uniform over
-its rows, booleans false (a padding mask that masks nothing).
+floats standard-normal, booleans false (a padding mask that masks nothing), integers
+0 or 1; an input in a declared domain (`domains`, from the IR: dslnet.ir.domains) is
+drawn over it: embedding ids uniform over the table's rows, class labels below the
+class count, probabilities in [0, 1].
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from dslnet.backends.quantize._onnx import QuantizeError
 from dslnet.fileio import FileProblem
 from dslnet.fileio.arrays import read_npy, read_npz
-from dslnet.passes.quantize._onnx import QuantizeError, initializers
+from dslnet.ir.domains import InputDomain
 
 __all__ = ["CalibrationError", "load_calibration"]
 
@@ -66,6 +69,7 @@ def load_calibration(
     count: int = 32,
     seed: int = 0,
     symbols: Mapping[str, int] | None = None,
+    domains: Mapping[str, InputDomain] | None = None,
 ) -> list[Feed]:
     """At most `count` feeds for `model`.
 
@@ -74,6 +78,8 @@ def load_calibration(
     symbols: sizes for symbolic dimensions; a symbolic batch axis sets the batch size
         of each feed cut from a file. In generated feeds unlisted symbols count 1, and
         a dimension written as an expression (`16*H`) is computed from them.
+    domains: what the network's ops accept in its inputs (dslnet.ir.domains.
+        input_domains of the IR graph the model was emitted from), for generated feeds.
     """
     if count < 1:
         raise CalibrationError(f"count must be at least 1, got {count}")
@@ -81,9 +87,9 @@ def load_calibration(
     sizes = dict(symbols or {})
     if path is None:
         rng = np.random.default_rng(seed)
-        bounds = _index_bounds(model)
+        known = dict(domains or {})
         return [
-            {s.name: _generate(s, sizes, bounds.get(s.name), rng) for s in specs}
+            {s.name: _generate(s, sizes, known.get(s.name), rng) for s in specs}
             for _ in range(count)
         ]
     arrays = _read(Path(path), specs)
@@ -91,12 +97,16 @@ def load_calibration(
 
 
 def _generate(
-    spec: _Input, sizes: Mapping[str, int], high: int | None, rng: np.random.Generator
+    spec: _Input, sizes: Mapping[str, int], domain: InputDomain | None, rng: np.random.Generator
 ) -> np.ndarray[Any, Any]:
     shape = tuple(d if isinstance(d, int) else _dim_size(d, sizes) for d in spec.dims)
+    probabilities = domain is not None and domain.kind == "probabilities"
     if spec.dtype.kind == "f":
+        if probabilities:
+            return rng.random(shape).astype(spec.dtype)
         return rng.standard_normal(shape).astype(spec.dtype)
     if spec.dtype.kind in "iu":
+        high = domain.limit if domain is not None and not probabilities else None
         return rng.integers(0, high or 2, shape).astype(spec.dtype)
     return np.zeros(shape, spec.dtype)
 
@@ -135,19 +145,6 @@ _OPS: dict[type[ast.operator], Callable[[int, int], int]] = {
     ast.Mult: operator.mul,
     ast.FloorDiv: operator.floordiv,
 }
-
-
-def _index_bounds(model: onnx.ModelProto) -> dict[str, int]:
-    """Integer inputs used as Gather indices into a weight: the table's size."""
-    weights = initializers(model.graph)
-    inputs = {v.name for v in model.graph.input}
-    bounds: dict[str, int] = {}
-    for node in model.graph.node:
-        if node.op_type == "Gather" and node.input[1] in inputs and node.input[0] in weights:
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-            size = int(weights[node.input[0]].dims[axis])
-            bounds[node.input[1]] = min(bounds.get(node.input[1], size), size)
-    return bounds
 
 
 def _read(path: Path, specs: list[_Input]) -> dict[str, np.ndarray[Any, Any]]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import onnx
 
-from dslnet.passes.quantize._onnx import FLOAT, attr, is_skipped
+from dslnet.backends.quantize._onnx import FLOAT, attr, is_skipped
 
 __all__ = ["KEEP_FP32", "Slots", "plan"]
 

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from dslnet.passes.quantize._onnx import (
+from dslnet.backends.quantize._onnx import (
     FLOAT,
     FLOAT16,
     Namer,
@@ -28,7 +28,7 @@ from dslnet.passes.quantize._onnx import (
     toposort,
     working_copy,
 )
-from dslnet.passes.quantize.fp16_plan import Slots, plan
+from dslnet.backends.quantize.fp16_plan import Slots, plan
 
 __all__ = ["to_fp16"]
 

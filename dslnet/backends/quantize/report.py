@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from dslnet.passes.quantize._onnx import QuantizeError
+from dslnet.backends.quantize._onnx import QuantizeError
 
 __all__ = ["OutputDrift", "QuantReport", "measure", "ort_session", "typed_feed"]
 

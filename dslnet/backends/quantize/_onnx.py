@@ -1,9 +1,9 @@
-"""Graph plumbing shared by the quantization passes: names, types, edges, order.
+"""Graph plumbing shared by the quantization passes: provenance, types, edges, order.
 
 Every pass works on a copy of the model with model-local functions inlined, so a
-plain walk over `graph.node` sees every op. Node names follow the emitter's
-`<IR node>/<OpType>` scheme; `origin` recovers the IR node, which is what `skip`
-names.
+plain walk over `graph.node` sees every op. Which IR node an ONNX node lowers (what
+`skip` names) is the emitter's provenance metadata (`dslnet.backends.onnx_provenance`),
+never the node's name: a model whose nodes another tool renamed quantizes the same.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import numpy as np
 import onnx
 import onnx.inliner
 from onnx import helper, numpy_helper
+
+from dslnet.backends.onnx_provenance import NODE_KEY, inline, ir_node, record
 
 if TYPE_CHECKING:
     from dslnet.ir.graph import Graph
@@ -28,16 +30,26 @@ class QuantizeError(Exception):
     """A quantization request that cannot be carried out on this model."""
 
 
-def origin(node_name: str) -> str:
-    """The IR node an ONNX node was emitted for: its name before the last '/'."""
-    return node_name.rsplit("/", 1)[0]
+def label(node: onnx.NodeProto) -> str:
+    """What the names of tensors and nodes made for `node` start with: its IR node, or
+    its own name when it has no provenance."""
+    return ir_node(node) or node.name
+
+
+def made_for(made: onnx.NodeProto, source: onnx.NodeProto | None) -> onnx.NodeProto:
+    """`made`, a node a pass adds for `source`, with `source`'s provenance."""
+    origin = ir_node(source) if source is not None else None
+    if origin is not None:
+        record(made, NODE_KEY, origin)
+    return made
 
 
 def check_skip(model: onnx.ModelProto, skip: Collection[str]) -> frozenset[str]:
-    """`skip` as a set, after checking every name is the origin of some node (a typo
-    would otherwise silently quantize the layer it meant to protect)."""
+    """`skip` as a set, after checking every name is the IR node (or a block instance
+    holding the IR node) of some ONNX node: a typo would otherwise silently quantize
+    the layer it meant to protect."""
     names = frozenset(skip)
-    origins = {origin(node.name) for node in model.graph.node}
+    origins = {o for o in map(ir_node, model.graph.node) if o is not None}
     unknown = sorted(n for n in names if not any(_under(o, n) for o in origins))
     if unknown:
         raise QuantizeError(f"skip names no node of the model: {', '.join(unknown)}")
@@ -55,10 +67,8 @@ def _under(node_origin: str, name: str) -> bool:
 
 
 def is_skipped(node: onnx.NodeProto, skip: frozenset[str]) -> bool:
-    if not skip:
-        return False
-    node_origin = origin(node.name)
-    return any(_under(node_origin, name) for name in skip)
+    node_origin = ir_node(node) if skip else None
+    return node_origin is not None and any(_under(node_origin, name) for name in skip)
 
 
 def working_copy(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -72,11 +82,9 @@ def working_copy(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _inline(model: onnx.ModelProto) -> None:
     """Expand calls of local functions in place. A body node is renamed
-    `<call node>.<body node>`, which for dslnet's block functions is the node's flat
-    name (`basic_stage1` calling `basic_block1` holding `conv2d1/Conv`), so `skip`
-    names work on models emitted with functions=True too. (onnx.inliner drops the
-    call's name.) Functions with attributes, which dslnet does not write, go to
-    onnx.inliner."""
+    `<call node>.<body node>` and its provenance made whole (`inline`), so `skip`
+    names work on models emitted with functions=True too. Functions with attributes,
+    which dslnet does not write, go to onnx.inliner."""
     if any(f.attribute or f.attribute_proto for f in model.functions):
         model.CopyFrom(onnx.inliner.inline_local_functions(model))
         return
@@ -100,6 +108,7 @@ def _inline(model: onnx.ModelProto) -> None:
                     names[name] = fresh(f"{call.name}.{name}")
             node.input[:] = [names.get(n, n) for n in inner.input]
             node.output[:] = [names.get(n, n) for n in inner.output]
+            inline(node, call)
             expand(node)
 
     for node in graph.node:
@@ -208,7 +217,8 @@ def _fold(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> list[Any]
     if node.op_type == "Transpose":
         return [array.transpose(attr(node, "perm") or list(reversed(range(array.ndim))))]
     axis = attr(node, "axis", 0)
-    sizes = attr(node, "split")  # an attribute before opset 13, an input since
+    # The sizes: before opset 13 an attribute named like the op (`split`), an input since.
+    sizes = attr(node, node.op_type.lower())
     if len(node.input) > 1 and node.input[1]:
         sizes = numpy_helper.to_array(inits[node.input[1]]).tolist()
     if sizes is None:

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from dslnet.passes.quantize._onnx import (
+from dslnet.backends.quantize._onnx import (
     MS_DOMAIN,
     Namer,
     attr,
@@ -29,7 +29,8 @@ from dslnet.passes.quantize._onnx import (
     fold_constant_weights,
     initializers,
     is_skipped,
-    origin,
+    label,
+    made_for,
     toposort,
     use_opset,
     working_copy,
@@ -100,7 +101,7 @@ def quantize_dynamic_int8(
         else:  # one slice holding the whole weight
             q, scale = quantize_weight(weight.reshape(1, -1), axis=0)
             q, scale = q.reshape(weight.shape), scale.reshape(())
-        base = origin(node.name)
+        base = label(node)
         # An explicit zero point per layer, though 0 is the default: without one, or with
         # one shared by all layers, ORT 1.32 ran the 6 x 1024 MLP benchmark 2-3% slower.
         zero = fresh(f"{base}/weight_zero_point")
@@ -111,15 +112,9 @@ def quantize_dynamic_int8(
         if bias is not None:
             args.append(fresh(f"{base}/bias"))
             graph.initializer.append(numpy_helper.from_array(bias.astype(np.float32), args[4]))
-        made.append(
-            helper.make_node(
-                "DynamicQuantizeMatMul",
-                args,
-                [out],
-                fresh(f"{base}/DynamicQuantizeMatMul"),
-                domain=MS_DOMAIN,
-            )
-        )
+        name = fresh(f"{base}/DynamicQuantizeMatMul")
+        matmul = helper.make_node("DynamicQuantizeMatMul", args, [out], name, domain=MS_DOMAIN)
+        made.append(made_for(matmul, node))
         dropped.add(id(node))
     kept = [n for n in graph.node if id(n) not in dropped]
     del graph.node[:]

@@ -23,8 +23,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from dslnet.backends.quantize._onnx import FLOAT, QuantizeError
 from dslnet.core.console import progress
-from dslnet.passes.quantize._onnx import FLOAT, QuantizeError
 
 __all__ = ["Method", "Stats", "clip_range", "collect", "uint8_params"]
 

@@ -1,101 +1,31 @@
-"""A `train` declaration lowered: one IR graph per step, the settings checked.
-
-Each step's graph is the declaration's shared statements followed by the step's own,
-expanded like a network whose inputs are the data (and noise) and whose outputs are
-the loss and the metrics. The networks being trained are the declaration's `layer`s;
-every step graph names them by the same module path, so the trainer gives all steps
-one set of weights.
-"""
+"""Lowering a `train` declaration from its syntax tree into a TrainPlan: its settings
+read and checked, its noise inputs, its layers, and one IR graph per step (each step's
+statements after the declaration's shared ones, expanded like a network)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dslnet.core.diagnostics import CompileError, Diagnostics, Span, did_you_mean
-from dslnet.core.types import DType, TensorType
+from dslnet.core.types import DType
 from dslnet.frontend import ast
+from dslnet.frontend.expand import Expander
 from dslnet.frontend.limits import Work
+from dslnet.frontend.resolve import walk_stmts
+from dslnet.frontend.train import settings as fn
+from dslnet.frontend.train.noise import Noise, read_noise
+from dslnet.frontend.train.plan import LayerRef, Step, TrainPlan
+from dslnet.frontend.train.setting_values import STEP_SETTINGS, TRAIN_SETTINGS, SettingReader
 from dslnet.frontend.values import EvalError
 from dslnet.ir.graph import Graph
 from dslnet.ir.names import attribute_variant, is_attribute_name
-from dslnet.training import settings as fn
-from dslnet.training.noise import Noise, read_noise
-from dslnet.training.setting_values import STEP_SETTINGS, TRAIN_SETTINGS, SettingReader
 
 if TYPE_CHECKING:
-    from dslnet.frontend.loader import Program
+    from dslnet.frontend.loader import Spec
 
 
-@dataclass(frozen=True)
-class LayerRef:
-    """A `layer` of a train declaration: what it instantiates, with which arguments."""
-
-    name: str
-    module: str  # its attribute in the step modules
-    callee: str
-    kind: str  # "network", "block" or "op"
-    params: dict[str, Any]  # a network's bound parameters (to export it on its own)
-    span: Span
-    graph: Graph | None = None  # a network's own IR, for its ONNX model
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    graph: Graph
-    optimizer: fn.Optimizer
-    schedule: fn.Schedule | None
-    clip_grad_norm: float | None
-    update: tuple[str, ...]  # layer names
-    times: int
-    metrics: tuple[str, ...]  # the graph outputs other than `loss`
-    span: Span
-
-
-@dataclass(frozen=True)
-class TrainPlan:
-    name: str
-    spec_dir: Path | None
-    layers: dict[str, LayerRef]
-    data_inputs: dict[str, TensorType]
-    noise_inputs: dict[str, Noise]  # name -> how it is drawn
-    steps: tuple[Step, ...]
-    batch_size: int = 32
-    epochs: int = 1
-    seed: int = 0
-    data: str | None = None
-    validation: str | None = None
-    early_stopping: fn.Patience | None = None
-    load_weights: tuple[tuple[str, str], ...] = ()
-    quantize: str | None = None
-    qat: bool = False
-    prune: fn.Iterative | fn.Lottery | None = None
-    span: Span = field(default_factory=Span.unknown)
-
-    def spec_file(self, path: str) -> Path:
-        """A file the spec names (data, weights): relative to the spec, and never above
-        its directory (TrainError otherwise)."""
-        from dslnet.training.errors import TrainError
-
-        base = self.spec_roots[0]
-        try:
-            target = (base / path).resolve()
-        except (OSError, RuntimeError, ValueError) as err:  # a link loop, a NUL byte
-            raise TrainError(f"'{path}' is not a usable file path ({err})") from None
-        if not target.is_relative_to(base):
-            raise TrainError(f"'{path}' is outside the spec's directory {base}")
-        return target
-
-    @property
-    def spec_roots(self) -> list[Path]:
-        """Where the files the spec names must really be, checked again on the open file
-        (a link swapped in after `spec_file` looked cannot lead out)."""
-        return [(self.spec_dir or Path.cwd()).resolve()]
-
-
-def lower(program: Program, decl: ast.TrainDecl, overrides: dict[str, Any]) -> TrainPlan:
+def lower(program: Spec, decl: ast.TrainDecl, overrides: dict[str, Any]) -> TrainPlan:
     """The plan of `decl` with `overrides` for its parameters; CompileError on errors."""
     diags = Diagnostics()
     plan = lower_into(program, decl, overrides, diags)
@@ -105,7 +35,7 @@ def lower(program: Program, decl: ast.TrainDecl, overrides: dict[str, Any]) -> T
 
 
 def lower_into(
-    program: Program,
+    program: Spec,
     decl: ast.TrainDecl,
     overrides: dict[str, Any],
     diags: Diagnostics,
@@ -118,10 +48,8 @@ def lower_into(
 
 class _Lowering:
     def __init__(
-        self, program: Program, decl: ast.TrainDecl, diags: Diagnostics, work: Work | None
+        self, program: Spec, decl: ast.TrainDecl, diags: Diagnostics, work: Work | None
     ) -> None:
-        from dslnet.frontend.expand import Expander
-
         self.program = program
         self.decl = decl
         self.diags = diags
@@ -283,8 +211,6 @@ class _Lowering:
         layers: dict[str, LayerRef],
         span: Span,
     ) -> Step | None:
-        from dslnet.frontend.expand import Expander
-
         decl = self.as_block(body, self.decl.name)
         before = self.diags.has_errors
         graph = Expander(self.program, self.diags, self.program.limits, self.work).network(
@@ -328,8 +254,6 @@ class _Lowering:
         return self.decl.name in self.program.damaged_trains
 
     def out_span(self, body: tuple[ast.Stmt, ...], name: str) -> Span | None:
-        from dslnet.frontend.resolve import walk_stmts
-
         for stmt, _ in walk_stmts(body):
             if isinstance(stmt, ast.OutStmt) and stmt.name == name:
                 return stmt.span
@@ -361,8 +285,6 @@ def _without_annotations(stmt: ast.Stmt) -> ast.Stmt:
 
 def _nested(decl: ast.TrainDecl) -> list[tuple[ast.Stmt, int]]:
     """Statements below the top level: in loops, conditions and steps."""
-    from dslnet.frontend.resolve import walk_stmts
-
     found = [(s, d) for s, d in walk_stmts(decl.body) if d > 0]
     for step in decl.steps:
         found += list(walk_stmts(step.body, 1))

@@ -7,6 +7,8 @@ not learned: running statistics) always come from `init_param`.
 
 Loaded values come from a `state_dict`-like mapping, a `.safetensors` file or a
 `.pt`/`.pth` file (read with `weights_only=True`: never arbitrary pickle).
+
+Both need only the graph and the op registry, so passes and both backends use them.
 """
 
 from __future__ import annotations
@@ -19,13 +21,11 @@ from typing import Any
 import numpy as np
 
 from dslnet.core.diagnostics import did_you_mean
-from dslnet.core.types import TensorType
 from dslnet.fileio import FileProblem
 from dslnet.fileio.weights import read_weights
 from dslnet.ir import init as init_schemes
-from dslnet.ir.graph import Graph, Node, Parameter
-from dslnet.ops import registry
-from dslnet.ops.registry import OpAttrs, OpDef
+from dslnet.ir.graph import Graph, Parameter
+from dslnet.ir.oplookup import input_types, resolve_op
 
 Array = np.ndarray[Any, Any]
 WeightsSource = Mapping[str, Any] | str | os.PathLike[str]
@@ -45,19 +45,6 @@ class WeightsError(Exception):
         super().__init__(text)
 
 
-def resolve_op(node: Node) -> tuple[OpDef, OpAttrs]:
-    """The registered op of `node` and its validated attributes."""
-    op = registry.get(node.op)
-    if op is None:
-        raise ValueError(f"node '{node.name}' uses op '{node.op}', which is not registered")
-    return op, op.Attrs.model_validate(node.attrs, strict=False)
-
-
-def input_types(graph: Graph, node: Node) -> list[TensorType]:
-    """The IR types of a node's inputs."""
-    return [graph.type_of(name) for name in node.inputs]
-
-
 def init_weights(graph: Graph, seed: int = 0) -> dict[str, Array]:
     """Fresh values for every parameter and buffer, keyed and ordered like `graph.parameters`.
 
@@ -73,8 +60,10 @@ def init_weights(graph: Graph, seed: int = 0) -> dict[str, Array]:
             param = graph.parameters.get(name)
             if param is None or name in drawn:
                 continue
-            if node.init and init_schemes.draws(node.init, role, param.shape) and not param.buffer:
-                value = init_schemes.sample(node.init, role, param.shape, rng)
+            weight = op.is_weight(role)
+            scheme = node.init if not param.buffer and op.takes_init() else None
+            if scheme and init_schemes.draws(scheme, weight, param.shape):
+                value = init_schemes.sample(scheme, weight, param.shape, rng)
             else:
                 value = np.asarray(op.init_param(attrs, role, types, rng))
             if tuple(value.shape) != param.shape:
@@ -145,14 +134,12 @@ def _to_arrays(raw: Mapping[str, Any]) -> tuple[dict[str, Array], list[str]]:
 def _to_array(value: Any) -> Array | None:
     if isinstance(value, np.ndarray):
         return value
-    if type(value).__module__.split(".")[0] == "torch":
-        import torch  # only when the caller already uses torch
-
-        if isinstance(value, torch.Tensor):
-            tensor = value.detach().cpu()
-            if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
-                tensor = tensor.float()
-            return np.asarray(tensor.numpy())
+    if type(value).__module__.split(".")[0] == "torch" and hasattr(value, "numpy"):
+        # A torch tensor, read without importing torch (the IR does not).
+        tensor = value.detach().cpu()
+        if str(tensor.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+            tensor = tensor.float()
+        return np.asarray(tensor.numpy())
     return None
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from dslnet.core.diagnostics import Span, did_you_mean
 from dslnet.frontend import ast
+from dslnet.frontend.train import settings as fn
 from dslnet.frontend.values import EvalError, is_poison, kind_of
-from dslnet.training import settings as fn
 
 QUANTIZATIONS = ("fp16", "int8-dynamic", "int8-static")
 

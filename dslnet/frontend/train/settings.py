@@ -3,7 +3,7 @@ and reduction during training, each a function with checked keyword arguments.
 
 `optimizer: adam(lr=1e-3)` is not an op call: these functions only exist on the
 right of a setting, and each builds one of the models below. The models are plain
-data; dslnet.training.optim turns them into torch objects.
+data (part of a TrainPlan); dslnet.training.optim turns them into torch objects.
 """
 
 from __future__ import annotations

@@ -23,8 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from dslnet.core.console import progress
-from dslnet.passes.quantize._onnx import (
+from dslnet.backends.quantize._onnx import (
     FLOAT,
     Namer,
     QuantizeError,
@@ -36,13 +35,15 @@ from dslnet.passes.quantize._onnx import (
     fold_constant_weights,
     initializers,
     is_skipped,
-    origin,
+    label,
+    made_for,
     producers,
     toposort,
     working_copy,
 )
-from dslnet.passes.quantize.dynamic import quantize_weight
-from dslnet.passes.quantize.ranges import Method, clip_range, collect, uint8_params
+from dslnet.backends.quantize.dynamic import quantize_weight
+from dslnet.backends.quantize.ranges import Method, clip_range, collect, uint8_params
+from dslnet.core.console import progress
 
 __all__ = [
     "MOVE",
@@ -281,22 +282,20 @@ class _Rewriter:
 
     def _base(self, tensor: str) -> str:
         producer = self.plan.made.get(tensor)
-        return origin(producer.name) if producer is not None else tensor
+        return label(producer) if producer is not None else tensor
 
     def _qdq(self, name: str) -> str:
         scale, zero = self._scale_zero(self.plan.root[name])
         base = self._base(name)
+        producer = self.plan.made.get(name)
         q, dq = self.fresh(f"{name}/quantized"), self.fresh(f"{name}/dequantized")
-        self.new.append(
-            helper.make_node(
-                "QuantizeLinear", [name, scale, zero], [q], self.fresh(f"{base}/QuantizeLinear")
-            )
+        quantize = helper.make_node(
+            "QuantizeLinear", [name, scale, zero], [q], self.fresh(f"{base}/QuantizeLinear")
         )
-        self.new.append(
-            helper.make_node(
-                "DequantizeLinear", [q, scale, zero], [dq], self.fresh(f"{base}/DequantizeLinear")
-            )
+        dequantize = helper.make_node(
+            "DequantizeLinear", [q, scale, zero], [dq], self.fresh(f"{base}/DequantizeLinear")
         )
+        self.new += [made_for(quantize, producer), made_for(dequantize, producer)]
         return dq
 
     def _const(self, name: str, array: Array) -> str:
@@ -313,8 +312,7 @@ class _Rewriter:
         else:
             q, flat = quantize_weight(weight.reshape(1, -1), 0)
             q, w_scale = q.reshape(weight.shape), flat.reshape(())
-        base = origin(node.name)
-        node.input[1] = self._dequantize(f"{base}/weight", q, w_scale, axis)
+        node.input[1] = self._dequantize(node, "weight", q, w_scale, axis)
         if len(node.input) < 3 or not node.input[2]:
             return
         bias = numpy_helper.to_array(self.plan.weights[node.input[2]]).astype(np.float64)
@@ -325,18 +323,23 @@ class _Rewriter:
         safe = np.where(b_scale > 0, b_scale, 1.0)
         limit = np.iinfo(np.int32).max
         b_q = np.clip(np.round(bias / safe), -limit, limit).astype(np.int32)
-        node.input[2] = self._dequantize(f"{base}/bias", b_q, b_scale, 0)
+        node.input[2] = self._dequantize(node, "bias", b_q, b_scale, 0)
 
-    def _dequantize(self, base: str, q: Array, scale: Array, axis: int) -> str:
+    def _dequantize(
+        self, source: onnx.NodeProto, part: str, q: Array, scale: Array, axis: int
+    ) -> str:
+        """`source`'s `part` ("weight", "bias") as `q` stored with its scale, behind a
+        DequantizeLinear made for `source`."""
+        base = f"{label(source)}/{part}"
         zero = np.zeros(scale.shape, q.dtype)
         names = [self.fresh(f"{base}_quantized"), self.fresh(f"{base}_scale")]
         names.append(self.fresh(f"{base}_zero_point"))
         for name, array in zip(names, (q, scale, zero)):
             self._const(name, array)
         out = self.fresh(f"{base}_dequantized")
-        node_name = self.fresh(f"{base.rsplit('/', 1)[0]}/DequantizeLinear")
+        node_name = self.fresh(f"{label(source)}/DequantizeLinear")
         node = helper.make_node("DequantizeLinear", names, [out], node_name)
         if scale.ndim == 1:
             node.attribute.append(helper.make_attribute("axis", axis))
-        self.new.append(node)
+        self.new.append(made_for(node, source))
         return out
