@@ -134,7 +134,7 @@ class Program:
 
     def summary(self, network: str, **params: Any) -> dict[str, Any]:
         """Per-layer output shapes, parameters and FLOPs, with totals (`dslnet summary`)."""
-        from dslnet.summary import summarize
+        from dslnet.views.summary import summarize
 
         return summarize(self.ir(network, **params))
 
@@ -153,8 +153,8 @@ class Program:
         networks whole, bigger ones with one instance of each repeated block open.
         `params` override the network's parameters (named `block_depth` so that a
         network parameter `depth` stays reachable)."""
-        from dslnet.graphfold import ViewOptions
-        from dslnet.graphrender import to_dot
+        from dslnet.views.graphfold import ViewOptions
+        from dslnet.views.graphrender import to_dot
 
         options = ViewOptions(block_depth, tuple(expand), direction)
         return to_dot([self.ir(network, **params)], options)

@@ -19,7 +19,7 @@ from dslnet.core import console
 from dslnet.core.console import progress, use_color
 from dslnet.core.diagnostics import Diagnostic, Severity, SourceMap, Span
 from dslnet.ops import registry
-from dslnet.summary import render
+from dslnet.views.summary import render
 
 ROOT = Path(__file__).resolve().parents[1]
 ERRORS = ROOT / "tests" / "errors"

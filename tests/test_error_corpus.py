@@ -48,6 +48,7 @@ KINDS: dict[str, list[str]] = {
     "duplicate output": ["duplicate_output"],
     "wrong argument type": ["arg_wrong_type", "block_arg_type"],
     "missing argument": ["arg_missing"],
+    "a window size past what the kernels take": ["window_over_int32"],
     "unknown argument with did-you-mean": ["arg_unknown", "block_arg_type"],
     "PyTorch's name for an argument": ["arg_torch_spelling"],
     "unpacking several outputs into too few names": ["unpack_outputs"],

@@ -13,11 +13,11 @@ import pytest
 
 import dslnet
 from dslnet.cli import main
-from dslnet.graphfold import BOX_BUDGET, ViewError, ViewOptions, box_count, open_instances
-from dslnet.graphrender import FAMILY_COLOURS, family_colours, to_dot
-from dslnet.graphview import Cluster, Picture, pictures
 from dslnet.ir.graph import Graph
 from dslnet.ops import registry
+from dslnet.views.graphfold import BOX_BUDGET, ViewError, ViewOptions, box_count, open_instances
+from dslnet.views.graphrender import FAMILY_COLOURS, family_colours, to_dot
+from dslnet.views.graphview import Cluster, Picture, pictures
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"

@@ -5,9 +5,10 @@ is still a dependency); only those under `if TYPE_CHECKING:` are exempt, since t
 never run. A lower layer never imports a higher one:
 
     core (core/, fileio/) < ops < ir < passes < backends
+    views     (views/: summary, pictures) may import core, ops, ir
     frontend  may import core, ops, ir
     driver    (api.py) may import all of the above
-    top       (cli, training, views, the package root) may import anything
+    top       (cli, training runtime, tools, the package root) may import anything
 
 docs/architecture.md describes the layers; LAYERS below places every module in one.
 """
@@ -37,14 +38,9 @@ LAYERS: dict[str, str] = {
     "dslnet.cli": "top",
     "dslnet.training": "top",
     "dslnet.fuzz": "top",
-    # The summary and the pictures are outputs made from the IR, as the backends' are
-    # (they import core, ops and ir only): the driver offers them as Program.summary
-    # and Program.dot, so they sit at the backends' layer.
-    "dslnet.summary": "backends",
-    "dslnet.summary_view": "backends",
-    "dslnet.graphfold": "backends",
-    "dslnet.graphrender": "backends",
-    "dslnet.graphview": "backends",
+    # The summary and the pictures read the IR as the backends do; the driver offers
+    # them as Program.summary and Program.dot.
+    "dslnet.views": "views",
     "dslnet.benchmark": "top",
     "dslnet.testing": "top",
     "dslnet.editor": "top",
@@ -60,9 +56,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     "ir": frozenset({"core", "ops", "ir"}),
     "passes": frozenset({"core", "ops", "ir", "passes"}),
     "backends": frozenset(_BELOW_BACKENDS),
+    "views": frozenset({"core", "ops", "ir", "views"}),
     "frontend": frozenset({"core", "ops", "ir", "frontend"}),
-    "driver": frozenset({*_BELOW_BACKENDS, "frontend", "driver"}),
-    "top": frozenset({*_BELOW_BACKENDS, "frontend", "driver", "top"}),
+    "driver": frozenset({*_BELOW_BACKENDS, "views", "frontend", "driver"}),
+    "top": frozenset({*_BELOW_BACKENDS, "views", "frontend", "driver", "top"}),
 }
 
 

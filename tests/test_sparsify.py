@@ -13,7 +13,6 @@ from torch import nn
 
 import dslnet
 from dslnet.backends.onnx_emit import emit_onnx, run_onnx
-from dslnet.summary import summarize
 from dslnet.training.lottery import (
     EarlySnapshot,
     iterative_pruning,
@@ -33,6 +32,7 @@ from dslnet.training.sparsify import (
     ratio_for_flops,
     structured_prune,
 )
+from dslnet.views.summary import summarize
 
 SPEC = """
 network Blobs(features: int = 16, hidden: int = 64, classes: int = 4) {

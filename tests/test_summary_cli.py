@@ -14,7 +14,7 @@ import pytest
 import dslnet
 from dslnet.cli import main
 from dslnet.core import console
-from dslnet.summary import render, table
+from dslnet.views.summary import render, table
 
 ROOT = Path(__file__).resolve().parents[1]
 RESNET = str(ROOT / "specs" / "resnet.net")

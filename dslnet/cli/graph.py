@@ -90,8 +90,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dslnet.graphfold import ViewError, ViewOptions
-    from dslnet.graphrender import FORMATS, RenderError, find_dot, render, to_dot
+    from dslnet.views.graphfold import ViewError, ViewOptions
+    from dslnet.views.graphrender import FORMATS, RenderError, find_dot, render, to_dot
 
     args.file = one_spec(args, "graph")
     if args.all and args.network:

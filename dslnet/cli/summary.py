@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print(summary: dict[str, Any], args: argparse.Namespace) -> None:
-    from dslnet.summary import render, table
+    from dslnet.views.summary import render, table
 
     if use_color(sys.stdout):
         print_table(table(summary, args.depth, args.flops), sys.stdout)

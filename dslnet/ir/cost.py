@@ -3,7 +3,7 @@
 Parameters of a shared layer count once (at its first use); MACs count every use.
 MACs are the multiply-accumulates of one forward pass (FLOPs are 2 x MACs), from
 each op's `flops` rule, so with symbolic input sizes they are formulas. The
-summary (`dslnet.summary`) and the pass manager's report both count with these.
+summary (`dslnet.views.summary`) and the pass manager's report both count with these.
 """
 
 from __future__ import annotations

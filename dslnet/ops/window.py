@@ -23,6 +23,7 @@ AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 """How the spatial axes of a 1-, 2- or 3-D window op are named in messages."""
 
 IntOrTuple = int | tuple[int, ...]
+WINDOW_MAX = 2**31 - 1  # sizes, strides, paddings: 32-bit in the backends' kernels
 
 
 def check_ints(value: Any, count: int, minimum: int, *, none_ok: bool = False) -> Any:
@@ -34,6 +35,8 @@ def check_ints(value: Any, count: int, minimum: int, *, none_ok: bool = False) -
     items = value if isinstance(value, tuple) else (value,)
     good = all(type(v) is int and v >= minimum for v in items)
     if good and (not isinstance(value, tuple) or len(value) == count):
+        if any(v > WINDOW_MAX for v in items):  # torch's pooling kernels overflow past it
+            raise ValueError(f"must be at most {WINDOW_MAX:,} on every axis")
         return value
     tuples = f" or a tuple of {count} such ints" if count > 1 else ""
     raise ValueError(f"must be an int >= {minimum}{tuples}")

@@ -27,7 +27,7 @@ from dslnet.core.symbolic import Dim, dim_str
 from dslnet.core.types import DType, TensorType
 from dslnet.ir.cost import node_costs
 from dslnet.ir.graph import Graph, Node
-from dslnet.summary_view import render, table
+from dslnet.views.summary_view import render, table
 
 __all__ = ["render", "summarize", "table"]
 

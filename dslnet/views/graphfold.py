@@ -1,9 +1,9 @@
 """Which block instances `dslnet graph` opens as clusters and which it folds into one
 box: --depth, --expand, and without either a choice by size (`BOX_BUDGET`).
 
-Separate from dslnet.graphview because it decides only what is open, from the call
+Separate from dslnet.views.graphview because it decides only what is open, from the call
 chains of a graph's nodes and the options; what the boxes and clusters of the picture
-then say is dslnet.graphview's part.
+then say is dslnet.views.graphview's part.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Pictures of networks: what `dslnet graph` draws, decided from the typed IR.
 
 Block instances are clusters, nested as the blocks nest, or folded into one box
-(which ones: dslnet.graphfold). A
+(which ones: dslnet.views.graphfold). A
 layer used twice (`layer enc = Encoder(...)`) is one box, or one cluster, with the
 edges of every use: the weight sharing is what the reader sees. Edges carry the
 inferred shapes. This module decides what is drawn and with which words;
-dslnet.graphrender writes it as Graphviz DOT text and renders that. Everything
+dslnet.views.graphrender writes it as Graphviz DOT text and renders that. Everything
 depends only on the graphs and the options: the same spec gives the same picture.
 """
 
@@ -20,7 +20,9 @@ from typing import Literal
 from dslnet.core.literals import format_value
 from dslnet.core.symbolic import SymExpr, dim_str
 from dslnet.core.types import DType, TensorType, shape_str
-from dslnet.graphfold import (
+from dslnet.ir.graph import AttrValue, CallFrame, Graph, Node
+from dslnet.ops import registry
+from dslnet.views.graphfold import (
     BlockCalls,
     ViewOptions,
     check_expand,
@@ -28,8 +30,6 @@ from dslnet.graphfold import (
     open_instances,
     representative,
 )
-from dslnet.ir.graph import AttrValue, CallFrame, Graph, Node
-from dslnet.ops import registry
 
 LABEL_ATTRS_WIDTH = 30  # characters of attributes on a box before "…"
 

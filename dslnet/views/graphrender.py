@@ -1,4 +1,4 @@
-"""How pictures of networks look: Graphviz DOT text for dslnet.graphview's pictures,
+"""How pictures of networks look: Graphviz DOT text for dslnet.views.graphview's pictures,
 and SVG or PNG made from it by Graphviz's `dot` program."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import subprocess
 import zlib
 from collections.abc import Sequence
 
-from dslnet.graphfold import ViewOptions
-from dslnet.graphview import Box, Cluster, Edge, Label, Picture, pictures
 from dslnet.ir.graph import Graph
 from dslnet.ops.embedding import Embedding
 from dslnet.ops.linear import Linear
+from dslnet.views.graphfold import ViewOptions
+from dslnet.views.graphview import Box, Cluster, Edge, Label, Picture, pictures
 
 # Output suffix -> `dot -T` format; None: the DOT text itself, no Graphviz needed.
 FORMATS: dict[str, str | None] = {".dot": None, ".gv": None, ".svg": "svg", ".png": "png"}

@@ -1,4 +1,4 @@
-"""The summary (`dslnet.summary.summarize`) as text: aligned plain text for a pipe,
+"""The summary (`dslnet.views.summary.summarize`) as text: aligned plain text for a pipe,
 a rich table for a terminal. Both show the same rows and totals.
 
 Rows: every layer, under a row per block instance with its totals; `depth` folds
