@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit golden-accept docs parse-table bench clean
+.PHONY: demo test lint typecheck unit golden-accept docs parse-table op-index bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,7 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 docs: $(STAMP)
+	$(BIN)/python -m dslnet.ops.op_index
 	$(BIN)/dslnet ops --markdown > docs/ops.md.tmp && mv docs/ops.md.tmp docs/ops.md
 	$(BIN)/python -m dslnet.editor > editors/grammar.tmp \
 		&& mv editors/grammar.tmp editors/vscode/syntaxes/dslnet.tmLanguage.json
@@ -57,6 +58,11 @@ docs: $(STAMP)
 # The LALR tables the parser loads (grammar/lalr_table.json): after editing the grammar.
 parse-table: $(STAMP)
 	$(BIN)/python -m dslnet.frontend.parse_table
+
+# Which module defines each built-in op (dslnet/ops/op_index_table.py): after adding,
+# renaming or moving an op.
+op-index: $(STAMP)
+	$(BIN)/python -m dslnet.ops.op_index
 
 golden-accept: $(STAMP)
 	$(BIN)/python -m pytest tests/test_golden.py tests/test_error_corpus.py --accept

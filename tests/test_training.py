@@ -312,14 +312,33 @@ train Fit() {
 """
 
 
-@pytest.mark.parametrize(
-    "text", [SMALL.replace("epochs: 3", "epochs: 2"), BN_SPEC], ids=["mlp", "batchnorm-dropout"]
+# SMALL's network beside BN_SPEC's: one data-parallel run checks both (a run's cost is
+# mostly its processes' imports).
+DDP_SPEC = (
+    SMALL[: SMALL.index("train Fit")]
+    + BN_SPEC[: BN_SPEC.index("train Fit")]
+    + """
+train Fit() {
+    layer mlp = MLP()
+    layer cnn = CNN()
+    in x: float32[N, 16]
+    in image: float32[N, 1, 12, 12]
+    in y: int64[N]
+    out loss = cross_entropy(mlp(x), y) + cross_entropy(cnn(image), y)
+    optimizer: sgd(0.05, momentum=0.9)
+    schedule: cosine(warmup=4)
+    batch_size: 16
+    epochs: 2
+}
+"""
 )
-def test_two_processes_follow_the_single_process_loss_curve(tmp_path: Path, text: str) -> None:
-    """2 epochs x 10 batches = 20 steps; batchnorm normalises over the global batch and
-    dropout draws its masks for it."""
+
+
+def test_two_processes_follow_the_single_process_loss_curve(tmp_path: Path) -> None:
+    """2 epochs x 10 batches = 20 steps of an MLP with a cosine schedule and a CNN whose
+    batchnorm normalises over the global batch and whose dropout draws its masks for it."""
     spec = tmp_path / "t.net"
-    spec.write_text(text)
+    spec.write_text(DDP_SPEC)
     one, two = tmp_path / "one", tmp_path / "two"
     base = [sys.executable, "-m", "dslnet.cli", "train", str(spec), "--synthetic", "160"]
     with (tmp_path / "two.log").open("w") as log:  # both runs at once: mostly imports
@@ -332,8 +351,10 @@ def test_two_processes_follow_the_single_process_loss_curve(tmp_path: Path, text
     b = [float(r["loss"]) for r in read_csv(two / "losses.csv")]
     assert len(a) == len(b) == 20
     assert max(abs(x - y) for x, y in zip(a, b)) <= 1e-4
-    wa, wb = load_file(one / "net.safetensors"), load_file(two / "net.safetensors")
-    assert max(float((wa[k].float() - wb[k].float()).abs().max()) for k in wa) <= 1e-4
+    for layer in ("mlp", "cnn"):
+        wa, wb = load_file(one / f"{layer}.safetensors"), load_file(two / f"{layer}.safetensors")
+        assert wa.keys() == wb.keys()
+        assert max(float((wa[k].float() - wb[k].float()).abs().max()) for k in wa) <= 1e-4
 
 
 def test_synced_batchnorm_equals_batchnorm_in_one_process(tmp_path: Path) -> None:

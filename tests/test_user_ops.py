@@ -28,6 +28,7 @@ from dslnet.ops import (
     OpAttrs,
     OpDef,
     OpDefinitionError,
+    ParamRoles,
     PluginError,
     ShapeError,
     TensorType,
@@ -64,6 +65,7 @@ class ChannelScale(OpDef):
     doc = "Multiplies each channel (axis 1) by its own learned scale."
     Attrs = ChannelScaleAttrs
     positional = ("value",)  # a user's op is all keyword-only unless it says so
+    param_roles = ParamRoles(weight="weight")  # what an init= scheme draws
     examples = (
         "in x: float32[N, 4, H, W]\nout y = channel_scale(x)",
         "in x: float32[N, 3, T]\nout y = x -> channel_scale(0.5)",

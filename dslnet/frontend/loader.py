@@ -121,7 +121,7 @@ class Spec:
         return None
 
     def visible_names(self) -> list[str]:
-        return [*self.decls, *self._consts, *registry.all_ops(), *BUILTINS]
+        return [*self.decls, *self._consts, *registry.names(), *BUILTINS]
 
     # --- compiling ------------------------------------------------------------------------
 

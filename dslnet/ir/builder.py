@@ -13,7 +13,9 @@ from dslnet.ops.registry import OpAttrs, OpDef, ShapeError
 
 class GraphBuilder:
     def __init__(self, name: str, args: dict[str, Any], span: Span | None = None) -> None:
-        self.graph = Graph(name=name, args=args, span=span)
+        # Unvalidated, with the fields as validation leaves them (a plain str, a dict of
+        # its own): validating costs building Graph's schema, at every start.
+        self.graph = Graph.model_construct(name=str(name), args=dict(args), span=span)
         self._taken: set[str] = set()
         self._node_names: set[str] = set()
         self._suffix: dict[str, int] = {}

@@ -20,6 +20,16 @@ ScalarAttr = int | float | bool | str | None
 AttrValue = Any  # ScalarAttr or (nested) tuples of them; dims may be symbolic
 
 
+def _new_dict() -> dict[Any, Any]:
+    # A Python function, not `dict`: pydantic reads a default factory's signature, and
+    # a builtin's costs tokenizing its text signature (milliseconds at every start).
+    return {}
+
+
+def _new_list() -> list[Any]:
+    return []
+
+
 class CallFrame(BaseModel):
     """One block call on the way from a network to a node."""
 
@@ -92,7 +102,7 @@ class Node(BaseModel):
     chain: tuple[CallFrame, ...] = ()
     init: str | None = None  # an init scheme (dslnet.ir.init) for this node's weights
     # From the spec's annotations: "prune" (ratio), "quantize" ("skip"), "freeze" (True).
-    marks: dict[str, AttrValue] = Field(default_factory=dict)
+    marks: dict[str, AttrValue] = Field(default_factory=_new_dict)
 
     def param_name(self, role: str) -> str:
         return f"{self.module}.{role}"
@@ -110,17 +120,19 @@ class ModuleInfo(BaseModel):
 
 
 class Graph(BaseModel):
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    # Built on first validation: GraphBuilder makes graphs with model_construct, so
+    # `dslnet check` never pays for this schema.
+    model_config = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
 
     name: str
-    args: dict[str, AttrValue] = Field(default_factory=dict)
-    inputs: list[str] = Field(default_factory=list)
-    outputs: list[tuple[str, str]] = Field(default_factory=list)  # (output name, value name)
-    values: dict[str, Value] = Field(default_factory=dict)
-    nodes: list[Node] = Field(default_factory=list)
-    parameters: dict[str, Parameter] = Field(default_factory=dict)
-    modules: dict[str, ModuleInfo] = Field(default_factory=dict)
-    calls: dict[int, CallInfo] = Field(default_factory=dict)
+    args: dict[str, AttrValue] = Field(default_factory=_new_dict)
+    inputs: list[str] = Field(default_factory=_new_list)
+    outputs: list[tuple[str, str]] = Field(default_factory=_new_list)  # (output name, value name)
+    values: dict[str, Value] = Field(default_factory=_new_dict)
+    nodes: list[Node] = Field(default_factory=_new_list)
+    parameters: dict[str, Parameter] = Field(default_factory=_new_dict)
+    modules: dict[str, ModuleInfo] = Field(default_factory=_new_dict)
+    calls: dict[int, CallInfo] = Field(default_factory=_new_dict)
     span: Span | None = None
 
     def type_of(self, value: str) -> TensorType:

@@ -1,8 +1,11 @@
 """The op registry: every op is registered once, by name, and looked up here.
 
-Built-in ops register when their family module is imported; users' ops register with the
-same decorator, from their own code or from an installed package's `dslnet.ops` entry
-point (loaded once, on the first lookup, after the built-ins). What an op is (OpDef,
+Built-in ops register when their family module is imported: a lookup by name imports
+only the family that defines it (dslnet.ops.op_index), a listing of the ops imports them
+all. Users' ops register with the same decorator, from their own code or from an
+installed package's `dslnet.ops` entry point (loaded once, on the first lookup); every
+built-in is registered before the first of them, so that no user op takes a built-in's
+name or operator. What an op is (OpDef,
 its attributes, the errors its rules raise) lives in dslnet.ops.opdef and is re-exported
 here, where op modules and passes have always imported it from.
 """
@@ -15,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
+from dslnet.ops import op_index_table
 from dslnet.ops.opdef import (
     OPERATORS,
     AttrError,
@@ -41,6 +45,7 @@ __all__ = [
     "attributed_to",
     "builtin_ops",
     "get",
+    "names",
     "need_static",
     "normalize_axis",
     "operators",
@@ -110,8 +115,10 @@ def register(cls: OpClass) -> OpClass:
 
     if not (isinstance(cls, type) and issubclass(cls, OpDef)):
         raise OpDefinitionError(f"register takes a subclass of dslnet.ops.OpDef, got {cls!r}")
-    origin = Origin(cls.__module__, cls.__qualname__, *_loading_plugin)
+    origin = Origin(cls.__module__, cls.__qualname__)
     if not origin.builtin:
+        # A plugin's, when one is loading; a built-in family imported meanwhile is not.
+        origin = Origin(cls.__module__, cls.__qualname__, *_loading_plugin)
         _load_builtin_ops()  # a clash with a built-in shows now, not at the first lookup
     name = getattr(cls, "name", None)
     seen = _REGISTRY.get(name) if isinstance(name, str) else None
@@ -140,8 +147,7 @@ def register(cls: OpClass) -> OpClass:
 
 def unregister(name: str) -> None:
     """Remove the user op `name` (built-ins stay). For tests; `scoped()` is simpler."""
-    _ensure_loaded()
-    origin = _ORIGINS.get(name)
+    origin = _origin(name)
     if origin is None:
         raise ValueError(f"no op '{name}' is registered")
     if origin.builtin:
@@ -166,13 +172,26 @@ def scoped() -> Iterator[None]:
 
 def get(name: str) -> OpDef | None:
     _ensure_loaded()
-    return _REGISTRY.get(name)
+    op = _REGISTRY.get(name)
+    if op is None and name in op_index_table.MODULES:
+        _load_builtin_family(op_index_table.MODULES[name])
+        op = _REGISTRY.get(name)
+    return op
+
+
+def names() -> list[str]:
+    """The names of every registered op, sorted, as `all_ops()` has them, without
+    importing the built-in families a spec does not call."""
+    _ensure_loaded()
+    return sorted({*op_index_table.MODULES, *_REGISTRY})
 
 
 def operators() -> dict[str, OpDef]:
     """The ops that binary operators on tensors call, by operator (`+`: add), in the
     order of OPERATORS."""
     _ensure_loaded()
+    for name in op_index_table.OPERATOR_OPS.values():
+        get(name)
     return _operators()
 
 
@@ -184,6 +203,7 @@ def _operators() -> dict[str, OpDef]:
 def all_ops() -> dict[str, OpDef]:
     """Every registered op by name: the built-ins and users' ops."""
     _ensure_loaded()
+    _load_builtin_ops()
     return dict(sorted(_REGISTRY.items()))
 
 
@@ -194,40 +214,70 @@ def builtin_ops() -> dict[str, OpDef]:
 
 def origin(name: str) -> Origin | None:
     """Where op `name` was defined; None when there is no such op."""
-    _ensure_loaded()
+    return _origin(name)
+
+
+def _origin(name: str) -> Origin | None:
+    get(name)  # imports the built-in family that defines it
     return _ORIGINS.get(name)
 
 
-_builtins_loaded = False
+_builtins_loaded = False  # every family imported, not only those a lookup needed
+_builtins_loading = False  # the thread holding _loading_lock is importing them all
+_MACHINERY = (
+    "registry",
+    "opdef",
+    "userops",
+    "lowering",
+    "channels",
+    "domains",
+    "roles",
+    "op_index",
+    "op_index_table",
+)
 
 
 def _load_builtin_ops() -> None:
-    global _builtins_loaded
-    if not _builtins_loaded:
-        _builtins_loaded = True
-        # Every module of this package except the machinery is an op family.
-        import importlib
-        import pkgutil
+    global _builtins_loaded, _builtins_loading
+    if _builtins_loaded:
+        return
+    with _loading_lock:  # another thread's listing waits until every family is in
+        if _builtins_loaded or _builtins_loading:  # or this thread is at it already
+            return
+        _builtins_loading = True
+        try:
+            # Every module of this package except the machinery is an op family.
+            import pkgutil
 
-        import dslnet.ops as package
+            import dslnet.ops as package
 
-        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-            machinery = ("registry", "opdef", "userops", "lowering", "channels", "domains", "roles")
-            if info.name not in machinery:
-                importlib.import_module(f"dslnet.ops.{info.name}")
+            for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+                if info.name not in _MACHINERY:
+                    _load_builtin_family(info.name)
+            _builtins_loaded = True
+        finally:
+            _builtins_loading = False
+
+
+def _load_builtin_family(module: str) -> None:
+    import importlib
+
+    with _loading_lock:  # a thread looking up one of its ops waits for it
+        importlib.import_module(f"dslnet.ops.{module}")
 
 
 def _ensure_loaded() -> None:
-    """The built-ins, then the plugins (dslnet.ops.userops). A plugin that failed fails
-    every lookup again: an op missing because of it must not read as a typo in a spec.
-    Threads that look ops up first at the same time wait for the one that loads them."""
+    """The plugins (dslnet.ops.userops). A plugin that failed fails every lookup again:
+    an op missing because of it must not read as a typo in a spec. Threads that look
+    ops up first at the same time wait for the one that loads them."""
     global _ready, _complete
     if _complete:
         return
     with _loading_lock:
         if _ready:  # loaded while this thread waited, or a plugin's own lookups
             return
-        _load_builtin_ops()
+        # The built-ins are imported as lookups need them; a plugin's registration
+        # imports them all first (register).
         from dslnet.ops.userops import load_plugins
 
         _ready = True  # a plugin's own lookups while it loads do not recurse
@@ -260,7 +310,9 @@ Registrations = tuple[dict[str, OpDef], dict[str, Origin]]
 
 
 def snapshot() -> Registrations:
-    """The registry as it is now, for `restore`."""
+    """The registry as it is now, for `restore`: with every built-in, since a family
+    imported after it would not register again once `restore` dropped its ops."""
+    _load_builtin_ops()
     return dict(_REGISTRY), dict(_ORIGINS)
 
 
