@@ -183,6 +183,9 @@ def _run(patch: str, args: list[str]) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C interrupts the child even when the tests run as a background job
+        # (whose shell started them with SIGINT ignored, which children inherit).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

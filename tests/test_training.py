@@ -229,6 +229,12 @@ def test_mnist_through_dslnet_train_and_onnx_agrees(digits_npz: Path, tmp_path: 
     assert (got.argmax(1) == expected.argmax(1)).all()
 
 
+def _ctrl_c_interrupts() -> None:
+    """In the child: Ctrl-C interrupts, even when the tests run as a background job
+    (whose shell started them with SIGINT ignored, which children inherit)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_resume_gives_the_same_final_weights(tmp_path: Path) -> None:
     spec = tmp_path / "t.net"
     spec.write_text(SMALL.replace("epochs: 3", "epochs: 8"))
@@ -238,7 +244,12 @@ def test_resume_gives_the_same_final_weights(tmp_path: Path) -> None:
         # The uninterrupted run, beside the other (a core each on a 2-core machine).
         uninterrupted = subprocess.Popen([*command, "--out", str(whole)], stdout=log, stderr=log)
         # Interrupt a run once its first checkpoint is written, then resume it.
-        run = subprocess.Popen([*command, "--out", str(split)], stderr=subprocess.PIPE, text=True)
+        run = subprocess.Popen(
+            [*command, "--out", str(split)],
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_ctrl_c_interrupts,
+        )
         assert run.stderr is not None
         for line in run.stderr:
             if line.startswith("epoch 2/8"):
