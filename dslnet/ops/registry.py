@@ -183,7 +183,7 @@ def names() -> list[str]:
     """The names of every registered op, sorted, as `all_ops()` has them, without
     importing the built-in families a spec does not call."""
     _ensure_loaded()
-    return sorted({*op_index_table.MODULES, *_REGISTRY})
+    return sorted({*op_index_table.MODULES, *_registered()})
 
 
 def operators() -> dict[str, OpDef]:
@@ -196,7 +196,7 @@ def operators() -> dict[str, OpDef]:
 
 
 def _operators() -> dict[str, OpDef]:
-    found = {op.operator: op for op in _REGISTRY.values() if op.operator is not None}
+    found = {op.operator: op for op in _registered().values() if op.operator is not None}
     return {symbol: found[symbol] for symbol in OPERATORS if symbol in found}
 
 
@@ -204,7 +204,14 @@ def all_ops() -> dict[str, OpDef]:
     """Every registered op by name: the built-ins and users' ops."""
     _ensure_loaded()
     _load_builtin_ops()
-    return dict(sorted(_REGISTRY.items()))
+    return dict(sorted(_registered().items()))
+
+
+def _registered() -> dict[str, OpDef]:
+    """A copy of the registry, taken while no thread is importing a family into it
+    (a lookup in one thread may import a family while another lists the ops)."""
+    with _loading_lock:
+        return dict(_REGISTRY)
 
 
 def builtin_ops() -> dict[str, OpDef]:
