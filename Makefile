@@ -69,6 +69,7 @@ golden-accept: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/frontend_scale.py
+	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/backends.py
 	$(BIN)/python bench/backends.py --spec specs/resnet.net --network ResNet18 --batches 1 16 --number 10
 	$(BIN)/python bench/gpt.py
