@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from dslnet.frontend.annotations import USAGE
-from dslnet.frontend.expand import BUILTINS
+from dslnet.frontend.vocabulary import BUILTINS
 from dslnet.ops import registry
 
 KEYWORDS = ("block", "network", "train", "in", "out", "layer", "const", "import")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dslnet.frontend import parse_table
-from dslnet.frontend.parser import _PostLexer
+from dslnet.frontend.lark_parser import PostLexer
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.net")) + sorted((ROOT / "tests" / "errors").glob("*.net"))
@@ -46,8 +46,8 @@ def test_the_encoding_keeps_tuples_and_int_keys() -> None:
 
 
 def test_loaded_and_built_parsers_give_the_same_trees(grammar: str) -> None:
-    loaded = parse_table.load(grammar, _PostLexer())
-    built = parse_table.build(grammar, _PostLexer())
+    loaded = parse_table.load(grammar, PostLexer())
+    built = parse_table.build(grammar, PostLexer())
     assert loaded.parser is not built.parser
     compared = 0
     for spec in SPECS:
@@ -75,9 +75,9 @@ def test_a_grammar_other_than_the_tables_is_built_from(
         return build(grammar, postlex)
 
     monkeypatch.setattr(parse_table, "build", recorded)
-    parse_table.load(grammar, _PostLexer())
+    parse_table.load(grammar, PostLexer())
     assert built == []  # the shipped tables
     edited = grammar + "\n// a comment changes the stamp\n"
-    parser = parse_table.load(edited, _PostLexer())
+    parser = parse_table.load(edited, PostLexer())
     assert built == [edited]
     assert parser.parse("network N() {\n    in x: float32[B, 2]\n    out y = x\n}\n")

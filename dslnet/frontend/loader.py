@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from dslnet.core.diagnostics import CompileError, Diagnostic, Diagnostics, Note, SourceMap, Span
 from dslnet.fileio import FileProblem, open_regular
 from dslnet.frontend import ast
-from dslnet.frontend.expand import BUILTINS, Expander
+from dslnet.frontend.expand import Expander
 from dslnet.frontend.limits import Limits as Limits  # re-exported: dslnet.Limits
 from dslnet.frontend.limits import Work
 from dslnet.frontend.parser import parse
 from dslnet.frontend.resolve import check_block, check_recursion, check_train
 from dslnet.frontend.values import Callee, is_poison
+from dslnet.frontend.vocabulary import BUILTINS
 from dslnet.ir.graph import Graph
 from dslnet.ops import registry
 

@@ -2,7 +2,7 @@
 expected Y" explains badly: a misspelt keyword, a statement written outside any
 declaration, and a declaration whose `}` is missing (found where the next one starts).
 
-The parser (parser.py) asks here first and falls back on its generic message.
+The error messages (syntax_messages.py) ask here first and fall back on their generic one.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ from dslnet.core.diagnostics import CompileError, Diagnostics, SourceMap
 from dslnet.frontend.format.doc import render
 from dslnet.frontend.format.printer import module_doc
 from dslnet.frontend.format.source import SourceText, SourceToken
+from dslnet.frontend.lark_parser import Tree
 from dslnet.frontend.nesting import NestingError
-from dslnet.frontend.parser import Tree, concrete_syntax, parse
+from dslnet.frontend.parser import concrete_syntax, parse
 
 __all__ = ["format_source"]
 

@@ -24,7 +24,7 @@ from dslnet.frontend.format.doc import (
     group,
 )
 from dslnet.frontend.format.source import SourceComment, SourceText
-from dslnet.frontend.parser import Tree
+from dslnet.frontend.lark_parser import Tree
 
 SPACE = Text(" ")
 _LEAVES = {"name", "int", "float", "string", "true", "false"}

@@ -19,7 +19,7 @@ import lark
 from dslnet.frontend.format.doc import Choice, Comment, Doc, HardLine, Indent, concat
 from dslnet.frontend.format.expressions import SPACE, ExpressionPrinter
 from dslnet.frontend.format.source import SourceText
-from dslnet.frontend.parser import Tree
+from dslnet.frontend.lark_parser import Tree
 
 # The statements that may stay on the line of a `{` when they are all its body holds.
 _ONE_LINERS = {
