@@ -20,6 +20,7 @@ reserve_spec_words()  # before any op registers: users' ops cannot take the lang
 
 if TYPE_CHECKING:
     from dslnet.api import Program, load, loads
+    from dslnet.backends.onnx_external import save_onnx
     from dslnet.core.diagnostics import CompileError, Diagnostic, Severity, Span
     from dslnet.frontend.limits import Limits
     from dslnet.ir.graph import Graph
@@ -39,6 +40,7 @@ _HOMES = {
     "WeightsError": "dslnet.ir.weights",
     "load": "dslnet.api",
     "loads": "dslnet.api",
+    "save_onnx": "dslnet.backends.onnx_external",
 }
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "WeightsError",
     "load",
     "loads",
+    "save_onnx",
 ]
 
 

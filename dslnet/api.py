@@ -208,7 +208,11 @@ class Program:
         **params: Any,
     ) -> Any:
         """An ONNX ModelProto emitted from the IR; `weights` is a state_dict or a file.
-        `ort_fused` uses ONNX Runtime's fused ops where they exist (ORT-only models)."""
+        `ort_fused` uses ONNX Runtime's fused ops where they exist (ORT-only models).
+
+        Write it with `dslnet.save_onnx(model, path)`: protobuf cannot serialize a model
+        of 2 GiB or more (`SerializeToString` fails), and save_onnx then puts the
+        weights in `path.data` beside it (ONNX external data)."""
         from dslnet.backends.onnx_emit import emit_onnx
 
         return emit_onnx(

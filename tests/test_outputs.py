@@ -172,7 +172,7 @@ import dslnet.backends.onnx_emit as onnx_emit
 def slow(*args, **kwargs):
     print("emitting", flush=True)
     time.sleep(120)
-onnx_emit.emit_onnx_bytes = slow
+onnx_emit.emit_onnx_files = slow
 """
 
 

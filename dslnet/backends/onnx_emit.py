@@ -16,16 +16,26 @@ that map instead of relying on node names.
 
 This module holds the entry points; the work is in onnx_lowering (the flat lowering),
 onnx_functions (local functions for block calls), onnx_model (the ModelProto, opset
-and IR version) and onnx_wire (weights in protobuf wire format).
+and IR version), onnx_wire (weights in protobuf wire format) and onnx_external (weights
+in a data file beside the model, for models over protobuf's 2 GiB limit).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 import numpy as np
 import onnx
 
+from dslnet.backends.onnx_external import (
+    INLINE_BELOW,
+    DataLayout,
+    ModelTooLarge,
+    OnnxFiles,
+    external_tensor,
+    over_limit,
+)
 from dslnet.backends.onnx_functions import FunctionBuilder
 from dslnet.backends.onnx_lowering import Lowering
 from dslnet.backends.onnx_model import (
@@ -39,7 +49,17 @@ from dslnet.backends.onnx_wire import add_initializer, tensor_wire, wire_tag_len
 from dslnet.ir.graph import Graph
 from dslnet.ir.weights import Array, WeightsSource, init_weights, load_weights
 
-__all__ = ["DOMAIN", "MIN_OPSET", "emit_onnx", "ir_version_for", "run_onnx"]
+__all__ = [
+    "DOMAIN",
+    "MIN_OPSET",
+    "ModelTooLarge",
+    "OnnxFiles",
+    "emit_onnx",
+    "emit_onnx_bytes",
+    "emit_onnx_files",
+    "ir_version_for",
+    "run_onnx",
+]
 
 
 def emit_onnx(
@@ -84,13 +104,58 @@ def emit_onnx_bytes(
 
     Weights are written straight from their arrays into the protobuf wire format
     instead of being copied into TensorProtos and serialized again: for a model that
-    is mostly weights this halves the time (what `dslnet compile --emit onnx` uses).
+    is mostly weights this halves the time. A model that one protobuf cannot hold
+    (2 GiB) raises ModelTooLarge: `emit_onnx_files` writes it with external data.
     """
     model, arrays = _build(
         graph, weights, opset=opset, functions=functions, ort_fused=ort_fused, seed=seed
     )
+    return _inline_bytes(model, arrays)
+
+
+def emit_onnx_files(
+    graph: Graph,
+    weights: WeightsSource | None = None,
+    *,
+    data_name: str,
+    external: bool = False,
+    opset: int = 18,
+    functions: bool = False,
+    ort_fused: bool = False,
+    seed: int = 0,
+) -> OnnxFiles:
+    """The model as `emit_onnx_bytes` writes it or, when `external` or when it would
+    reach protobuf's limit, with its weights as external data in a file that the model
+    names `data_name` (what `dslnet compile --emit onnx -o F` writes, `F.data` beside).
+    """
+    model, arrays = _build(
+        graph, weights, opset=opset, functions=functions, ort_fused=ort_fused, seed=seed
+    )
+    if not external:
+        with contextlib.suppress(ModelTooLarge):
+            return OnnxFiles(_inline_bytes(model, arrays))
+    layout = DataLayout()
+    for name, array in arrays.items():
+        if array.nbytes < INLINE_BELOW:
+            add_initializer(model.graph, name, array)
+            continue
+        header, data = tensor_wire(name, array)
+        tensor = model.graph.initializer.add()
+        tensor.ParseFromString(header[: -len(_raw_tag(len(data)))])  # dims, type, name
+        external_tensor(tensor, data_name, layout.append(data), len(data))
+    return OnnxFiles(model.SerializeToString(), layout.join())
+
+
+def _raw_tag(length: int) -> bytes:
+    tag = bytearray()
+    wire_tag_len(tag, 9, length)  # TensorProto.raw_data
+    return bytes(tag)
+
+
+def _inline_bytes(model: onnx.ModelProto, arrays: dict[str, Array]) -> bytes:
+    """`model` with `arrays` as its initializers, in wire format (ModelTooLarge when
+    one protobuf cannot hold it). `model` loses its graph."""
     graph_bytes = model.graph.SerializeToString()
-    model.ClearField("graph")
     # Chunks joined once at the end: each weight's bytes are copied exactly once.
     chunks: list[bytes | memoryview] = []
     size = 0
@@ -100,6 +165,10 @@ def emit_onnx_bytes(
         wire_tag_len(prefix, 5, len(header) + len(data))  # GraphProto.initializer
         chunks += [bytes(prefix), header, data]
         size += len(prefix) + len(header) + len(data)
+    total = model.ByteSize() + size + 16  # 16: at most the graph's tag and length
+    if over_limit(total):
+        raise ModelTooLarge(total)
+    model.ClearField("graph")
     head = bytearray(model.SerializeToString())
     wire_tag_len(head, 7, len(graph_bytes) + size)  # ModelProto.graph
     return b"".join([bytes(head), graph_bytes, *chunks])
@@ -117,7 +186,7 @@ def _build(
     """The model without its initializers, and the initializer arrays by name."""
     check_opset(opset)
     values = init_weights(graph, seed) if weights is None else load_weights(weights, graph)
-    lowering = Lowering(graph, values, ort_fused)
+    lowering = Lowering(graph, values, ort_fused, opset)
     lowering.lower()
     if functions:
         builder = FunctionBuilder(lowering, opset)

@@ -79,6 +79,7 @@ class _NodeContext:
         self.input_types: Sequence[TensorType] = input_types(lowering.graph, node)
         self.output_types: Sequence[TensorType] = [lowering.graph.type_of(v) for v in node.outputs]
         self.ort_fused = lowering.ort_fused
+        self.opset = lowering.opset
 
     def param(self, role: str) -> str:
         name = self._node.param_name(role)
@@ -110,8 +111,11 @@ class Lowering:
     can rename them relative to its block call.
     """
 
-    def __init__(self, graph: Graph, weights: Mapping[str, Array], ort_fused: bool) -> None:
+    def __init__(
+        self, graph: Graph, weights: Mapping[str, Array], ort_fused: bool, opset: int = 18
+    ) -> None:
         self.graph = graph
+        self.opset = opset
         self.weights = weights
         self.ort_fused = ort_fused
         self.value_names = _value_names(graph)

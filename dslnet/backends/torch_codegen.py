@@ -7,13 +7,12 @@ size was decided at compile time and is written into the constructors.
 
 from __future__ import annotations
 
-import linecache
 import os
 import re
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from dslnet.backends.torch_exec import execute_source
 from dslnet.backends.torch_init import torch_lines
 from dslnet.backends.torch_names import ClassRequest, class_identifier, class_names, identifier
 from dslnet.core.literals import format_value
@@ -378,29 +377,10 @@ def generate_torch(graph: Graph, source_file: str | None = None) -> str:
     return TorchCodegen(graph).generate(header)
 
 
-_counter = 0
-
-
-class _LinecacheEntry:
-    """Lives in a generated module's namespace, which every class and function made
-    from the source holds (as their globals): when the last of them is gone, so is the
-    source's linecache entry. Modules built again and again keep no source behind."""
-
-    def __init__(self, filename: str) -> None:
-        weakref.finalize(self, linecache.cache.pop, filename, None)
-
-
 def build_module(graph: Graph, source: str | None = None) -> Any:
-    """An instance of the network's class, made by executing the generated source."""
-    global _counter
+    """An instance of the network's class, made by executing the generated source
+    (its modules pickle whole: see `torch_exec`)."""
     source = source or generate_torch(graph)
-    _counter += 1
-    filename = f"<dslnet:{graph.name}:{_counter}>"
-    # Registered so tracebacks, inspect and torch.compile can show the real lines.
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict[str, Any] = {
-        "__name__": f"dslnet_generated_{identifier(graph.name)}",
-        "__dslnet_source__": _LinecacheEntry(filename),
-    }
-    exec(compile(source, filename, "exec"), namespace)
+    module_name = f"dslnet_generated_{identifier(graph.name)}"
+    namespace = execute_source(source, module_name, graph.name)
     return namespace[class_identifier(graph.name)]()

@@ -55,6 +55,12 @@ def register(sub: Any) -> None:
         "faster under ONNX Runtime, which is then the only runtime that runs the model",
     )
     comp.add_argument(
+        "--external-data",
+        action="store_true",
+        help="write the ONNX weights to FILE.data beside -o FILE (done anyway for a model "
+        "over 2 GiB, protobuf's limit)",
+    )
+    comp.add_argument(
         "--weights",
         metavar="FILE",
         help="ONNX weights: a .safetensors file or a torch state_dict (.pt)",
@@ -86,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--weights goes with --emit onnx or a reduction flag")
     if args.weights:
         require_file(args.weights, "weights file")
+    if args.external_data and args.emit != "onnx":
+        raise UsageError("--external-data goes with --emit onnx -o FILE")
     if args.quantize and args.emit != "onnx":
         raise UsageError("--quantize makes an ONNX model: use it with --emit onnx -o FILE")
     if args.calibrate and args.quantize != "int8-static":
@@ -108,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
                 from safetensors.numpy import save
 
                 sidecar = save(dict(weights))
-        data = _quantized(reduced, args) if args.quantize else _emit(graph, args, weights)
+        if args.emit == "onnx":
+            return _write_onnx(graph, reduced, weights, args)
+        data = _emit(graph, args, weights)
     if args.output:
         output = Path(args.output)
         files = {output: data}
@@ -145,7 +155,36 @@ def _reduce(graph: Any, options: Options, args: argparse.Namespace) -> Any:
     return reduced
 
 
-def _quantized(reduced: Any, args: argparse.Namespace) -> bytes:
+def _write_onnx(graph: Any, reduced: Any, weights: Any, args: argparse.Namespace) -> int:
+    """The ONNX model to -o FILE, its weights in FILE.data beside it when asked or when
+    one protobuf cannot hold them; to standard output with -o -, where it fits whole."""
+    from dslnet.backends.onnx_external import data_file_name, file_map
+
+    to_stdout = args.output == "-"
+    if to_stdout and args.external_data:
+        raise UsageError("--external-data writes two files: give -o FILE.onnx, not -o -")
+    output = Path(args.output)
+    data_name = data_file_name(output)
+    if args.quantize:
+        from dslnet.backends.onnx_external import model_files
+
+        files = model_files(_quantized(reduced, args), data_name, args.external_data)
+    else:
+        files = _emit_onnx(graph, args, weights, data_name)
+    if files.data is None and to_stdout:
+        sys.stdout.buffer.write(files.model)
+        sys.stdout.buffer.flush()
+    elif to_stdout:
+        raise UsageError(
+            "the model is over 2 GiB, protobuf's limit: its weights go to a file beside "
+            "it (external data); give -o FILE.onnx, not -o -"
+        )
+    else:
+        write_files(file_map(output, files), args.report)
+    return EXIT_OK
+
+
+def _quantized(reduced: Any, args: argparse.Namespace) -> Any:
     """The quantized ONNX model; its drift and latency report goes to stderr."""
     from dslnet.backends.quantize import QuantizeError
     from dslnet.passes.base import PassError
@@ -159,8 +198,7 @@ def _quantized(reduced: Any, args: argparse.Namespace) -> bytes:
             raise
         raise UsageError(str(err)) from None
     print(f"quantized ({args.quantize}):\n{report.render()}", file=sys.stderr)
-    data: bytes = model.SerializeToString()
-    return data
+    return model
 
 
 def _emit(graph: Any, args: argparse.Namespace, weights: Any) -> bytes:
@@ -168,17 +206,21 @@ def _emit(graph: Any, args: argparse.Namespace, weights: Any) -> bytes:
         from dslnet.ir.printer import print_graph
 
         return print_graph(graph).encode("utf-8")
-    if args.emit == "torch":
-        from dslnet.backends.torch_codegen import generate_torch
+    from dslnet.backends.torch_codegen import generate_torch
 
-        return generate_torch(graph, shown(args.file)).encode("utf-8")
-    from dslnet.backends.onnx_emit import emit_onnx_bytes
+    return generate_torch(graph, shown(args.file)).encode("utf-8")
+
+
+def _emit_onnx(graph: Any, args: argparse.Namespace, weights: Any, data_name: str) -> Any:
+    from dslnet.backends.onnx_emit import emit_onnx_files
     from dslnet.ir.weights import WeightsError
 
     try:
-        return emit_onnx_bytes(
+        return emit_onnx_files(
             graph,
             weights,
+            data_name=data_name,
+            external=args.external_data,
             opset=args.opset,
             functions=args.onnx_functions,
             ort_fused=args.ort_fused,

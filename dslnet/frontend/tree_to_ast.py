@@ -209,7 +209,7 @@ class TreeToAst:
             return ast.ListExpr(tuple(self.expr(c) for c in ch if c is not None), span)
         if kind == "tuple":
             return ast.TupleExpr(tuple(self.expr(c) for c in ch if c is not None), span)
-        if kind == "neg":
+        if kind == "negate":
             return ast.Unary("-", self.expr(ch[0]), span)
         if kind == "factor":  # unary plus
             return ast.Unary("+", self.expr(ch[0]), span)

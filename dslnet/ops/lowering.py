@@ -21,6 +21,7 @@ class OnnxNodeContext(Protocol):
     input_types: Sequence[TensorType]
     output_types: Sequence[TensorType]
     ort_fused: bool  # ONNX Runtime's contrib ops (domain com.microsoft) may be used
+    opset: int  # the default domain's opset targeted (where an operator's form changed)
 
     def param(self, role: str) -> str:
         """The initializer name of the node's parameter `role` (e.g. `linear1.weight`)."""

@@ -43,11 +43,9 @@ def exported_files(
         if graph is None:
             continue  # a block or an op: weights only
         weights: dict[str, Any] = {k: v.numpy() for k, v in state.items()}
-        files[out_dir / f"{ref.name}.onnx"] = emit_onnx(
-            graph, weights, opset=opset
-        ).SerializeToString()
+        files |= onnx_files(out_dir / f"{ref.name}.onnx", emit_onnx(graph, weights, opset=opset))
         if qat_export is not None:
-            files[out_dir / f"{ref.name}.int8.onnx"] = qat_export(ref.name).SerializeToString()
+            files |= onnx_files(out_dir / f"{ref.name}.int8.onnx", qat_export(ref.name))
         elif quantize is not None:
             with tempfile.TemporaryDirectory() as scratch:
                 calibrate = None
@@ -55,8 +53,16 @@ def exported_files(
                     calibrate = calibration_file(trainer, ref.name, Path(scratch))
                 options = Options(quantize=quantize, calibrate=calibrate)  # type: ignore[arg-type]
                 model = optimize(graph, options, weights).onnx(opset=opset)
-            files[out_dir / f"{ref.name}.{quantize}.onnx"] = model.SerializeToString()
+            files |= onnx_files(out_dir / f"{ref.name}.{quantize}.onnx", model)
     return files
+
+
+def onnx_files(path: Path, model: onnx.ModelProto) -> dict[Path, bytes]:
+    """`model` at `path`, with its weights in `path.data` beside it when one protobuf
+    cannot hold them (2 GiB)."""
+    from dslnet.backends.onnx_external import data_file_name, file_map, model_files
+
+    return file_map(path, model_files(model, data_file_name(path)))
 
 
 def calibration_file(trainer: Trainer, layer: str, scratch: Path) -> Path | None:

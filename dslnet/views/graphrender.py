@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dslnet.ir.graph import Graph
 from dslnet.ops.embedding import Embedding
 from dslnet.ops.linear import Linear
+from dslnet.ops.norm import BatchNorm
 from dslnet.views.graphfold import ViewOptions
 from dslnet.views.graphview import Box, Cluster, Edge, Label, Picture, pictures
 
@@ -28,7 +29,7 @@ FAMILY_COLOURS: dict[str, tuple[str, str]] = {
     "conv": ("#dce8f5", "#5b86b0"),
     "vision": ("#dce8f5", "#5b86b0"),
     Linear.family: ("#e6def2", "#7a68a6"),  # a family named like its op: no op name here
-    "norm": ("#f8efcf", "#b09342"),
+    BatchNorm.family: ("#f8efcf", "#b09342"),  # "norm", also the name of an op
     "activation": ("#f6dede", "#b56b6b"),
     "pool": ("#dcefd8", "#5d9656"),
     "resample": ("#dcefd8", "#5d9656"),

@@ -139,7 +139,7 @@ class ExpressionPrinter:
         if kind == "index":
             value = self.expr(ch[0])
             return concat(value, self.take("["), self.expr(ch[1]), self.take("]"))
-        if kind == "neg":
+        if kind == "negate":
             return concat(self.take("-"), self.expr(ch[0]))
         if kind == "not_op":
             return concat(self.take("not"), SPACE, self.expr(ch[0]))
