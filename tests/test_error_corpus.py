@@ -29,7 +29,6 @@ KINDS: dict[str, list[str]] = {
     "train: @noise inputs": ["train_noise"],
     "train: a syntax error on the loss line, reported once": ["train_loss_syntax"],
     "limits: compile-time work (max_steps)": ["limit_steps"],
-    "clamp bounds: none given, min above max, a fraction for an int tensor": ["clamp_bounds"],
     "syntax: missing ')'": ["syntax_missing_paren"],
     "syntax: missing '}'": ["syntax_missing_brace"],
     "syntax: stray character": ["syntax_stray_char"],
@@ -161,7 +160,6 @@ KINDS: dict[str, list[str]] = {
     "import of a directory": ["import_directory"],
     "names a failed import would have supplied are not reported": ["import_failed_names"],
     "train declaration over a failing network: no missing-loss follow-on": ["train_network_error"],
-    "reductions: axis out of range, named twice, empty list; int input to mean": ["reduce_axes"],
 }
 
 HEADER = re.compile(r"^(?P<path>\S+?):(?P<line>\d+):(?P<col>\d+): (?P<kind>error|warning|note): ")

@@ -38,7 +38,6 @@ FAMILY_COLOURS: dict[str, tuple[str, str]] = {
     "graph": ("#d6ecec", "#4d9191"),
     "elementwise": ("#e4e4e4", "#5f5f5f"),
     "distance": ("#e4e4e4", "#5f5f5f"),
-    "reduce": ("#e4e4e4", "#5f5f5f"),
     Embedding.family: ("#f2dcea", "#a5638a"),
     "shape": ("#f4f4f4", "#9a9a9a"),
     "regularization": ("#f4f4f4", "#9a9a9a"),
