@@ -142,6 +142,7 @@ def register(cls: OpClass) -> OpClass:
         )
     _REGISTRY[cls.name] = cls()
     _ORIGINS[cls.name] = origin
+    _forget_operators()
     return cls
 
 
@@ -153,6 +154,7 @@ def unregister(name: str) -> None:
     if origin.builtin:
         raise ValueError(f"op '{name}' is built in; only users' ops can be unregistered")
     del _REGISTRY[name], _ORIGINS[name]
+    _forget_operators()
 
 
 @contextmanager
@@ -188,16 +190,29 @@ def names() -> list[str]:
 
 def operators() -> dict[str, OpDef]:
     """The ops that binary operators on tensors call, by operator (`+`: add), in the
-    order of OPERATORS."""
+    order of OPERATORS. Kept until the next registration: the expander asks at every
+    operator it evaluates. Do not modify the returned dict."""
+    global _operator_table
     _ensure_loaded()
-    for name in op_index_table.OPERATOR_OPS.values():
-        get(name)
-    return _operators()
+    table = _operator_table
+    if table is None:
+        for name in op_index_table.OPERATOR_OPS.values():
+            get(name)
+        table = _operator_table = _operators()
+    return table
 
 
 def _operators() -> dict[str, OpDef]:
     found = {op.operator: op for op in _registered().values() if op.operator is not None}
     return {symbol: found[symbol] for symbol in OPERATORS if symbol in found}
+
+
+_operator_table: dict[str, OpDef] | None = None  # operators() since the last registration
+
+
+def _forget_operators() -> None:
+    global _operator_table
+    _operator_table = None
 
 
 def all_ops() -> dict[str, OpDef]:
@@ -329,3 +344,4 @@ def restore(saved: Registrations) -> None:
     _REGISTRY.update(ops)
     _ORIGINS.clear()
     _ORIGINS.update(origins)
+    _forget_operators()
