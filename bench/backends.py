@@ -1,12 +1,17 @@
 """Backend benchmarks, as ratios against references measured in the same run.
 
 1. ONNX emission: dslnet's direct emitter vs `torch.onnx.export` (TorchScript
-   exporter) of the generated module; each timed as its first call in a fresh
-   process (what a CLI user pays), then warm calls in one process.
+   exporter, opset 18) of the generated module, with the module's weights; each timed
+   as its first call in a fresh process (what a CLI user pays), along the API's two
+   paths (`prog.onnx(...).SerializeToString()` and `prog.onnx_bytes(...)`) and the
+   CLI's, against the floor (one memcpy of the weights' bytes); then warm calls in one
+   process, and whole processes.
 2. Forward time of the generated module vs a hand-written equivalent.
 3. ONNX Runtime latency of our model vs the model torch.onnx.export writes.
 
-Run: `python bench/backends.py [--spec specs/mlp.net --network ResidualMLP]`.
+Run: `python bench/backends.py [--spec specs/mlp.net --network ResidualMLP] [--threads 1]
+[--sections emission forward ort]`, e.g. ResNet-18's emission:
+`python bench/backends.py --spec specs/resnet.net --network ResNet18 --sections emission`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -26,43 +32,79 @@ ROOT = Path(__file__).resolve().parents[1]
 
 FIRST_CALL = textwrap.dedent("""
     import io, json, sys, time, warnings
+    import onnx
     import torch
     import dslnet
-    from dslnet.backends.onnx_emit import emit_onnx_bytes
+    from dslnet.backends.onnx_emit import emit_onnx_bytes, emit_onnx_files
     warnings.filterwarnings("ignore")
-    spec, network, which = sys.argv[1:4]
+    spec, network, which, threads = sys.argv[1:5]
+    torch.set_num_threads(int(threads))
     prog = dslnet.load(spec)
     graph = prog.ir(network)
     module = prog.torch(network).eval()
     weights = module.state_dict()
     x = torch.randn(1, *[d for d in graph.type_of(graph.inputs[0]).shape[1:]])
+    arrays = [memoryview(t.numpy()).cast("B") for t in weights.values()]
+    built = prog.onnx(network, weights) if which == "serialize" else None
     start = time.perf_counter()
-    if which == "dslnet":
-        data = emit_onnx_bytes(graph, weights)
-    else:
+    if which == "torch":
         buf = io.BytesIO()
         torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=18,
                           input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "N"}})
         data = buf.getvalue()
+    elif which == "api":
+        data = prog.onnx(network, weights).SerializeToString()
+    elif which == "api_bytes":
+        data = prog.onnx_bytes(network, weights)
+    elif which == "cli":  # what `dslnet compile --emit onnx -o F` does before writing F
+        data = emit_onnx_files(prog.ir(network), weights, data_name="F.data").model
+    elif which == "dslnet":
+        data = emit_onnx_bytes(graph, weights)
+    elif which == "serialize":  # protobuf's part of the "api" path
+        data = built.SerializeToString()
+    else:  # the floor: one copy of the weights' bytes into fresh memory
+        data = b"".join(arrays)
     print(json.dumps({"seconds": time.perf_counter() - start, "bytes": len(data)}))
 """)
 
+# The first-call candidates: each is timed in a fresh process, the same weights (the
+# generated module's) given to all.
+FIRST_CALLS = {
+    "torch": "torch.onnx.export (TorchScript)",
+    "api": "prog.onnx(...).SerializeToString()",
+    "serialize": "  of which ModelProto.SerializeToString",
+    "api_bytes": "prog.onnx_bytes(...)",
+    "cli": "compile --emit onnx, in-process",
+    "dslnet": "emit_onnx_bytes, graph given",
+    "floor": "floor: one memcpy of the weights",
+}
 
-def first_call(spec: str, network: str, which: str, repeats: int) -> float:
-    times = []
+
+def _env(threads: int) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": str(threads)}
+
+
+def first_calls(spec: str, network: str, repeats: int, threads: int) -> dict[str, float]:
+    """Median seconds of each candidate's first call, each run in its own process; the
+    candidates alternate so that drift in machine load hits them alike."""
+    times: dict[str, list[float]] = {which: [] for which in FIRST_CALLS}
     for _ in range(repeats):
-        out = subprocess.run(
-            [sys.executable, "-c", FIRST_CALL, spec, network, which],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=ROOT,
-        )
-        times.append(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
-    return statistics.median(times)
+        for which in FIRST_CALLS:
+            out = subprocess.run(
+                [sys.executable, "-c", FIRST_CALL, spec, network, which, str(threads)],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+                env=_env(threads),
+            )
+            times[which].append(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
+    return {which: statistics.median(samples) for which, samples in times.items()}
 
 
-def cli_process(spec: str, network: str, which: str, out: Path, repeats: int) -> float:
+def cli_process(
+    spec: str, network: str, which: str, out: Path, repeats: int, threads: int
+) -> float:
     """Whole-process wall time: `dslnet compile --emit onnx` vs a script exporting with torch."""
     if which == "dslnet":
         cmd = [
@@ -79,11 +121,11 @@ def cli_process(spec: str, network: str, which: str, out: Path, repeats: int) ->
             str(out),
         ]
     else:
-        cmd = [sys.executable, "-c", FIRST_CALL, spec, network, "torch"]
+        cmd = [sys.executable, "-c", FIRST_CALL, spec, network, "torch", str(threads)]
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, check=True, cwd=ROOT)
+        subprocess.run(cmd, capture_output=True, check=True, cwd=ROOT, env=_env(threads))
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -204,32 +246,31 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--number", type=int, default=200, help="calls per timing sample")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="intra-op threads (torch, ORT, OMP_NUM_THREADS)"
+    )
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=["emission", "forward", "ort"],
+        default=["emission", "forward", "ort"],
+    )
     args = parser.parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
 
     import onnxruntime as ort
     import torch
 
     import dslnet
-    from dslnet.backends.onnx_emit import emit_onnx, emit_onnx_bytes
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     print(
         f"# {args.network} from {args.spec}; torch {torch.__version__}, "
-        f"onnxruntime {ort.__version__}, 1 intra-op thread"
+        f"onnxruntime {ort.__version__}, {args.threads} intra-op thread(s)"
     )
-
-    # 1. emission
-    ours_first = first_call(args.spec, args.network, "dslnet", args.repeats)
-    theirs_first = first_call(args.spec, args.network, "torch", args.repeats)
-    tmp = ROOT / "build" / "bench.onnx"
-    tmp.parent.mkdir(exist_ok=True)
-    ours_cli = cli_process(args.spec, args.network, "dslnet", tmp, 3)
-    theirs_cli = cli_process(args.spec, args.network, "torch", tmp, 3)
-
     prog = dslnet.load(ROOT / args.spec)
     graph = prog.ir(args.network)
     module = prog.torch(args.network).eval()
-    weights = module.state_dict()
     width = graph.type_of(graph.inputs[0]).shape[1:]
     x1 = torch.randn(1, *width)
 
@@ -250,40 +291,78 @@ def main() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
+    if "emission" in args.sections:
+        emission(args, graph, module.state_dict(), export)
+    if "forward" in args.sections and args.network in HAND_WRITTEN:
+        forward(args, graph, module, width)
+    if "ort" in args.sections:
+        ort_latency(args, graph, module.state_dict(), export, width)
+
+
+def emission(args: argparse.Namespace, graph: Any, weights: Any, export: Any) -> None:
+    """1. ONNX emission against torch.onnx.export: first calls, warm calls, processes."""
+    from dslnet.backends.onnx_emit import emit_onnx_bytes
+
+    first = first_calls(args.spec, args.network, args.repeats, args.threads)
+    tmp = ROOT / "build" / "bench.onnx"
+    tmp.parent.mkdir(exist_ok=True)
+    ours_cli = cli_process(args.spec, args.network, "dslnet", tmp, 3, args.threads)
+    theirs_cli = cli_process(args.spec, args.network, "torch", tmp, 3, args.threads)
     ours_warm = timeit(lambda: emit_onnx_bytes(graph, weights), 5, 3)
     theirs_warm = timeit(export, 5, 3)
-    print("\n## ONNX emission (s)            dslnet   torch.onnx.export   speed-up")
+
+    megabytes = sum(t.numel() * t.element_size() for t in weights.values()) / 1e6
     print(
-        f"first call, fresh process    {ours_first:8.4f}   {theirs_first:17.4f}   "
-        f"{theirs_first / ours_first:7.1f}x"
+        f"\n## ONNX emission, first call in a fresh process ({megabytes:.1f} MB of weights, "
+        f"the module's, given to all; median of {args.repeats}, each in its own process)"
     )
+    print(f"{'':38s} {'seconds':>8s} {'vs export':>10s} {'x floor':>8s}")
+    for which, label in FIRST_CALLS.items():
+        seconds = first[which]
+        print(
+            f"{label:38s} {seconds:8.4f} {first['torch'] / seconds:9.1f}x "
+            f"{seconds / first['floor']:7.1f}x"
+        )
+    print("\n## ONNX emission, dslnet vs torch.onnx.export (s)   dslnet   export   speed-up")
     print(
-        f"warm call                    {ours_warm:8.4f}   {theirs_warm:17.4f}   "
+        f"warm call (emit_onnx_bytes, graph given)        {ours_warm:8.4f} {theirs_warm:8.4f} "
         f"{theirs_warm / ours_warm:7.1f}x"
     )
     print(
-        f"whole process (CLI)          {ours_cli:8.4f}   {theirs_cli:17.4f}   "
+        f"whole process (dslnet compile vs a script)      {ours_cli:8.4f} {theirs_cli:8.4f} "
         f"{theirs_cli / ours_cli:7.1f}x"
     )
 
-    # 2. forward time vs hand-written
-    if args.network in HAND_WRITTEN:
-        hand = HAND_WRITTEN[args.network](graph.args).eval()
-        print("\n## forward, generated vs hand-written (ms)")
-        for batch in args.batches:
-            x = torch.randn(batch, *width)
-            with torch.no_grad():
-                t = interleaved(
-                    {"gen": lambda x=x: module(x), "hand": lambda x=x: hand(x)}, 15, args.number
-                )
-            print(
-                f"batch {batch:3d}: generated {t['gen'] * 1e3:.4f}  hand-written "
-                f"{t['hand'] * 1e3:.4f}  ratio {t['gen'] / t['hand']:.3f}"
-            )
 
-    # 3. ORT latency
+def forward(args: argparse.Namespace, graph: Any, module: Any, width: Any) -> None:
+    """2. Forward time of the generated module vs a hand-written equivalent."""
+    import torch
+
+    hand = HAND_WRITTEN[args.network](graph.args).eval()
+    print("\n## forward, generated vs hand-written (ms)")
+    for batch in args.batches:
+        x = torch.randn(batch, *width)
+        with torch.no_grad():
+            t = interleaved(
+                {"gen": lambda x=x: module(x), "hand": lambda x=x: hand(x)}, 15, args.number
+            )
+        print(
+            f"batch {batch:3d}: generated {t['gen'] * 1e3:.4f}  hand-written "
+            f"{t['hand'] * 1e3:.4f}  ratio {t['gen'] / t['hand']:.3f}"
+        )
+
+
+def ort_latency(
+    args: argparse.Namespace, graph: Any, weights: Any, export: Any, width: Any
+) -> None:
+    """3. ONNX Runtime latency of our model vs the one torch.onnx.export writes."""
+    import onnxruntime as ort
+    import torch
+
+    from dslnet.backends.onnx_emit import emit_onnx
+
     so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
+    so.intra_op_num_threads = args.threads
     ours_sess = ort.InferenceSession(
         emit_onnx(graph, weights).SerializeToString(), so, providers=["CPUExecutionProvider"]
     )

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # numpy, onnx and the backends load only when a verb needs th
 
     from dslnet.backends.quantize import QuantizeRequest, QuantReport
     from dslnet.frontend.train.plan import TrainPlan
+    from dslnet.ir.weight_import import Imported
     from dslnet.ir.weights import WeightsSource
     from dslnet.passes.base import Array
     from dslnet.passes.manager import Report
@@ -221,6 +222,98 @@ class Program:
             opset=opset,
             functions=functions,
             ort_fused=ort_fused,
+        )
+
+    def onnx_bytes(
+        self,
+        network: str,
+        weights: Any = None,
+        *,
+        opset: int = 18,
+        functions: bool = False,
+        ort_fused: bool = False,
+        **params: Any,
+    ) -> bytes:
+        """`onnx(...).SerializeToString()`, the same bytes, several times faster: the
+        weights are copied once, straight into the serialized model, where a ModelProto
+        copies them in and protobuf copies them out again (what `dslnet compile --emit
+        onnx` writes). Raises ModelTooLarge (a ValueError) for a model of 2 GiB or
+        more: write that one with `dslnet.save_onnx`."""
+        from dslnet.backends.onnx_emit import emit_onnx_bytes
+
+        return emit_onnx_bytes(
+            self.ir(network, **params),
+            weights,
+            opset=opset,
+            functions=functions,
+            ort_fused=ort_fused,
+        )
+
+    def import_weights(
+        self,
+        source: WeightsSource,
+        network: str,
+        *,
+        mapping: str | os.PathLike[str] | Mapping[str, str | None] | None = None,
+        allow_unused: bool = False,
+        allow_missing: bool = False,
+        seed: int = 0,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """`network`'s state_dict (torch tensors, keyed as `torch(network)`'s) from a
+        checkpoint of another implementation whose names differ: its tensors are matched
+        by structure (docs/weights.md). `source` is a `.safetensors`/`.pt`/`.pth` file or
+        a state_dict; `mapping` a map file or {checkpoint name: network name, or None to
+        drop it} for what cannot be inferred. Raises WeightImportError (a WeightsError)
+        listing every ambiguous, unfilled or unused tensor, CompileError for a map naming
+        what is not there. `match_weights` also says how each tensor was placed."""
+        import torch
+
+        found = self.match_weights(
+            source,
+            network,
+            mapping=mapping,
+            allow_unused=allow_unused,
+            allow_missing=allow_missing,
+            seed=seed,
+            **params,
+        )
+        return {name: torch.from_numpy(value) for name, value in found.weights.items()}
+
+    def match_weights(
+        self,
+        source: WeightsSource,
+        network: str,
+        *,
+        mapping: str | os.PathLike[str] | Mapping[str, str | None] | None = None,
+        allow_unused: bool = False,
+        allow_missing: bool = False,
+        seed: int = 0,
+        **params: Any,
+    ) -> Imported:
+        """As `import_weights`, returning an `Imported`: the weights as numpy arrays and
+        the pairs found (`.render()` is what `dslnet weights import` prints)."""
+        from dslnet.fileio import FileProblem
+        from dslnet.ir.weight_import import import_weights, read_checkpoint
+        from dslnet.ir.weight_map import map_from, read_map
+        from dslnet.ir.weights import WeightsError
+
+        if mapping is None or isinstance(mapping, Mapping):
+            weight_map = map_from(mapping) if mapping else None
+        else:
+            try:
+                weight_map = read_map(mapping)
+            except FileProblem as err:
+                raise WeightsError([f"cannot read map file {err.path}: {err.problem}"]) from None
+        tensors, ordered = read_checkpoint(source)
+        return import_weights(
+            tensors,
+            self.ir(network, **params),
+            weight_map,
+            ordered=ordered,
+            allow_unused=allow_unused,
+            allow_missing=allow_missing,
+            seed=seed,
         )
 
     def optimize(

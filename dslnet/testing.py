@@ -317,7 +317,8 @@ def _torch_outputs(
                 f"{str(got.dtype).removeprefix('torch.')}{list(got.shape)}, the shape rule "
                 f"says {inferred} = {inferred.dtype.value}{list(shape)}"
             )
-    return [got.numpy() for got in outputs]
+    # detach: a view of a weight (an expanded parameter) keeps requires_grad under no_grad
+    return [got.detach().numpy() for got in outputs]
 
 
 def _compare_with_onnx_runtime(
@@ -347,6 +348,17 @@ def _assert_same_values(
     if not torch_value.size:
         return
     ref, other = torch_value.astype(np.float64), ort_value.astype(np.float64)
+    # Infinities (a masked_fill of -inf) and NaNs must sit at the same places with the
+    # same value; the finite values are compared within the tolerance.
+    unequal = ~np.isfinite(ref) & (ref != other) & ~(np.isnan(ref) & np.isnan(other))
+    if unequal.any():
+        index = tuple(int(i) for i in np.argwhere(unequal)[0])
+        raise AssertionError(
+            f"{where} differs between torch and ONNX Runtime at index {list(index)} "
+            f"(torch {ref[index]:.6g}, ONNX Runtime {other[index]:.6g})"
+        )
+    finite = np.isfinite(ref)
+    ref, other = np.where(finite, ref, 0.0), np.where(finite, other, 0.0)
     scale = max(1.0, float(np.abs(ref).max()))
     diff = np.abs(other - ref)
     worst = np.unravel_index(int(np.argmax(diff)), diff.shape)

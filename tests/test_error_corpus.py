@@ -29,6 +29,17 @@ KINDS: dict[str, list[str]] = {
     "train: @noise inputs": ["train_noise"],
     "train: a syntax error on the loss line, reported once": ["train_loss_syntax"],
     "limits: compile-time work (max_steps)": ["limit_steps"],
+    "comparisons and selection: shapes, dtypes, bool conditions, fill values": ["compare_select"],
+    "a list of tensors as inputs (concat, stack): items, empty, shapes, axes": ["list_inputs"],
+    "flip, roll, expand, one_hot, slice: axes, shifts, shapes, ids, steps": ["arrange_ops"],
+    "builtins on numbers: no value (sqrt < 0, log 0, int inf), arity, a tensor, a size": [
+        "builtin_numbers"
+    ],
+    "'**' at compile time: int and float overflow, 0 ** -1, (-8) ** 0.5, N ** 64": [
+        "power_overflow"
+    ],
+    "size(x, axis) misused; a symbolic size no tensor in scope has": ["size_values"],
+    "clamp bounds: none given, min above max, a fraction for an int tensor": ["clamp_bounds"],
     "syntax: missing ')'": ["syntax_missing_paren"],
     "syntax: missing '}'": ["syntax_missing_brace"],
     "syntax: stray character": ["syntax_stray_char"],
@@ -81,6 +92,9 @@ KINDS: dict[str, list[str]] = {
     "block input dim mismatch": ["block_input_dim"],
     "concat mismatch": ["concat_mismatch"],
     "import not found": ["import_not_found"],
+    "import not found in the import roots either (every place looked at)": [
+        "import_not_found_in_roots"
+    ],
     "import cycle": ["import_cycle"],
     "import outside the importing file's directory": ["import_outside"],
     "recursive block, direct": ["recursive_direct"],
@@ -160,6 +174,15 @@ KINDS: dict[str, list[str]] = {
     "import of a directory": ["import_directory"],
     "names a failed import would have supplied are not reported": ["import_failed_names"],
     "train declaration over a failing network: no missing-loss follow-on": ["train_network_error"],
+    "reductions: axis out of range, named twice, empty list; int input to mean": ["reduce_axes"],
+    "max/min builtins given a tensor: the reduction and the elementwise op named": [
+        "max_on_tensor"
+    ],
+    "pow (**) on tensors: an int tensor, shapes that do not broadcast": ["pow_operands"],
+    "made tensors: a run-time size no tensor has, negative, fill, input given": [
+        "made_tensor_sizes"
+    ],
+    "parameter with symbolic sizes, unknown init; drop_path p and dtype": ["parameter_drop_path"],
 }
 
 HEADER = re.compile(r"^(?P<path>\S+?):(?P<line>\d+):(?P<col>\d+): (?P<kind>error|warning|note): ")
@@ -168,9 +191,12 @@ CARET_LINE = re.compile(r"^ +\^+$")
 
 
 def run_check(path: str, capsys: pytest.CaptureFixture[str]) -> tuple[str, int]:
-    """`dslnet check PATH` in-process: (stdout + 'exit: N' line, exit code)."""
+    """`dslnet check PATH` in-process: (stdout + 'exit: N' line, exit code). A case whose
+    first line is `# check: ARGS` is checked with those arguments too (--import-root)."""
     capsys.readouterr()
-    code = main(["check", path])
+    first = Path(path).read_bytes().partition(b"\n")[0].decode("utf-8", "replace")
+    extra = first.removeprefix("# check: ").split() if first.startswith("# check: ") else []
+    code = main(["check", path, *extra])
     captured = capsys.readouterr()
     assert captured.err == ""
     return f"{captured.out}exit: {code}\n", code

@@ -279,6 +279,7 @@ import "parts.net"
 const WIDTH = 2 * 4
 const SMALL = 1.5e-3
 const HALF = WIDTH // 2 % 5 - +1
+const ROOT = -2 ** 3 ** -1 * 2
 const PAIRS = [(1, 2), (3, 4),]
 const ONE = (7,)
 

@@ -149,8 +149,11 @@ def _user_op(name: str = "pick", **facets: Any) -> type[OpDef]:
         ),
         ({"input_domains": {"x": "labels"}}, "must be a ClassLabels, Probabilities or Indices"),
         ({"input_domains": ["x"]}, "its input_domains must map input names to a domain"),
-        ({"operator": "+"}, "must be one of + - * / // % (or None), on an op of exactly two"),
-        ({"inputs": ("a", "b"), "operator": "**"}, "its operator '**' must be one of"),
+        (
+            {"operator": "+"},
+            "must be one of + - * / // % ** == != < <= > >= (or None), on an op of exactly two",
+        ),
+        ({"inputs": ("a", "b"), "operator": "@"}, "its operator '@' must be one of"),
         (
             {"inputs": ("a", "b"), "operator": "*"},
             "its operator '*' is already the one of op 'mul' (dslnet (built-in",
@@ -229,7 +232,14 @@ def test_the_builtin_operators_and_the_error_listing_them() -> None:
         "-": "sub",
         "*": "mul",
         "/": "div",
+        "**": "pow",
+        "==": "equal",
+        "!=": "not_equal",
+        "<": "less",
+        "<=": "less_equal",
+        ">": "greater",
+        ">=": "greater_equal",
     }
     assert isinstance(registry.get("bce_loss").input_domains["target"], Probabilities)  # type: ignore[union-attr]
-    with pytest.raises(dslnet.CompileError, match=r"elementwise ops are \+ - \* /\)"):
+    with pytest.raises(dslnet.CompileError, match=r"on tensors are \+ - \* / \*\* == != <"):
         dslnet.loads("network Net() {\n  in a: float32[N]\n  out y = a % a\n}\n").ir("Net")

@@ -279,8 +279,7 @@ def test_shape_errors(
 @pytest.mark.parametrize(
     ("name", "attrs", "message"),
     [
-        ("slice", {"axis": 1, "step": 0}, "argument 'step' of slice must be at least 1"),
-        ("slice", {"axis": 1, "step": -1}, "no zero or negative step), got int -1"),
+        ("slice", {"axis": 1, "step": 0}, "argument 'step' of slice must not be 0, got int 0"),
         (
             "hardtanh",
             {"min_val": 1.0, "max_val": -1.0},

@@ -89,8 +89,10 @@ class DataLayout:
 def model_files(model: onnx.ModelProto, data_name: str, external: bool = False) -> OnnxFiles:
     """`model` serialized, its weights moved to external data (named `data_name`) when
     `external` or when it would reach the limit. `model` is left as it was."""
-    if not external and not over_limit(model.ByteSize()):
-        return OnnxFiles(model.SerializeToString())
+    if not external:
+        whole = _whole(model)
+        if whole is not None:
+            return OnnxFiles(whole)
     layout = DataLayout()
     moved: list[tuple[onnx.TensorProto, bytes]] = []
     try:
@@ -105,6 +107,19 @@ def model_files(model: onnx.ModelProto, data_name: str, external: bool = False) 
             tensor.ClearField("external_data")
             tensor.ClearField("data_location")
             tensor.raw_data = raw
+
+
+def _whole(model: onnx.ModelProto) -> bytes | None:
+    """`model` serialized, or None when one protobuf cannot hold it. Serialized first
+    and measured after: protobuf computes a size by serializing, so asking for the
+    size first would serialize a model that fits twice."""
+    try:
+        data = model.SerializeToString()
+    except ValueError:  # what protobuf raises for a message of 2 GiB or more
+        if over_limit(model.ByteSize()):
+            return None
+        raise
+    return None if over_limit(len(data)) else data
 
 
 def _movable(tensors: Iterable[onnx.TensorProto]) -> Iterable[onnx.TensorProto]:

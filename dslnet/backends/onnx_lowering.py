@@ -91,6 +91,13 @@ class _NodeContext:
         self._read_weights = True
         return self._lowering.weights[self.param(role)]
 
+    def scalar_input(self, index: int) -> float | None:
+        maker = self._lowering.producers().get(self._node.inputs[index])
+        if maker is None:
+            return None
+        op, attrs = resolve_op(maker)
+        return op.scalar_value(attrs)
+
     def add_initializer(self, hint: str, value: Array) -> str:
         return self._lowering.add_constant(self._node, hint, value, self._read_weights)
 
@@ -134,6 +141,13 @@ class Lowering:
         self.direct_outputs: list[str] = []  # values that are graph outputs under their name
         self._known: dict[tuple[Any, ...], str] = {}
         self._path: tuple[int, ...] = ()
+        self._producers: dict[str, Node] | None = None
+
+    def producers(self) -> dict[str, Node]:
+        """The IR node making each value (built at the first lowering that asks)."""
+        if self._producers is None:
+            self._producers = self.graph.producers()
+        return self._producers
 
     def lower(self) -> None:
         """Lower every node, then connect the spec's outputs."""
@@ -150,6 +164,19 @@ class Lowering:
                 continue
             name = unique_name(f"{out}/Identity", self.node_names)
             self.entries.append(_Entry(helper.make_node("Identity", [source], [out], name), ()))
+        self._drop_unread_constants()
+
+    def _drop_unread_constants(self) -> None:
+        """Constant nodes whose value no node reads (the exponent of `x ** 0.5`, which
+        is lowered as a root) are left out: ONNX Runtime would warn of each one at every
+        session start."""
+        read = {name for entry in self.entries for name in entry.proto.input}
+        read.update(self.direct_outputs)
+        self.entries = [
+            entry
+            for entry in self.entries
+            if entry.proto.op_type != "Constant" or read.intersection(entry.proto.output)
+        ]
 
     def add_node(
         self,

@@ -32,7 +32,7 @@ from dslnet.ops.userops import PluginError
 # The commands, in the order `dslnet --help` lists them; each a module of dslnet.cli
 # with `register(subparsers)`. A run imports only the one it runs: `dslnet check`
 # loads the front end, never torch, numpy or onnx.
-COMMANDS = ("check", "summary", "ops", "compile", "graph", "bench", "fmt", "train")
+COMMANDS = ("check", "summary", "ops", "compile", "graph", "bench", "fmt", "train", "weights")
 
 
 def command_module(name: str) -> ModuleType:

@@ -64,8 +64,10 @@ def add_limits(parser: argparse.ArgumentParser) -> None:
         default=[],
         type=_directory,
         metavar="DIR",
-        help="also allow imports of files below DIR (repeatable); by default only files "
-        "below the importing file's directory can be imported",
+        help="search DIR for imports and allow files below it (repeatable): an import is "
+        "looked for beside the importing file first, then in each DIR in the order given, "
+        "and the first found is read; by default only files below the importing file's "
+        "directory can be imported",
     )
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "is_symbolic",
     "mul",
     "sub",
+    "terms",
 ]
 
 _Mono = tuple[tuple[Any, int], ...]  # ((atom, power), ...) sorted by atom key; () is the constant
@@ -375,6 +376,12 @@ def ceildiv(a: Dim, b: Dim) -> Dim:
         if b > 0:
             return floordiv(add(a, b - 1), b)
     return -floordiv(-a, b)
+
+
+def terms(d: Dim) -> list[tuple[int, Dim]]:
+    """``d`` as a sum of coefficient * monomial, in canonical order (the constant last,
+    its monomial 1): ``2*N*T + N - 3`` is [(2, N*T), (1, N), (-3, 1)]."""
+    return [(coef, _build({mono: 1})) for mono, coef in _terms(d)]
 
 
 def is_symbolic(d: Dim) -> bool:

@@ -82,7 +82,7 @@ class Unary(_Node):
 class Binary(_Node):
     """`left op right`: arithmetic, a comparison, `and` or `or`."""
 
-    op: str  # + - * / // % == != < <= > >= and or
+    op: str  # + - * / // % ** == != < <= > >= and or
     left: Expr
     right: Expr
     span: Span

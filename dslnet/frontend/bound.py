@@ -18,6 +18,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dslnet.frontend import ast
+from dslnet.frontend.builtins import NUMBER_BUILTINS, number_builtin
 from dslnet.frontend.limits import value_problem
 from dslnet.frontend.resolve import stmt_exprs, walk_exprs, walk_stmts
 from dslnet.frontend.values import Callee, EvalError, arith, compare
@@ -357,7 +358,11 @@ class ExpansionBound:
         func = expr.func
         if not isinstance(func, ast.Name) or expr.kwargs or func.id in env:
             return UNKNOWN
-        if self.program.callee(func.id) != Callee("builtin", func.id):
+        callee = self.program.callee(func.id)
+        # sqrt, exp, log, abs are ops too: on known values (numbers), the builtin.
+        if callee != Callee("builtin", func.id) and func.id not in NUMBER_BUILTINS:
+            return UNKNOWN
+        if callee is None or callee.kind == "block":
             return UNKNOWN
         args = [self._value(a, env) for a in expr.args]
         if any(a is UNKNOWN for a in args):
@@ -370,9 +375,9 @@ class ExpansionBound:
         if func.id == "len":
             one = len(args) == 1 and isinstance(args[0], (tuple, range, str))
             return len(args[0]) if one else UNKNOWN
-        if not args or not all(type(a) in (int, float) for a in args):
+        if func.id not in NUMBER_BUILTINS:  # size(): of a tensor, never known here
             return UNKNOWN
-        return min(args) if func.id == "min" else max(args)
+        return number_builtin(func.id, args, expr.span)  # an EvalError counts as unknown
 
 
 def _as_known(value: Any) -> Any:

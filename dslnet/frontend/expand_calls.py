@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from dslnet.core.diagnostics import Span, did_you_mean
+from dslnet.core.symbolic import SymExpr
 from dslnet.core.types import TensorType, shape_str
 from dslnet.frontend import ast
+from dslnet.frontend.builtins import number_builtin
 from dslnet.frontend.expand_state import ExpanderState
 from dslnet.frontend.limits import elements, parameters_problem, tensor_problem
 from dslnet.frontend.values import (
@@ -23,6 +25,7 @@ from dslnet.frontend.values import (
     is_poison,
     kind_of,
 )
+from dslnet.frontend.vocabulary import BUILTINS
 from dslnet.ir import init as init_schemes
 from dslnet.ops import registry
 from dslnet.ops.registry import AttrError, ShapeError
@@ -58,6 +61,13 @@ class OpCalls(ExpanderState):
         Silent when a failed value may be one of those other arguments."""
         if not isinstance(func, Callee) or func.kind == "builtin":
             return  # a layer's arguments were checked where it was declared
+        numbers = registry.get(func.name) if func.kind == "op" else None
+        if numbers is not None and numbers.number_inputs:  # a number there is an input
+            places = {numbers.inputs.index(name) for name in numbers.number_inputs}
+            args = [
+                POISON if i in places and not isinstance(a, TensorVal) else a
+                for i, a in enumerate(args)
+            ]
         leading = next(
             (i for i, a in enumerate(args) if not (isinstance(a, TensorVal) or is_poison(a))),
             len(args),
@@ -86,8 +96,10 @@ class OpCalls(ExpanderState):
             return self.apply_layer(func, args, kwargs, span, hint)
         if not isinstance(func, Callee):
             raise EvalError(f"{kind_of(func)} is not callable", span)
-        if func.kind == "builtin":
+        if func.kind == "builtin" or (func.kind == "op" and on_numbers(func.name, args)):
             return self.builtin(func.name, args, kwargs, span)
+        if func.kind == "op":
+            args = self.numbers_as_inputs(func.name, args, span)
         tensors, rest = split_inputs(args, span)
         if not tensors and func.kind == "block":
             raise EvalError(
@@ -98,6 +110,9 @@ class OpCalls(ExpanderState):
         if func.kind == "op":
             opdef = registry.get(func.name)
             assert opdef is not None
+            if not tensors and opdef.variadic and rest and type(rest[0]) is tuple:
+                # A list of tensors is the inputs: `concat(feats, axis=1)`.
+                tensors, rest = list_inputs(func.name, rest[0], span), rest[1:]
             if not tensors and opdef.inputs:
                 raise EvalError(
                     f"{func.name} is called without an input tensor: write "
@@ -107,7 +122,45 @@ class OpCalls(ExpanderState):
             return self.apply_op(func.name, tensors, rest, kwargs, span, hint)
         return self.call_block(func.name, tensors, rest, kwargs, span, None, hint)
 
+    def numbers_as_inputs(self, op_name: str, args: list[Any], span: Span) -> list[Any]:
+        """`args` with the numbers and sizes given for an op's `number_inputs` made scalar
+        tensors like the first of those inputs given as a tensor (`where(c, x, 0.0)`)."""
+        opdef = registry.get(op_name)
+        assert opdef is not None
+        if not opdef.number_inputs:
+            return args
+        places = [opdef.inputs.index(name) for name in opdef.number_inputs]
+        given = [args[i] for i in places if i < len(args)]
+        like = next((a for a in given if isinstance(a, TensorVal)), None)
+        if len(args) < len(opdef.inputs):
+            return args
+        if like is None and any(isinstance(a, (int, float, SymExpr)) for a in given):
+            names = ", ".join(opdef.number_inputs)
+            raise EvalError(
+                f"{op_name}: one of {names} must be a tensor, whose dtype the numbers take",
+                span,
+            )
+        if like is None:
+            return args
+        return [
+            self.as_tensor(a, like, span)
+            if i in places and isinstance(a, (int, float, SymExpr)) and not isinstance(a, bool)
+            else a
+            for i, a in enumerate(args)
+        ]
+
     def builtin(self, name: str, args: list[Any], kwargs: dict[str, Any], span: Span) -> Any:
+        tensor_arg = next((a for a in args if isinstance(a, TensorVal)), None)
+        if tensor_arg is not None:  # max(x, axis=1): say which op it is on tensors
+            from dslnet.ops.reduce import builtin_on_tensor_hint
+
+            hint = builtin_on_tensor_hint(name)
+            if hint is not None:
+                raise EvalError(
+                    f"{name}() is a compile-time builtin on numbers, got "
+                    f"{kind_of(tensor_arg)}: {hint}",
+                    span,
+                )
         if kwargs:
             raise EvalError(f"{name}() takes no named arguments", span)
         if name == "range":
@@ -130,11 +183,27 @@ class OpCalls(ExpanderState):
             if len(args) != 1 or not isinstance(args[0], (tuple, str)):
                 raise EvalError("len() takes one list or string", span)
             return len(args[0])
-        if not args or not all(
-            isinstance(a, (int, float)) and not isinstance(a, bool) for a in args
-        ):
-            raise EvalError(f"{name}() takes numbers", span)
-        return min(args) if name == "min" else max(args)
+        if name == "size":
+            return self.size_of(args, span)
+        if tensor_arg is not None:  # sqrt, exp, log, abs on a tensor are ops: not here
+            raise EvalError(
+                f"{name}() is a compile-time builtin on numbers, got {kind_of(tensor_arg)}", span
+            )
+        return number_builtin(name, args, span)
+
+    def size_of(self, args: list[Any], span: Span) -> Any:
+        """`size(x, axis)`: the size of `x` along `axis`, an int, or a symbolic size (N)
+        that becomes a run-time value where it meets a tensor (`loss / size(x, 0)`)."""
+        if len(args) != 2 or not isinstance(args[0], TensorVal) or type(args[1]) is not int:
+            got = ", ".join(kind_of(a) for a in args) or "nothing"
+            raise EvalError(f"size() takes a tensor and an int axis, got {got}", span)
+        tensor, axis = args
+        rank = tensor.type.rank
+        if not -rank <= axis < rank:
+            raise EvalError(
+                f"size(): axis {axis} is out of range for {kind_of(tensor)} (rank {rank})", span
+            )
+        return tensor.type.shape[axis]
 
     def apply_op(
         self,
@@ -150,12 +219,21 @@ class OpCalls(ExpanderState):
         assert frame is not None and builder is not None
         opdef = registry.get(op_name)
         assert opdef is not None
-        if not opdef.arity_ok(len(tensors)):
+        if tensors and not opdef.inputs and not opdef.variadic:
+            raise EvalError(f"{op_name} takes no input tensor, got {len(tensors)}", span)
+        # An op's size sources (OpDef.run_time_sizes) follow its inputs in the node; a
+        # call gives only the inputs.
+        declared = len(opdef.inputs) + len(opdef.optional_inputs)
+        if not opdef.arity_ok(len(tensors)) or (not opdef.variadic and len(tensors) > declared):
             count, names = opdef.arity_words()
             raise EvalError(
                 f"{op_name} takes {count} input tensor(s) ({names}), got {len(tensors)}", span
             )
         attrs, init = self.bind_op_attrs(opdef, rest, kwargs, span, [t.type for t in tensors])
+        if not opdef.inputs and not opdef.variadic:
+            tensors = self.size_sources(opdef, attrs, span)
+        else:
+            tensors = [*tensors, *self.size_sources(opdef, attrs, span, tensors)]
         has_weights = type(opdef).params is not registry.OpDef.params
         local = frame.local_name(opdef.short_name or op_name)
         path = module if module is not None else frame.module_prefix + local
@@ -194,6 +272,36 @@ class OpCalls(ExpanderState):
             return vals[0]
         return Record(tuple(zip(opdef.outputs, vals)))
 
+    def size_sources(
+        self, opdef: registry.OpDef, attrs: Any, span: Span, given: Sequence[TensorVal] = ()
+    ) -> list[TensorVal]:
+        """Tensors in scope that have the symbolic sizes an op needs at run time
+        (OpDef.run_time_sizes) and its inputs `given` lack: its node's extra inputs,
+        read for their shapes only."""
+        from dslnet.ops.run_time_sizes import found_in
+
+        assert self.frame is not None
+        try:
+            needed = opdef.run_time_sizes(attrs)
+        except ShapeError as err:
+            raise EvalError(str(err), span) from None
+        if not needed:
+            return []
+        in_scope = [v for v in self.frame.env.values() if isinstance(v, TensorVal)]
+        chosen: list[TensorVal] = []
+        for dim in needed:
+            if any(found_in(dim, t.type) for t in (*given, *chosen)):
+                continue
+            source = next((t for t in in_scope if found_in(dim, t.type)), None)
+            if source is None:
+                raise EvalError(
+                    f"{opdef.name}: the size {dim} is known only at run time, and no tensor "
+                    f"in scope has it (nor sizes whose product it is) to read it from",
+                    span,
+                )
+            chosen.append(source)
+        return chosen
+
     def bind_op_attrs(
         self,
         opdef: registry.OpDef,
@@ -205,6 +313,19 @@ class OpCalls(ExpanderState):
         """An op call's attributes and `init=` scheme, checked against its schema
         (`inputs`, its input types where known, for the messages)."""
         kwargs = dict(kwargs)
+        start = kwargs.get("init")
+        if (
+            isinstance(start, (int, float))
+            and opdef.takes_init()
+            and "value" in opdef.Attrs.model_fields
+        ):
+            # `init=1e-6` in the habit of a layer-scale constructor: the number is a start
+            # value, which this op takes as `value=`; init= only names random schemes.
+            raise EvalError(
+                f"init= names a scheme ({', '.join(init_schemes.names())}); a number to "
+                f"start every element at is {opdef.name}'s value=: write value={start!r}",
+                span,
+            )
         init = self.take_init(kwargs, span)
         if init is not None and type(opdef).params is registry.OpDef.params:
             raise EvalError(f"{opdef.name} has no weights to initialise (init=)", span)
@@ -277,6 +398,25 @@ class OpCalls(ExpanderState):
                 f"(raise the limit with --max-nodes)",
                 span,
             )
+
+
+def on_numbers(name: str, args: Sequence[Any]) -> bool:
+    """Whether a call of an op that is also a builtin (`sqrt`) is the builtin's: its
+    arguments are compile-time values, not tensors."""
+    return name in BUILTINS and not any(isinstance(a, (TensorVal, Record)) for a in args)
+
+
+def list_inputs(op: str, items: tuple[Any, ...], span: Span) -> list[TensorVal]:
+    """The tensors of a list given as the inputs of an op that takes any number of them."""
+    if not items:
+        raise EvalError(f"{op} is given an empty list: it needs at least one tensor", span)
+    for index, item in enumerate(items):
+        if not isinstance(item, TensorVal):
+            raise EvalError(
+                f"{op} takes a list of tensors, but item {index} of the list is {kind_of(item)}",
+                span,
+            )
+    return list(items)
 
 
 def split_inputs(args: Sequence[Any], span: Span) -> tuple[list[TensorVal], list[Any]]:

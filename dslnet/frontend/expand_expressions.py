@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dslnet.core.diagnostics import Span, did_you_mean
+from dslnet.core.symbolic import Dim, SymExpr, terms
 from dslnet.frontend import ast
 from dslnet.frontend.expand_state import ExpanderState, Frame
 from dslnet.frontend.expand_statements import binding_after
@@ -27,6 +28,8 @@ from dslnet.frontend.values import (
 )
 from dslnet.ops import registry
 from dslnet.ops.elementwise import Constant
+from dslnet.ops.reshape import express
+from dslnet.ops.size_value import SizeValue
 
 
 class Expressions(ExpanderState):
@@ -143,8 +146,8 @@ class Expressions(ExpanderState):
         on_tensors = registry.operators()  # the ops that declare an operator
         if expr.op not in on_tensors:
             raise EvalError(
-                f"'{expr.op}' is not defined on tensors (conditions are compile-time;"
-                f" elementwise ops are {' '.join(on_tensors)})",
+                f"'{expr.op}' is not defined on tensors (the operators on tensors are"
+                f" {' '.join(on_tensors)})",
                 expr.span,
             )
         like = left if isinstance(left, TensorVal) else right
@@ -158,13 +161,54 @@ class Expressions(ExpanderState):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return self.scalar_tensor(float(value), like, span)
+        if isinstance(value, SymExpr):
+            return self.size_tensor(value, like, span)
         raise EvalError(f"cannot combine a tensor with {kind_of(value)}", span)
+
+    def size_tensor(self, size: SymExpr, like: TensorVal, span: Span) -> TensorVal:
+        """A size known only at run time (N, N*T, N - 1) as a scalar tensor of `like`'s
+        dtype, read from the shape of a tensor that has it (`like` itself, else one in
+        scope); a sum of sizes as the sum of its terms, each read so."""
+        frame = self.frame
+        assert frame is not None
+        in_scope = [like, *(v for v in frame.env.values() if isinstance(v, TensorVal))]
+        dtype = {"dtype": like.type.dtype}
+        total: TensorVal | None = None
+        for coef, monomial in [(1, size)] if self.readable(size, in_scope) else terms(size):
+            if monomial == 1:
+                term = self.scalar_tensor(float(abs(coef)), like, span)
+            else:
+                part = abs(coef) * monomial
+                source = self.readable(part, in_scope)
+                if source is None:
+                    missing = part if part == size else f"{part} (a term of {size})"
+                    raise EvalError(
+                        f"cannot combine a tensor with the symbolic size {size}: no tensor in "
+                        f"scope has {missing}, nor sizes whose product it is, to read it "
+                        f"from at run time",
+                        span,
+                    )
+                term = self.apply_op(SizeValue.name, [source], (part,), dtype, span, None)
+            if total is None and coef < 0:
+                total = self.scalar_tensor(0.0, like, span)
+            if total is None:
+                total = term
+            else:
+                op = registry.operators()["+" if coef > 0 else "-"].name
+                total = self.apply_op(op, [total, term], (), {}, span, None)
+        assert isinstance(total, TensorVal)
+        return total
 
     def scalar_tensor(self, value: float, like: TensorVal, span: Span) -> TensorVal:
         dtype = {"dtype": like.type.dtype}
         result = self.apply_op(Constant.name, [], (value,), dtype, span, None)
         assert isinstance(result, TensorVal)
         return result
+
+    @staticmethod
+    def readable(size: Dim, tensors: list[TensorVal]) -> TensorVal | None:
+        """The first of `tensors` whose sizes give `size` (k times a product of them)."""
+        return next((t for t in tensors if express(size, t.type.shape) is not None), None)
 
     def eval_IfExpr(self, expr: ast.IfExpr, hint: str | None) -> Any:
         for cond, value in expr.branches:

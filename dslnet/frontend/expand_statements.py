@@ -191,7 +191,12 @@ class StatementRunner(ExpanderState):
         if is_poison(value):
             raise EvalError("", expr.span)  # already reported; silence is poisoned below
         if not isinstance(value, bool):
-            raise EvalError(f"condition must be a bool, got {kind_of(value)}", expr.span)
+            hint = (
+                " (an if is decided at compile time; where(cond, a, b) chooses elementwise)"
+                if isinstance(value, TensorVal)
+                else ""
+            )
+            raise EvalError(f"condition must be a bool, got {kind_of(value)}{hint}", expr.span)
         return value
 
     def assign(self, targets: Sequence[str], value: Any, span: Span) -> None:

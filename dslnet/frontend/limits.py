@@ -39,7 +39,8 @@ class Limits:
     max_parameters: elements of the parameters and buffers of one network (what its
         module holds), checked before any is allocated.
     import_roots: directories, besides the importing file's own, whose files may be
-        imported.
+        imported, and where an import not found beside its importing file is looked
+        for, in this order (the first found is read).
     """
 
     # Each bound stops a runaway at once (a fan-out, a loop of a billion, a megabyte of
@@ -92,7 +93,7 @@ def symbolic_work(op: str, a: Any, b: Any) -> int:
         return 0
     left = a.term_count if isinstance(a, SymExpr) else 1
     right = b.term_count if isinstance(b, SymExpr) else 1
-    return left * right if op in ("*", "/", "//", "%") else left + right
+    return left * right if op in ("*", "/", "//", "%", "**") else left + right
 
 
 def elements(shape: Iterable[Any]) -> int:

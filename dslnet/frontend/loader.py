@@ -255,9 +255,10 @@ class _Loader:
         limits = self.program.limits
         base = importer.parent if importer is not None else Path.cwd()
         try:
-            written = Path(os.path.normpath(base / decl.path))
-            target = written.resolve()  # symbolic links followed: where it really is
             roots = limits.allowed_roots(base.resolve())  # the importing file's own tree
+            # Relative to the importing file first, then in each import root in order.
+            candidates = [Path(os.path.normpath(d / decl.path)) for d in (base, *roots[1:])]
+            written, target = _first_found(candidates)
         except (OSError, ValueError, RuntimeError) as err:  # a NUL byte, a link loop
             shown = decl.path.encode("unicode_escape").decode("ascii")  # a NUL made visible
             diags.error(f"import '{shown}' is not a usable file path ({err})", decl.span)
@@ -278,7 +279,8 @@ class _Loader:
             )
             return
         if not _is_file(target):
-            diags.error(f"import '{decl.path}' not found (looked for {_shown(target)})", decl.span)
+            looked = ", ".join(dict.fromkeys(_shown(c.resolve()) for c in candidates))
+            diags.error(f"import '{decl.path}' not found (looked for {looked})", decl.span)
             return
         if self.imports >= limits.max_imports:
             diags.error(
@@ -415,6 +417,17 @@ def _read(
     except UnicodeDecodeError as err:
         diags.error(f"{_shown(path)} is not UTF-8 text (byte {err.start})", where)
         return None
+
+
+def _first_found(candidates: Sequence[Path]) -> tuple[Path, Path]:
+    """The first candidate path that is a file, as written and resolved (symbolic links
+    followed: where it really is); the first candidate when none is, so that the
+    errors about it are today's."""
+    for written in candidates:
+        target = written.resolve()
+        if _is_file(target):
+            return written, target
+    return candidates[0], candidates[0].resolve()
 
 
 def _size(text: str) -> int:

@@ -24,6 +24,7 @@ _BINARY = {  # the grammar's names for binary expressions, by operator
     "div_op": "/",
     "floordiv_op": "//",
     "mod_op": "%",
+    "pow_op": "**",
     "or_op": "or",
     "and_op": "and",
 }

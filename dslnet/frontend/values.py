@@ -9,6 +9,7 @@ from dslnet.core import symbolic
 from dslnet.core.diagnostics import Span
 from dslnet.core.symbolic import SymExpr
 from dslnet.core.types import TensorType
+from dslnet.frontend.limits import MAX_SYMBOLIC_CHARS
 
 
 class EvalError(Exception):
@@ -137,7 +138,7 @@ MAX_SEQUENCE = 10_000  # characters of a string, items of a list
 
 
 def arith(op: str, a: Any, b: Any, span: Span) -> Any:
-    """Compile-time `+ - * / // %` on numbers, symbolic dims, strings and lists."""
+    """Compile-time `+ - * / // % **` on numbers, symbolic dims, strings and lists."""
     if op == "+" and isinstance(a, str) and isinstance(b, str):
         _check_length(len(a) + len(b), "string", "characters", span)
         return a + b
@@ -158,9 +159,13 @@ def arith(op: str, a: Any, b: Any, span: Span) -> Any:
                 return symbolic.mul(a, b)
             if op in ("/", "//"):
                 return symbolic.floordiv(a, b)
+            if op == "**":
+                return _symbolic_power(a, b, span)
         except ZeroDivisionError:
             raise EvalError("division by zero", span) from None
         raise EvalError(f"'{op}' is not defined on symbolic dimensions", span)
+    if op == "**":
+        return _power(a, b, span)
     try:
         result = _numeric(op, a, b)
     except ZeroDivisionError:
@@ -169,6 +174,55 @@ def arith(op: str, a: Any, b: Any, span: Span) -> Any:
         raise EvalError(
             f"integer overflow: {a} {op} {b} is outside the 64-bit range of sizes", span
         )
+    return result
+
+
+def _power(a: int | float, b: int | float, span: Span) -> int | float:
+    """`a ** b` as Python computes it (an int for ints with b >= 0, else a float), but
+    an overflow is an error found before the work: 10 ** 10**9 would take minutes and
+    a gigabyte of digits to compute and then be refused."""
+    written = f"({a}) ** {b}" if a < 0 else f"{a} ** {b}"
+    if isinstance(a, int) and isinstance(b, int) and b >= 0:
+        # |a| >= 2**(bits - 1), so |a ** b| >= 2**((bits - 1) * b): past the range at once.
+        if abs(a) >= 2 and (abs(a).bit_length() - 1) * b > 64:
+            raise EvalError(
+                f"integer overflow: {written} is outside the 64-bit range of sizes", span
+            )
+        result: int | float = a**b
+        if not INT_MIN <= result <= INT_MAX:
+            raise EvalError(
+                f"integer overflow: {written} is outside the 64-bit range of sizes", span
+            )
+        return result
+    if a == 0 and b < 0:
+        raise EvalError(f"0 cannot be raised to a negative power ({written})", span)
+    if a < 0 and isinstance(b, float) and not b.is_integer():
+        raise EvalError(
+            f"a negative number to a fractional power has no real value ({written})", span
+        )
+    try:
+        return float(a) ** b
+    except OverflowError:
+        raise EvalError(f"float overflow: {written} is too large for a float", span) from None
+
+
+def _symbolic_power(a: Any, b: Any, span: Span) -> Any:
+    """`N ** k`: a size times itself k times, for an int k >= 0."""
+    if isinstance(b, (SymExpr, bool)) or not isinstance(b, int) or b < 0:
+        raise EvalError(
+            f"'**' on a symbolic dimension takes a constant int exponent >= 0, got {kind_of(b)}",
+            span,
+        )
+    if b > 63:  # a size of 2 or more to the 64th is past the int64 of every backend
+        raise EvalError(f"'**' on a symbolic dimension takes an exponent up to 63, got {b}", span)
+    result: Any = 1
+    for _ in range(b):  # checked at each step: (N + M + 1) ** 63 is thousands of terms
+        result = symbolic.mul(result, a)
+        if isinstance(result, SymExpr) and len(str(result)) > MAX_SYMBOLIC_CHARS:
+            raise EvalError(
+                f"'**' here makes a symbolic size over {MAX_SYMBOLIC_CHARS} characters long",
+                span,
+            )
     return result
 
 

@@ -13,7 +13,12 @@ import re
 
 from dslnet.core import reserved
 
-BUILTINS = ("range", "len", "min", "max")
+# Compile-time functions (dslnet.frontend.builtins, expand_calls). Four are also ops on
+# tensors (sqrt, exp, log, abs): a call on numbers is the builtin's, on a tensor the op's.
+BUILTINS = (
+    "range", "len", "size", "min", "max", "abs", "round", "floor", "ceil", "int", "float",
+    "sqrt", "exp", "log",
+)  # fmt: skip
 
 
 @functools.cache

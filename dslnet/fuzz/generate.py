@@ -21,6 +21,7 @@ from typing import Any
 
 from dslnet.fuzz.mutate import NUMBERS, STRINGS
 from dslnet.fuzz.opprofiles import OpProfile, op_profiles
+from dslnet.ops.registry import operators
 
 GOOD_ANNOTATIONS = ("@freeze", "@prune(0.5)", "@prune(0.25)", "@quantize(skip)")
 BAD_ANNOTATIONS = ("@prune(1.5)", '@prune("half")', "@quantize(int4)", "@freeze(1)", "@frezee")
@@ -312,17 +313,21 @@ class SpecGenerator:
         same = [t for t in self.tensors if t.rank == source.rank]
         if roll < 0.5:
             return self.pipeline(source)
-        if roll < 0.6:  # a residual
+        if roll < 0.6:  # a residual, or a scaling
+            if self.chance(0.25):
+                return self.scalar_operand(source)
             other = rng.choice(same)
             expr, _ = self.pipeline(source, keep_rank=True)
             return f"{other.name} {rng.choice('++-*/')} ({expr})", source.rank
         if roll < 0.65:
+            if self.chance(0.4):
+                return self.made_operand(source)
+            if self.chance(0.6):
+                return self.scalar_operand(source)
             number = rng.choice(("1e308", "-1", "0", "N")) if self.odd(0.3) else "0.5"
             return f"{source.name} * {number}", source.rank
         if roll < 0.7:
-            others = ", ".join(t.name for t in rng.sample(same, min(2, len(same))))
-            axis = rng.randint(-source.rank, source.rank) if self.faulty else -1
-            return f"concat({source.name}, {others}, axis={axis})", source.rank
+            return self.joined_or_selected(source, same)
         if roll < 0.8 and self.blocks:
             return self.block_call(source)
         if roll < 0.88 and self.layers:
@@ -337,6 +342,76 @@ class SpecGenerator:
         op = self.pick_op(source.rank)
         args = ", ".join(filter(None, (source.name, self.op_args(op))))
         return f"{op.name}({args})", op.out_rank
+
+    def joined_or_selected(self, source: _Tensor, same: list[_Tensor]) -> tuple[str, int]:
+        """`source` joined with tensors of its rank (concat, stack; as arguments or as a
+        list), or chosen from elementwise by a comparison (where, masked_fill), or the
+        comparison itself (a bool tensor)."""
+        rng = self.rng
+        # `source` itself among the others half the time: a join of equal shapes compiles.
+        joined = [source] * 2 if self.chance(0.5) else rng.sample(same, min(2, len(same)))
+        names = ", ".join([source.name, *(t.name for t in joined)])
+        axis = rng.randint(-source.rank, source.rank) if self.faulty else -1
+        form = rng.random()
+        if form < 0.3:
+            return f"concat({names}, axis={axis})", source.rank
+        if form < 0.45:
+            return f"concat([{names}], axis={axis})", source.rank
+        if form < 0.6:
+            return f"stack([{names}], axis={axis})", source.rank + 1
+        other = rng.choice([source.name, *(t.name for t in same), "0", "0.5", "N"])
+        condition = f"{source.name} {rng.choice(('==', '!=', '<', '<=', '>', '>='))} {other}"
+        if form < 0.75 and other in (t.name for t in same):
+            return f"where({condition}, {source.name}, {other})", source.rank
+        if form < 0.95:
+            value = rng.choice(('"-inf"', '"inf"', "0.0", "-1.5", "1e30", "-0.0"))
+            return f"masked_fill({source.name}, {condition}, {value})", source.rank
+        return f"({condition})", source.rank
+
+    def made_operand(self, source: _Tensor) -> tuple[str, int]:
+        """`source` with a tensor made from sizes (zeros, full, a learned parameter...):
+        sizes of 1 broadcast over any of source's; N, at axis 0, is its batch size."""
+        rng = self.rng
+        dims = ["1"] * rng.randint(0, source.rank)
+        symbolic = len(dims) == source.rank > 0 and self.chance(0.3)
+        if symbolic:
+            dims[0] = "N"  # read from the tensor in scope that has it, at run time
+        shape = f"[{', '.join(dims)}]"
+        made = [f"zeros({shape})", f"ones({shape})", f"full({shape}, -2.5)"]
+        if not symbolic:
+            made.append(f"parameter({shape}, value=0.5)")
+        if source.rank >= 2 and not symbolic:
+            made += ["eye(1)", "tril(ones([1, 1]))"]
+        if source.rank >= 1 and not symbolic:
+            made.append('arange(1, dtype="float32")')
+        return f"{source.name} {rng.choice('+-*')} {rng.choice(made)}", source.rank
+
+    def scalar_operand(self, source: _Tensor) -> tuple[str, int]:
+        """`source` with a compile-time number (`32 ** -0.5`, `sqrt(2.0)`) or a size read
+        at run time (N, `size(x, 0)`: every generated input has N at axis 0), or raised
+        to a power when an op takes `**` on tensors."""
+        rng = self.rng
+        name = source.name
+        if "**" in operators() and self.chance(0.2):
+            return f"{name} ** {rng.choice(('2', '3', '0.5', '-1', '2 ** -1'))}", source.rank
+        operand = rng.choice(
+            (
+                "32 ** -0.5",
+                "-2 ** 2",
+                "2 ** 3 ** -1",
+                "sqrt(2.0)",
+                "exp(-1)",
+                "log(2)",
+                "float(round(2.5))",
+                "abs(-0.5)",
+                "N",
+                "(N + 1)",
+                "(2 * N - 1)",
+                f"size({name}, 0)",
+                f"size({name}, -1)",
+            )
+        )
+        return f"{name} {rng.choice('*/+-')} {operand}", source.rank
 
     def block_call(self, source: _Tensor) -> tuple[str, int]:
         block = self.rng.choice(self.blocks)
@@ -427,9 +502,12 @@ class SpecGenerator:
         if names and self.chance(0.3):
             return rng.choice(names)
         if kind is _Kind.INT:
-            return rng.choice(("1", "2", "3", "4", "8", "16", "min(2, 3)", "max(1, 4)", "2 * 4"))
+            return rng.choice(
+                ("1", "2", "3", "4", "8", "16", "min(2, 3)", "max(1, 4)", "2 * 4", "2 ** 3",
+                 "int(sqrt(16))", "round(2.5)", "ceil(1.5)", "floor(7 / 2)", "abs(-2)")
+            )  # fmt: skip
         if kind is _Kind.FLOAT:
-            return rng.choice(("0.1", "0.5", "1.0", "1e-5"))
+            return rng.choice(("0.1", "0.5", "1.0", "1e-5", "2 ** -1", "exp(-1)", "log(2)"))
         if kind is _Kind.STR:
             return rng.choice(('"relu"', '"gelu"', '""', '"a\\"b"', '"\\n"', '"é🙂"'))
         return rng.choice(("true", "false"))

@@ -83,6 +83,10 @@ NAMES = (  # identifiers swapped in: two ops, keywords, builtins, names torch us
     "true",
     "range",
     "len",
+    "size",
+    "floor",
+    "round",
+    "int",
     "shape",
     "self",
     "torch",
@@ -101,7 +105,7 @@ NESTING = 10_000
 
 _TOKEN = re.compile(
     r"""\s+|"(?:[^"\\\n]|\\.)*"|\#[^\n]*|[A-Za-z_]\w*|\d[\d_]*(?:\.\d*)?(?:[eE][-+]?\d+)?"""
-    r"""|\.\d+|->|//|==|!=|<=|>=|.""",
+    r"""|\.\d+|->|//|\*\*|==|!=|<=|>=|.""",
     re.S,
 )
 _NUMBER = re.compile(r"[\d.][\d_.]*(?:[eE][-+]?\d+)?")
@@ -174,7 +178,7 @@ def deep_nesting(toks: list[str], rng: random.Random, _: Sequence[str]) -> None:
     opener, closer = rng.choice((("(", ")"), ("[", "]"), ("-", ""), ("not ", ""), ("relu(", ")")))
     depth = rng.choice((NESTING, 100, 300, 1000))
     if rng.random() < 0.2:  # a long chain rather than a deep one
-        toks[i] = toks[i] + rng.choice((" -> relu", " + x", " * 1")) * depth
+        toks[i] = toks[i] + rng.choice((" -> relu", " + x", " * 1", " ** 1")) * depth
     else:
         toks[i] = opener * depth + toks[i] + closer * depth
 

@@ -97,6 +97,16 @@ def load_weights(source: WeightsSource, graph: Graph) -> dict[str, Array]:
     }
 
 
+def source_arrays(source: WeightsSource) -> dict[str, Array]:
+    """Every tensor of a mapping or a weights file as a numpy array, in its order
+    (bfloat16 as float32), unchecked against any network; WeightsError when one is
+    not a tensor or the file cannot be read."""
+    arrays, problems = _to_arrays(_read(source))
+    if problems:
+        raise WeightsError(problems)
+    return arrays
+
+
 # --- reading ------------------------------------------------------------------------
 
 

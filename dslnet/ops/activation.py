@@ -91,7 +91,7 @@ class GeluAttrs(OpAttrs):
 class GELU(_SameType):
     name = "gelu"
     positional = ("approximate",)
-    doc = "Gaussian error linear unit, x * Phi(x)."
+    doc = 'Gaussian error linear unit, x * Phi(x); approximate="tanh" is GPT-2\'s form.'
     Attrs = GeluAttrs
     examples = (
         "in x: float32[N, 6]\nout y = gelu(x)",
@@ -106,7 +106,10 @@ class GELU(_SameType):
         return f"F.gelu({args[0]})"
 
     def onnx(self, attrs: GeluAttrs, ctx: OnnxNodeContext) -> None:
-        # Opset 18 has no Gelu; these are the patterns ONNX Runtime fuses back into one.
+        if ctx.opset >= 20:  # Gelu (with `approximate`) arrived in opset 20
+            ctx.add_node("Gelu", ctx.inputs, ctx.outputs, approximate=attrs.approximate)
+            return
+        # Below 20 the formula; these are the patterns ONNX Runtime fuses back into one.
         (x,), (y,) = ctx.inputs, ctx.outputs
         dtype = ctx.input_types[0].dtype
 
@@ -310,6 +313,8 @@ class PReLU(_SameType):
             # ONNX broadcasts from the right: the per-channel slopes become [C, 1, ...].
             axes = ctx.add_initializer("prelu_axes", np.arange(1, rank - 1, dtype=np.int64))
             (slope,) = ctx.add_node("Unsqueeze", [slope, axes])
+        elif rank == 0:  # the one slope [1] would broadcast a scalar input to [1]
+            (slope,) = ctx.add_node("Squeeze", [slope])
         ctx.add_node("PRelu", [ctx.inputs[0], slope], ctx.outputs)
 
 
@@ -435,3 +440,13 @@ class Sign(_SameType):
         if x.dtype == DType.bool:
             raise ShapeError(f"sign needs a numeric input, got {x}")
         return (x,)
+
+    def onnx(self, attrs: Any, ctx: OnnxNodeContext) -> None:
+        if not ctx.input_types[0].dtype.is_float:
+            super().onnx(attrs, ctx)
+            return
+        # torch.sign of NaN is 0, ONNX's Sign keeps the NaN: give torch's answer.
+        (x,), (y,) = ctx.inputs, ctx.outputs
+        (nan,) = ctx.add_node("IsNaN", [x])
+        (sign,) = ctx.add_node("Sign", [x])
+        ctx.add_node("Where", [nan, _scalar(ctx, "sign_nan", 0.0), sign], [y])

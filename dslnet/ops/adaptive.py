@@ -94,16 +94,6 @@ class _AdaptiveAvgPool(OpDef):
         (x,) = inputs
         check_input(self.name, x, self.spatial)
         sizes = per_axis(attrs.output_size, self.spatial)
-        for axis, size in enumerate(sizes, start=2):
-            length = x.shape[axis]
-            if isinstance(length, int) or size == 1:
-                continue
-            if not dims_equal(mul(floordiv(length, size), size), length):
-                raise ShapeError(
-                    f"{self.name}: output size {size} on axis {axis} must divide the symbolic "
-                    f"input size {length} of {x} (or be 1): the ONNX lowering needs windows "
-                    "of one size; give the input a fixed size or a divisible shape"
-                )
         return (x.with_shape((*x.shape[:2], *sizes)),)
 
     def torch_expr(
@@ -143,38 +133,107 @@ class _AdaptiveAvgPool(OpDef):
         """Pool `x` along `axis` to sizes[axis - 2]; the axes after it are done already."""
         length, size = x_type.shape[axis], sizes[axis - 2]
         if size == 1:
-            return ctx.add_node("ReduceMean", [x, int64(ctx, "axes", [axis])], out, keepdims=1)[0]
+            return _reduce_mean(ctx, x, axis, out, keepdims=1)
+        divides = dims_equal(mul(floordiv(length, size), size), length)
+        if not isinstance(length, int) and not divides:  # windows known at run time only
+            return _runtime_windows(ctx, x, axis, size, out)
         if isinstance(length, int) and length % size:
             # Windows of unequal lengths: gather each window's elements into a row, padded
-            # to the longest, and sum the row with weights 1/length (0 on the padding).
-            # A few nodes whatever the sizes; a Slice per window could be thousands.
-            index, weight = _window_table(length, size)
-            rest = (1,) * (x_type.rank - axis - 1)  # the weights broadcast over later axes
+            # to the longest, zero the padding, sum the row and divide by the window's
+            # length. A few nodes whatever the sizes; a Slice per window could be
+            # thousands. (Zeroed with Where: a weight 0 would make inf * 0 = NaN.)
+            index, inside, lengths = _window_table(length, size)
+            rest = (1,) * (x_type.rank - axis - 1)  # broadcast over the later axes
             (rows,) = ctx.add_node("Gather", [x, ctx.add_initializer("windows", index)], axis=axis)
-            weights = ctx.add_initializer("window_weights", weight.reshape(weight.shape + rest))
-            (typed,) = ctx.add_node("CastLike", [weights, x])
-            (weighted,) = ctx.add_node("Mul", [rows, typed])
-            axes = int64(ctx, "axes", [axis + 1])
-            return ctx.add_node("ReduceSum", [weighted, axes], out, keepdims=0)[0]
+            mask = ctx.add_initializer("window_mask", inside.reshape(inside.shape + rest))
+            lengths_column = lengths.reshape(lengths.shape + rest)
+            return _window_means(ctx, x, rows, mask, axis, lengths_column, out)
         # Equal windows: split the axis into [size, length/size] and average the second.
         target = [0] * axis + [size, -1] + list(sizes[axis - 1 :])
         (split,) = ctx.add_node("Reshape", [x, int64(ctx, "split_shape", target)])
-        axes = int64(ctx, "axes", [axis + 1])
-        return ctx.add_node("ReduceMean", [split, axes], out, keepdims=0)[0]
+        return _reduce_mean(ctx, split, axis + 1, out, keepdims=0)
 
 
-def _window_table(length: int, size: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+def _reduce_mean(
+    ctx: OnnxNodeContext, x: str, axis: int, out: list[str] | None, *, keepdims: int
+) -> str:
+    """ReduceMean over one axis: its axes an attribute before opset 18, an input from it."""
+    if ctx.opset < 18:
+        return ctx.add_node("ReduceMean", [x], out, axes=[axis], keepdims=keepdims)[0]
+    return ctx.add_node("ReduceMean", [x, int64(ctx, "axes", [axis])], out, keepdims=keepdims)[0]
+
+
+def _runtime_windows(
+    ctx: OnnxNodeContext, x: str, axis: int, size: int, out: list[str] | None
+) -> str:
+    """Pool a symbolic axis of run-time length L to `size` cells: cell i averages
+    [floor(i*L/size), ceil((i+1)*L/size)), windows of several lengths (L < size too).
+
+    _window_table's table computed from L at run time, then the means as for a fixed
+    length (_window_means). A fixed number of nodes whatever `size`.
+    """
+    rank = ctx.input_types[0].rank
+    (length,) = ctx.add_node("Shape", [x], start=axis, end=axis + 1)  # [L]
+    cells = np.arange(size, dtype=np.int64)
+    divisor = int64(ctx, "cells", [size])
+    (scaled,) = ctx.add_node("Mul", [int64(ctx, "cell_index", cells.tolist()), length])
+    (starts,) = ctx.add_node("Div", [scaled, divisor])  # floor: every term is >= 0
+    (scaled,) = ctx.add_node("Mul", [int64(ctx, "cell_end", (cells + 1).tolist()), length])
+    (rounded,) = ctx.add_node("Add", [scaled, int64(ctx, "cells_less_one", [size - 1])])
+    (ends,) = ctx.add_node("Div", [rounded, divisor])  # ceil
+    (counts,) = ctx.add_node("Sub", [ends, starts])  # each >= 1 when L >= 1
+    (widest,) = ctx.add_node("ReduceMax", [counts], keepdims=0)
+    zero, one = int64(ctx, "zero", 0), int64(ctx, "one", 1)
+    (offsets,) = ctx.add_node("Range", [zero, widest, one])  # [w]
+    column = int64(ctx, "column_shape", [size, 1])
+    (first,) = ctx.add_node("Reshape", [starts, column])
+    (last,) = ctx.add_node("Sub", [ends, one])
+    (last,) = ctx.add_node("Reshape", [last, column])
+    (index,) = ctx.add_node("Add", [first, offsets])  # [size, w]
+    (index,) = ctx.add_node("Min", [index, last])
+    (rows,) = ctx.add_node("Gather", [x, index], axis=axis)  # [..., size, w, ...]
+    (counts_column,) = ctx.add_node("Reshape", [counts, column])
+    (inside,) = ctx.add_node("Less", [offsets, counts_column])  # [size, w]
+    later = [1] * (rank - axis - 1)  # broadcast over the axes after this one
+    (inside,) = ctx.add_node("Reshape", [inside, int64(ctx, "mask_shape", [size, -1, *later])])
+    (lengths,) = ctx.add_node("Reshape", [counts, int64(ctx, "count_shape", [size, *later])])
+    return _window_means(ctx, x, rows, inside, axis, lengths, out)
+
+
+def _window_table(
+    length: int, size: int
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """For pooling `length` elements to `size` windows: the indices [size, widest] of each
-    window's elements (the padding repeats its last one) and their weights (1/its length,
-    0 on the padding)."""
+    window's elements (the padding repeats its last one), which of them are inside the
+    window (not padding), and each window's length."""
     starts = np.arange(size) * length // size
     ends = -(-(np.arange(size) + 1) * length // size)
     widest = int((ends - starts).max())
     offsets = np.arange(widest)
     inside = offsets[None, :] < (ends - starts)[:, None]
     index = np.minimum(starts[:, None] + offsets[None, :], ends[:, None] - 1).astype(np.int64)
-    weight = np.where(inside, 1.0 / (ends - starts)[:, None], 0.0).astype(np.float32)
-    return index, weight
+    return index, inside, (ends - starts).astype(np.float32)
+
+
+def _window_means(
+    ctx: OnnxNodeContext,
+    x: str,
+    rows: str,
+    inside: str,
+    axis: int,
+    lengths: np.ndarray[Any, Any] | str,
+    out: list[str] | None,
+) -> str:
+    """The mean of each window from its gathered row (on axis + 1, padded): the padding
+    zeroed (Where), the row summed and divided by the window's length (`lengths`, a
+    constant or a value, broadcast over the axes after `axis`)."""
+    (nothing,) = ctx.add_node("CastLike", [ctx.add_initializer("zero", np.array(0.0)), x])
+    (kept,) = ctx.add_node("Where", [inside, rows, nothing])
+    (total,) = ctx.add_node("ReduceSum", [kept, int64(ctx, "axes", [axis + 1])], keepdims=0)
+    if not isinstance(lengths, str):
+        lengths = ctx.add_initializer("window_lengths", lengths)
+    (typed,) = ctx.add_node("CastLike", [lengths, x])
+    return ctx.add_node("Div", [total, typed], out)[0]
 
 
 @register
@@ -182,8 +241,9 @@ class AdaptiveAvgPool1d(_AdaptiveAvgPool):
     name = "adaptive_avgpool1d"
     spatial = 1
     Attrs = _adaptive_attrs(1)
-    doc = "Average pooling of [N, C, L] to a given length (PyTorch's windows)."
+    doc = "Average pooling of [N, C, L] to a given length (PyTorch's windows; symbolic sizes too)."
     examples = (
+        "in x: float32[N, 2, T]\nout y = x -> adaptive_avgpool1d(3)",
         "in x: float32[N, C, T]\nout y = x -> adaptive_avgpool1d(1)",
         "in x: float32[2, 3, 10]\nout y = x -> adaptive_avgpool1d(4)",
     )
@@ -194,8 +254,9 @@ class AdaptiveAvgPool2d(_AdaptiveAvgPool):
     name = "adaptive_avgpool2d"
     spatial = 2
     Attrs = _adaptive_attrs(2)
-    doc = "Average pooling of [N, C, H, W] to a given size (PyTorch's windows)."
+    doc = "Average pooling of [N, C, H, W] to a given size (PyTorch's windows; symbolic sizes too)."
     examples = (
+        "in x: float32[N, 3, H, W]\nout y = x -> adaptive_avgpool2d((3, 7))",
         "in x: float32[N, C, H, W]\nout y = x -> adaptive_avgpool2d(1)",
         "in x: float32[N, 3, 10, 7]\nout y = x -> adaptive_avgpool2d((5, 3))",
         "in x: float32[N, 2, 6, W]\nout y = x -> adaptive_avgpool2d((4, 1))",
@@ -207,8 +268,9 @@ class AdaptiveAvgPool3d(_AdaptiveAvgPool):
     name = "adaptive_avgpool3d"
     spatial = 3
     Attrs = _adaptive_attrs(3)
-    doc = "Average pooling of [N, C, D, H, W] to a given size (PyTorch's windows)."
+    doc = "Average pooling of [N, C, D, H, W] to a given size (PyTorch's windows; symbolic too)."
     examples = (
         "in x: float32[N, C, T, H, W]\nout y = x -> adaptive_avgpool3d(1)",
         "in x: float32[2, 3, 4, 9, 5]\nout y = x -> adaptive_avgpool3d((2, 3, 5))",
+        "in x: float32[N, 2, T, H, 2]\nout y = x -> adaptive_avgpool3d((3, 4, 1))",
     )

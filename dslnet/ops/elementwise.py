@@ -155,6 +155,9 @@ class Constant(OpDef):
         value = np.array(attrs.value, dtype=attrs.dtype.value)
         ctx.add_node("Constant", [], ctx.outputs, value=value)
 
+    def scalar_value(self, attrs: ConstantAttrs) -> float | None:
+        return attrs.value
+
 
 def _unrepresentable(value: float, dtype: DType) -> str | None:
     """Why `value` cannot be a `dtype` scalar exactly as written, or None when it can."""

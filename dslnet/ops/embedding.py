@@ -17,7 +17,7 @@ from dslnet.core.symbolic import Dim, dims_equal, mul
 from dslnet.core.types import DType, TensorType
 from dslnet.ops.channels import Channels
 from dslnet.ops.domains import Indices
-from dslnet.ops.lowering import OnnxNodeContext
+from dslnet.ops.lowering import ONNX_DTYPES, OnnxNodeContext
 from dslnet.ops.registry import (
     OpAttrs,
     OpDef,
@@ -274,12 +274,8 @@ class SinusoidalPositions(OpDef):
                 ],
             )
         if x.dtype != DType.float32:
-            (table,) = ctx.add_node("Cast", [table], to=_onnx_float(x.dtype))
+            (table,) = ctx.add_node("Cast", [table], to=ONNX_DTYPES[x.dtype])
         ctx.add_node("Add", [ctx.inputs[0], table], ctx.outputs)
-
-
-def _onnx_float(dtype: DType) -> int:
-    return {DType.float16: 10, DType.bfloat16: 16, DType.float64: 11}.get(dtype, 1)
 
 
 _LEARNED = '''

@@ -20,7 +20,7 @@ from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, add, dims_equal, mul
 from dslnet.core.types import TensorType
 from dslnet.ops.channels import Channels, Placed, units
-from dslnet.ops.lowering import OnnxNodeContext
+from dslnet.ops.lowering import OnnxNodeContext, reduce_node
 from dslnet.ops.positional import InferredSize
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, need_static, register
 from dslnet.ops.roles import ParamRoles
@@ -289,7 +289,7 @@ class GATConv(_GraphLayer):
             (per_node,) = ctx.add_node("Transpose", [out], perm=(1, 0, 2))
             (merged,) = ctx.add_node("Reshape", [per_node, ints("flat", 0, -1)])
         else:
-            (merged,) = ctx.add_node("ReduceMean", [out, ints("heads_axis", 0)], keepdims=0)
+            merged = reduce_node(ctx, "ReduceMean", out, [0], keep=False, hint="heads_axis")
         if attrs.bias:
             ctx.add_node("Add", [merged, ctx.param("bias")], ctx.outputs)
         else:

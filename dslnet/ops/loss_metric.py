@@ -22,7 +22,7 @@ from dslnet.ops.loss_base import (
     reduction_field,
     same_type,
 )
-from dslnet.ops.lowering import OnnxNodeContext
+from dslnet.ops.lowering import OnnxNodeContext, reduce_node
 from dslnet.ops.registry import OpAttrs, ShapeError, register
 
 # --- segmentation overlap ----------------------------------------------------------------
@@ -345,7 +345,7 @@ class NtXentLoss(Loss):
         itself = g("Cast", g("EyeLike", logits), to=9)  # BOOL
         logits = g("Where", itself, g.const(-np.inf, "minus_inf"), logits)
         # logsumexp of each row, shifted by its max for stability
-        top = g("ReduceMax", logits, g.ints(1), keepdims=1)
+        top = reduce_node(ctx, "ReduceMax", logits, [1], keep=True)
         spread = g.sum(g("Exp", g("Sub", logits, top)), [1])
         log_total = g("Add", g("Log", spread), g("Squeeze", top, g.ints(1)))
         # rows i and N + i are the two views of pair i: [2N] -> [2, N] -> mean -> [N]

@@ -10,7 +10,21 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from dslnet.core.lazy import numpy as np
-from dslnet.core.types import TensorType
+from dslnet.core.types import DType, TensorType
+
+# onnx.TensorProto's element type numbers, for Cast and friends (ops import no backend).
+ONNX_DTYPES = {
+    DType.float32: 1,
+    DType.uint8: 2,
+    DType.int8: 3,
+    DType.int16: 5,
+    DType.int32: 6,
+    DType.int64: 7,
+    DType.bool: 9,
+    DType.float16: 10,
+    DType.float64: 11,
+    DType.bfloat16: 16,
+}
 
 
 class OnnxNodeContext(Protocol):
@@ -31,6 +45,11 @@ class OnnxNodeContext(Protocol):
         """The value of that parameter (for lowerings that reshape weights once)."""
         ...
 
+    def scalar_input(self, index: int) -> float | None:
+        """The number input `index` is when an op that the torch code writes as a Python
+        number makes it (OpDef.scalar_value: the 0.5 of `x ** 0.5`), else None."""
+        ...
+
     def add_initializer(self, hint: str, value: np.ndarray[Any, Any]) -> str:
         """A constant tensor; returns its unique name."""
         ...
@@ -45,6 +64,26 @@ class OnnxNodeContext(Protocol):
         """Append an ONNX node; without `outputs` (or with a count), fresh names are
         made. Returns the output names. A `domain=` keyword picks an operator domain."""
         ...
+
+
+def reduce_node(
+    ctx: OnnxNodeContext,
+    op: str,
+    x: str,
+    axes: Sequence[int] | None,
+    keep: bool,
+    out: Sequence[str] | None = None,
+    hint: str = "axes",
+) -> str:
+    """One ONNX Reduce* node over `axes` (None: every axis). Before opset 18 only
+    ReduceSum (from 13) takes the axes as an input (an initializer named after `hint`);
+    the others take an attribute."""
+    if axes is None:
+        return ctx.add_node(op, [x], out, keepdims=int(keep))[0]
+    if ctx.opset >= 18 or op == "ReduceSum":
+        listed = ctx.add_initializer(hint, np.array(list(axes), dtype=np.int64))
+        return ctx.add_node(op, [x, listed], out, keepdims=int(keep))[0]
+    return ctx.add_node(op, [x], out, axes=list(axes), keepdims=int(keep))[0]
 
 
 def torch_bound_uniform(

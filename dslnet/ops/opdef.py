@@ -44,9 +44,9 @@ class AttrError(Exception):
 
 FLOAT32_MAX = (2 - 2**-23) * 2.0**127  # float(np.finfo(np.float32).max), without numpy
 
-# The spec language's binary arithmetic operators, in the order messages list them; an
-# op may declare one as its own (OpDef.operator).
-OPERATORS = ("+", "-", "*", "/", "//", "%")
+# The spec language's binary arithmetic and comparison operators, in the order messages
+# list them; an op may declare one as its own (OpDef.operator).
+OPERATORS = ("+", "-", "*", "/", "//", "%", "**", "==", "!=", "<", "<=", ">", ">=")
 
 # PyTorch's names for attributes dslnet spells otherwise (`softmax(dim=1)`), for the hint
 # an unknown argument gets when no spelling of ours is close to it.
@@ -135,6 +135,9 @@ class OpDef:
     # `infer` and the lowerings see only the inputs given.
     optional_inputs: ClassVar[tuple[str, ...]] = ()
     outputs: ClassVar[tuple[str, ...]] = ("y",)
+    # Inputs a call may give as a number or a size (`where(c, x, 0.0)`): the expander
+    # makes it a scalar tensor of the dtype of the first of them given as a tensor.
+    number_inputs: ClassVar[tuple[str, ...]] = ()
     # The infix operator a spec writes for this binary op on tensors (`+` for add): `a + b`
     # calls it on (a, b), and `-x` calls the `-` op on (0, x). One of OPERATORS, each
     # taken by at most one op (dslnet.ops.registry.operators).
@@ -202,9 +205,22 @@ class OpDef:
         long at run time (a slice's fixed bounds); empty when it assumes nothing."""
         return {}
 
+    def run_time_sizes(self, attrs: Any) -> tuple[Dim, ...]:
+        """The symbolic sizes an op needs at run time: what an op without `inputs` makes
+        (`ones([T, T])`'s T), an expand's target. For those its inputs lack, the expander
+        passes the call, as inputs after its own, tensors in scope that have them, which
+        the lowerings read only the shapes of (dslnet.ops.run_time_sizes)."""
+        return ()
+
     def identity_in_eval(self, attrs: Any) -> bool:
         """True when the op returns its input unchanged at inference (dropout)."""
         return False
+
+    def scalar_value(self, attrs: Any) -> float | None:
+        """The number this op makes when the torch code writes it as a Python number
+        (a constant's 0.5), else None. Lowerings that must treat a number operand as
+        torch does (`x ** 0.5` is sqrt there) ask for it: OnnxNodeContext.scalar_input."""
+        return None
 
     def is_weight(self, role: str) -> bool:
         """Whether parameter `role` is a weight: what an `init=` scheme draws and

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, add, ceildiv, dims_equal, floordiv, mul, sub
@@ -314,20 +315,43 @@ _INT64_MAX = 2**63 - 1
 
 class SliceAttrs(OpAttrs):
     axis: int = Field(description="axis to slice")
-    start: int = Field(0, description="first index (negative counts from the end)")
+    start: int | None = Field(
+        0,
+        description="first index (negative counts from the end); with a negative step, "
+        "none (the default then) starts at the last element",
+    )
     end: int | None = Field(
         None,
         description="index after the last (negative counts from the end); none: to the end. "
         "A symbolic axis is assumed to reach it (a shorter one gives fewer elements)",
     )
-    step: int = Field(1, description="stride, at least 1")
+    step: int = Field(1, description="stride, not 0; a negative one walks backwards")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backwards_from_the_end(cls, values: Any) -> Any:
+        # Python's x[::-1]: without a start, a negative step starts at the last element.
+        if isinstance(values, dict) and "start" not in values:
+            step = values.get("step", 1)
+            if isinstance(step, int) and step < 0:
+                return {**values, "start": None}
+        return values
 
     @field_validator("step")
     @classmethod
-    def _positive(cls, value: int, info: ValidationInfo) -> int:
-        if value < 1:
-            raise ValueError("must be at least 1 (torch slices have no zero or negative step)")
+    def _nonzero(cls, value: int, info: ValidationInfo) -> int:
+        if value == 0:
+            raise ValueError("must not be 0")
         return value
+
+    def forwards(self) -> tuple[int, int | None, int]:
+        """(start, end, step > 0) of the same slice of the axis reversed: x[s:e:-k] is
+        flip(x)[-s-1 : -e-1 : k], with Python's bounds, for every size."""
+        if self.step > 0:
+            return self.start or 0, self.end, self.step
+        start = 0 if self.start is None else -self.start - 1
+        end = None if self.end is None else -self.end - 1
+        return start, end, -self.step
 
 
 @register
@@ -336,21 +360,24 @@ class Slice(OpDef):
     positional = ("axis",)
     family = "shape"
     doc = (
-        "x[start:end:step] along `axis`, with Python's negative and clamped bounds; on a "
-        "symbolic axis the size assumes the axis is long enough for the bounds."
+        "x[start:end:step] along `axis`, with Python's negative and clamped bounds and "
+        "steps; on a symbolic axis the size assumes the axis is long enough for the bounds."
     )
     Attrs = SliceAttrs
     examples = (
         "in x: float32[N, 10]\nout y = slice(x, 1, start=2, end=7)",
         "in x: float32[N, T, 8]\nout y = slice(x, -1, start=-5, step=2)",
         "in x: float32[N, T, 4]\nout y = slice(x, axis=1, start=-1)",
+        "in x: float32[N, 7]\nout y = slice(x, 1, step=-1)",
+        "in x: float32[N, T, 5]\nout y = slice(x, 1, start=-2, end=0, step=-2)",
+        "in x: float32[N, 9, T]\nout y = slice(x, 1, start=7, end=-9, step=-3)",
     )
 
     def infer(self, attrs: SliceAttrs, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         (x,) = inputs
         axis = normalize_axis(attrs.axis, x.rank, self.name, x)
         size = x.shape[axis]
-        start, end, step = attrs.start, attrs.end, attrs.step
+        start, end, step = attrs.forwards()  # the same length as on the axis reversed
         length: Dim
         if isinstance(size, int):
             length = len(range(*slice(start, end, step).indices(size)))
@@ -368,29 +395,35 @@ class Slice(OpDef):
         axis = attrs.axis % inputs[0].rank
         if isinstance(inputs[0].shape[axis], int):
             return {}
-        return {(0, axis): max(-attrs.start, attrs.end if attrs.end is not None else 0)}
+        start, end, _ = attrs.forwards()
+        return {(0, axis): max(-start, end if end is not None else 0)}
 
     def torch_expr(
         self, attrs: SliceAttrs, args: Sequence[str], inputs: Sequence[TensorType]
     ) -> str:
         rank = inputs[0].rank
         axis = attrs.axis % rank
-        text = (str(attrs.start) if attrs.start else "") + ":"
-        text += "" if attrs.end is None else str(attrs.end)
-        text += f":{attrs.step}" if attrs.step != 1 else ""
+        # torch slices have no negative step: slice the axis reversed, forwards.
+        start, end, step = attrs.forwards()
+        text = (str(start) if start else "") + ":"
+        text += "" if end is None else str(end)
+        text += f":{step}" if step != 1 else ""
         lead = "..., " if axis == rank - 1 and axis > 1 else ":, " * axis
-        return f"{args[0]}[{lead}{text}]"
+        source = args[0] if attrs.step > 0 else f"torch.flip({args[0]}, [{axis}])"
+        return f"{source}[{lead}{text}]"
 
     def onnx(self, attrs: SliceAttrs, ctx: OnnxNodeContext) -> None:
         axis = attrs.axis % ctx.input_types[0].rank
-        end = _INT64_MAX if attrs.end is None else attrs.end
+        backwards = attrs.step < 0  # missing bounds: from the last element, past the first
+        start = (_INT64_MAX if backwards else 0) if attrs.start is None else attrs.start
+        end = (-_INT64_MAX - 1 if backwards else _INT64_MAX) if attrs.end is None else attrs.end
 
         def const(hint: str, value: int) -> str:
             return ctx.add_initializer(hint, np.array([value], dtype=np.int64))
 
         args = [
             ctx.inputs[0],
-            const("slice_start", attrs.start),
+            const("slice_start", start),
             const("slice_end", end),
             const("slice_axis", axis),
         ]

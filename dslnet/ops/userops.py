@@ -52,13 +52,17 @@ def definition_problems(cls: type[OpDef]) -> list[str]:
             f"its Attrs must be a subclass of dslnet.ops.OpAttrs (the pydantic model of its "
             f"attributes), got {attrs!r}"
         )
-    for field_name in ("inputs", "optional_inputs", "outputs", "examples"):
+    for field_name in ("inputs", "optional_inputs", "number_inputs", "outputs", "examples"):
         value = getattr(cls, field_name)
         if not (isinstance(value, tuple) and all(isinstance(v, str) for v in value)):
             fix = f": write ({value!r},)" if isinstance(value, str) else ""
             problems.append(f"its {field_name} must be a tuple of str, got {value!r}{fix}")
     if cls.outputs == ():
         problems.append("it has no outputs: name them, e.g. outputs = ('y',)")
+    if isinstance(cls.number_inputs, tuple) and isinstance(cls.inputs, tuple):
+        strays = [n for n in cls.number_inputs if n not in cls.inputs]
+        if strays:
+            problems.append(f"its number_inputs {strays} are not among its inputs {cls.inputs}")
     if cls.infer is OpDef.infer:
         problems.append("it has no shape rule: define infer(self, attrs, inputs)")
     if cls.torch_module is OpDef.torch_module and cls.torch_expr is OpDef.torch_expr:

@@ -35,6 +35,7 @@ _BINARY = {
     "div_op",
     "floordiv_op",
     "mod_op",
+    "pow_op",
     "or_op",
     "and_op",
     "compare",

@@ -17,6 +17,14 @@ class LearnedPositions(nn.Module):
         return x + self.weight[: x.size(-2)]
 
 
+class LearnedTensor(nn.Module):
+    """A bare learned tensor: `weight`, every element `value` until trained."""
+
+    def __init__(self, shape: tuple[int, ...], value: float = 0.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full(shape, value))
+
+
 def causal_mask(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
     """True where a position may not look: every key after the query's position."""
     size = (query.size(-2), key.size(-2))
@@ -24,12 +32,12 @@ def causal_mask(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
 
 
 class AddNorm(nn.Module):
-    """AddNorm(p_drop=0.1)"""
+    """AddNorm(p_drop=0.1, eps=1e-12)"""
 
     def __init__(self) -> None:
         super().__init__()
         self.dropout1 = nn.Dropout(0.1)
-        self.layernorm1 = nn.LayerNorm(256)
+        self.layernorm1 = nn.LayerNorm(256, eps=1e-12)
 
     def forward(self, x: torch.Tensor, sublayer: torch.Tensor) -> torch.Tensor:
         dropout1 = self.dropout1(sublayer)  # [N, T, 256]
@@ -39,7 +47,7 @@ class AddNorm(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """FeedForward(hidden=1024, p_drop=0.1, act="gelu")"""
+    """FeedForward(hidden=1024, p_drop=0.1, act="gelu", approximate="none")"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,7 +64,7 @@ class FeedForward(nn.Module):
 
 
 class BERTLayer(nn.Module):
-    """BERTLayer(heads=4, ffn=1024, p_drop=0.1)"""
+    """BERTLayer(heads=4, ffn=1024, p_drop=0.1, eps=1e-12)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -74,7 +82,7 @@ class BERTLayer(nn.Module):
 
 
 class BERT(nn.Module):
-    """BERT(vocab=1000, d=256, heads=4, layers=4, ffn=1024, context=512, segments=2, p_drop=0.1)"""
+    """BERT(vocab=1000, d=256, heads=4, layers=4, ffn=1024, context=512, segments=2, p_drop=0.1, eps=1e-12)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -89,10 +97,12 @@ class BERT(nn.Module):
         self.bertlayer4 = BERTLayer()
         self.linear1 = nn.Linear(256, 256)
         self.layernorm2 = nn.LayerNorm(256, eps=1e-12)
+        self.mlm_bias = LearnedTensor((1000,))
+        self.linear2 = nn.Linear(256, 256)
 
     def forward(
         self, tokens: torch.Tensor, segment_ids: torch.Tensor, padding: torch.Tensor
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         embedding1 = self.tok(tokens)  # [N, T, 256]
         embedding2 = self.embedding2(segment_ids)  # [N, T, 256]
         h = embedding1 + embedding2  # [N, T, 256]
@@ -106,5 +116,10 @@ class BERT(nn.Module):
         linear1 = self.linear1(h_6)  # [N, T, 256]
         gelu1 = F.gelu(linear1)  # [N, T, 256]
         layernorm2 = self.layernorm2(gelu1)  # [N, T, 256]
-        mlm_logits = F.linear(layernorm2, self.tok.weight)  # [N, T, 1000]
-        return mlm_logits
+        embedding3 = F.linear(layernorm2, self.tok.weight)  # [N, T, 1000]
+        param1 = self.mlm_bias.weight  # [1000]
+        mlm_logits = embedding3 + param1  # [N, T, 1000]
+        select1 = h_6[:, 0]  # [N, 256]
+        linear2 = self.linear2(select1)  # [N, 256]
+        pooled = torch.tanh(linear2)  # [N, 256]
+        return mlm_logits, pooled

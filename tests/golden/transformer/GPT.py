@@ -24,7 +24,7 @@ def causal_mask(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
 
 
 class FeedForward(nn.Module):
-    """FeedForward(hidden=1024, p_drop=0.1, act="gelu")"""
+    """FeedForward(hidden=1024, p_drop=0.1, act="gelu", approximate="none")"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,7 +41,7 @@ class FeedForward(nn.Module):
 
 
 class GPTBlock(nn.Module):
-    """GPTBlock(heads=4, p_drop=0.1)"""
+    """GPTBlock(heads=4, p_drop=0.1, eps=1e-05, approximate="none")"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -72,7 +72,7 @@ class GPTBlock(nn.Module):
 
 
 class GPT(nn.Module):
-    """GPT(vocab=1000, d=256, heads=4, layers=4, context=256, p_drop=0.1)"""
+    """GPT(vocab=1000, d=256, heads=4, layers=4, context=256, p_drop=0.1, eps=1e-05, gelu_approximate="none")"""
 
     def __init__(self) -> None:
         super().__init__()

@@ -11,7 +11,7 @@ def causal_mask(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
 
 
 class AddNorm(nn.Module):
-    """AddNorm(p_drop=0.1)"""
+    """AddNorm(p_drop=0.1, eps=1e-05)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -26,7 +26,7 @@ class AddNorm(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """FeedForward(hidden=2048, p_drop=0.1, act="relu")"""
+    """FeedForward(hidden=2048, p_drop=0.1, act="relu", approximate="none")"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -43,7 +43,7 @@ class FeedForward(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """EncoderLayer(heads=8, ffn=2048, p_drop=0.1)"""
+    """EncoderLayer(heads=8, ffn=2048, p_drop=0.1, eps=1e-05)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -61,7 +61,7 @@ class EncoderLayer(nn.Module):
 
 
 class AddNorm2(nn.Module):
-    """AddNorm(p_drop=0.1)"""
+    """AddNorm(p_drop=0.1, eps=1e-05)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -76,7 +76,7 @@ class AddNorm2(nn.Module):
 
 
 class FeedForward2(nn.Module):
-    """FeedForward(hidden=2048, p_drop=0.1, act="relu")"""
+    """FeedForward(hidden=2048, p_drop=0.1, act="relu", approximate="none")"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -93,7 +93,7 @@ class FeedForward2(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """DecoderLayer(heads=8, ffn=2048, p_drop=0.1)"""
+    """DecoderLayer(heads=8, ffn=2048, p_drop=0.1, eps=1e-05)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -117,7 +117,7 @@ class DecoderLayer(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Transformer(d=512, heads=8, encoder_layers=6, decoder_layers=6, ffn=2048, p_drop=0.1)"""
+    """Transformer(d=512, heads=8, encoder_layers=6, decoder_layers=6, ffn=2048, p_drop=0.1, eps=1e-05)"""
 
     def __init__(self) -> None:
         super().__init__()
