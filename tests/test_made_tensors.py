@@ -280,3 +280,15 @@ def test_ir_text_reads_back_and_made_tensors_follow_the_device() -> None:
     module = dslnet.loads(MASKS).torch("S").to("meta")
     y = module(torch.empty(2, 5, 4, device="meta"))  # made tensors live on x's device
     assert y.device.type == "meta" and y.shape == (2, 5, 4)
+
+
+def test_an_input_read_only_for_its_sizes_is_not_unused() -> None:
+    # x gives T to ones([T, T]): its shape is read at run time, so no "unused input";
+    # y has only sizes another used input has too, so it is unused.
+    prog = dslnet.loads(
+        spec(
+            "in x: float32[N, T]\nin y: float32[N]\nin z: float32[N, 2]\n"
+            "out m = tril(ones([T, T])) * size(z, 0)"
+        )
+    )
+    assert [w.message for w in prog.warnings] == ["unused input 'y' of network 'S'"]

@@ -32,6 +32,11 @@ FUZZ_FINDINGS = {
     "out y = ((abs(x) + 1.0) * -100.0) -> gelu -> rsqrt",
     # prelu's one slope [1] broadcast a rank-0 input to [1] in ONNX
     "prelu_on_a_scalar": "in x: float32[N, 2]\nout y = x -> var(1) -> sum(-1) -> prelu",
+    # 1 / relu(x) is +inf at zeros: torch's log_softmax makes that row NaN, ONNX
+    # Runtime's kernel gives NaN at the inf and -inf elsewhere
+    "log_softmax_of_inf": "in x: float64[N, 16]\nout y = x -> relu -> reciprocal -> log_softmax",
+    "cross_entropy_of_inf": "in x: float32[N, 6]\nin t: int64[N]\n"
+    'out y = cross_entropy(x -> relu -> reciprocal, t, reduction="none")',
 }
 
 
@@ -66,6 +71,7 @@ EDGES = [
     "in x: float16[N, 6]\nout y = var(x, 1, keepdim=true) + std(x, 1, keepdim=true)",
     "in x: float32[N, 6]\nout y = softplus(x, beta=2.0, threshold=3.0) + mish(x) + relu6(x)",
     "in x: float32[N, 6]\nout y = hardswish(x) + hardsigmoid(x)",
+    "in x: float32[N, 6]\nout y = log_softmax(x) + log_softmax(x, axis=0)",
 ]
 
 

@@ -346,12 +346,13 @@ train Fit() {
 
 
 def test_two_processes_follow_the_single_process_loss_curve(tmp_path: Path) -> None:
-    """2 epochs x 10 batches = 20 steps of an MLP with a cosine schedule and a CNN whose
-    batchnorm normalises over the global batch and whose dropout draws its masks for it."""
+    """2 epochs x 11 batches = 22 steps of an MLP with a cosine schedule and a CNN whose
+    batchnorm normalises over the global batch and whose dropout draws its masks for it.
+    165 samples: each epoch ends with a batch of 5, split 3 + 2 over the processes."""
     spec = tmp_path / "t.net"
     spec.write_text(DDP_SPEC)
     one, two = tmp_path / "one", tmp_path / "two"
-    base = [sys.executable, "-m", "dslnet.cli", "train", str(spec), "--synthetic", "160"]
+    base = [sys.executable, "-m", "dslnet.cli", "train", str(spec), "--synthetic", "165"]
     with (tmp_path / "two.log").open("w") as log:  # both runs at once: mostly imports
         parallel = subprocess.Popen(
             [*base, "--out", str(two), "--nproc", "2"], stdout=log, stderr=log
@@ -360,7 +361,7 @@ def test_two_processes_follow_the_single_process_loss_curve(tmp_path: Path) -> N
         assert parallel.wait(timeout=600) == 0, (tmp_path / "two.log").read_text()
     a = [float(r["loss"]) for r in read_csv(one / "losses.csv")]
     b = [float(r["loss"]) for r in read_csv(two / "losses.csv")]
-    assert len(a) == len(b) == 20
+    assert len(a) == len(b) == 22
     assert max(abs(x - y) for x, y in zip(a, b)) <= 1e-4
     for layer in ("mlp", "cnn"):
         wa, wb = load_file(one / f"{layer}.safetensors"), load_file(two / f"{layer}.safetensors")

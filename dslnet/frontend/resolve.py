@@ -160,6 +160,7 @@ def check_block(
         diags.error(f"{what} has no 'out': say what it computes, e.g. out y = ...", decl.name_span)
 
     used: set[str] = set()
+    used_past_inputs: set[str] = set()  # names the statements other than `in` use
     for stmt, _ in walk_stmts(decl.body):
         for expr in stmt_exprs(stmt):
             calls = {id(c) for c in callee_exprs(expr)}
@@ -167,6 +168,8 @@ def check_block(
                 if not isinstance(e, ast.Name):
                     continue
                 used.add(e.id)
+                if not isinstance(stmt, ast.InStmt):
+                    used_past_inputs.add(e.id)
                 # Two lookups, not a union: copying the file's names for every block
                 # would make the checks quadratic in the number of blocks.
                 if e.id in defined or e.id in global_names:
@@ -191,8 +194,14 @@ def check_block(
                         hint = did_you_mean(e.id, global_names)
                         diags.error(f"unknown name '{e.id}'{hint}", e.span)
 
+    inputs = [st for st, _ in walk_stmts(decl.body) if isinstance(st, ast.InStmt)]
     for stmt, _ in walk_stmts(() if damaged or not warn_unused else decl.body):
-        if isinstance(stmt, ast.InStmt) and stmt.name not in used and not stmt.name.startswith("_"):
+        if (
+            isinstance(stmt, ast.InStmt)
+            and stmt.name not in used
+            and not stmt.name.startswith("_")
+            and not _gives_sizes(stmt, inputs, used, used_past_inputs)
+        ):
             diags.warning(f"unused input '{stmt.name}' of {what}", stmt.span)
         elif isinstance(stmt, ast.LayerStmt) and stmt.name not in used:
             diags.warning(f"unused layer '{stmt.name}' in {what}", stmt.span)
@@ -302,3 +311,16 @@ def _layer_blocks(decl: ast.BlockDecl, blocks: dict[str, ast.BlockDecl]) -> dict
             if isinstance(value, ast.Name) and value.id in blocks:
                 found[stmt.name] = value.id
     return found
+
+
+def _size_names(stmt: ast.InStmt) -> set[str]:
+    return {e.id for d in stmt.type.dims for e in walk_exprs(d) if isinstance(e, ast.Name)}
+
+
+def _gives_sizes(
+    stmt: ast.InStmt, inputs: list[ast.InStmt], used: set[str], used_past_inputs: set[str]
+) -> bool:
+    """Whether an input whose value is unused is still read for a size the body uses
+    (`ones([T, T])`) and that no used input has."""
+    others = set().union(*(_size_names(i) for i in inputs if i is not stmt and i.name in used))
+    return any(n in used_past_inputs and n not in others for n in _size_names(stmt))

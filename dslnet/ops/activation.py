@@ -17,7 +17,7 @@ from pydantic import (
 from dslnet.core.lazy import numpy as np
 from dslnet.core.types import DType, TensorType
 from dslnet.ops.channels import ELEMENTWISE, Channels
-from dslnet.ops.lowering import OnnxNodeContext
+from dslnet.ops.lowering import OnnxNodeContext, log_softmax_node
 from dslnet.ops.registry import (
     OpAttrs,
     OpDef,
@@ -407,7 +407,7 @@ class LogSoftmax(Softmax):
         return f"torch.log_softmax({args[0]}, dim={attrs.axis})"
 
     def onnx(self, attrs: SoftmaxAttrs, ctx: OnnxNodeContext) -> None:
-        ctx.add_node("LogSoftmax", ctx.inputs, ctx.outputs, axis=attrs.axis)
+        log_softmax_node(ctx, ctx.inputs[0], attrs.axis, ctx.outputs)
 
 
 @register

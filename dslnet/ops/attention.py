@@ -350,6 +350,9 @@ class MultiheadAttention(OpDef):
         projections = mul(add(mul(queries, 2), mul(keys, 2)), e * inner)  # q, out; k, v
         return add(projections, _attention_macs(query.shape[:-1], memory.shape[1], inner, inner))
 
+    def differs_in_training(self, attrs: MHAAttrs) -> bool:
+        return attrs.dropout > 0.0  # on the attention weights, while training
+
     def torch_module(self, attrs: MHAAttrs, inputs: Sequence[TensorType]) -> str:
         e, head = self.width(attrs, inputs[0]), self.head_width(attrs, inputs[0])
         options = "" if attrs.dropout == 0.0 else f", dropout={attrs.dropout!r}"

@@ -248,6 +248,9 @@ class GATConv(_GraphLayer):
         transform = mul(nodes, features * width + 2 * width)  # projection and scores
         return add(transform, mul(mul(nodes, nodes), width))  # weighted sums
 
+    def differs_in_training(self, attrs: GATAttrs) -> bool:
+        return attrs.dropout > 0.0  # on the attention weights, while training
+
     def torch_module(self, attrs: GATAttrs, inputs: Sequence[TensorType]) -> str:
         defaults = GATAttrs(features=attrs.features)
         options = "".join(

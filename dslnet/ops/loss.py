@@ -26,7 +26,7 @@ from dslnet.ops.loss_base import (
     onnx_squared_error,
     reduction_field,
 )
-from dslnet.ops.lowering import OnnxNodeContext
+from dslnet.ops.lowering import OnnxNodeContext, log_softmax_node
 from dslnet.ops.registry import OpAttrs, ShapeError, need_static, register
 
 # --- regression ------------------------------------------------------------------------
@@ -240,7 +240,7 @@ class CrossEntropy(NllLoss):
     )
 
     def log_probs(self, g: LossGraph, x: str) -> str:
-        return g("LogSoftmax", x, axis=1)
+        return log_softmax_node(g.ctx, x, axis=1)
 
 
 _BCE = '''

@@ -86,6 +86,18 @@ def reduce_node(
     return ctx.add_node(op, [x], out, axes=list(axes), keepdims=int(keep))[0]
 
 
+def log_softmax_node(
+    ctx: OnnxNodeContext, x: str, axis: int, out: Sequence[str] | None = None
+) -> str:
+    """LogSoftmax as torch computes it. A row holding +inf is NaN throughout in torch
+    (x - max is inf - inf), where ONNX Runtime's kernel gives NaN at the +inf and -inf
+    elsewhere: adding max - max, 0 for a finite max and NaN otherwise, makes them agree."""
+    (y,) = ctx.add_node("LogSoftmax", [x], axis=axis)
+    top = reduce_node(ctx, "ReduceMax", x, [axis], keep=True, hint="axis")
+    (nan_unless_finite,) = ctx.add_node("Sub", [top, top])
+    return ctx.add_node("Add", [y, nan_unless_finite], out)[0]
+
+
 def torch_bound_uniform(
     shape: tuple[int, ...], fan_in: int, rng: np.random.Generator
 ) -> np.ndarray[Any, Any]:

@@ -242,6 +242,15 @@ class OpDef:
         mode, so that the statistics stay as they were trained."""
         return False
 
+    def differs_in_training(self, attrs: Any) -> bool:
+        """True when the call's module computes something else while training than in
+        eval mode: it draws at random (dropout, stochastic depth, a reparameterized
+        sample, dropout inside attention or a recurrent layer) or updates running
+        statistics. A frozen call (`@freeze`) runs in eval mode, so that a frozen
+        network (a distillation teacher) is deterministic and keeps its statistics.
+        By default: what is the identity in eval, and what keeps running statistics."""
+        return self.identity_in_eval(attrs) or self.running_statistics(attrs)
+
     def affine(
         self, attrs: Any, weights: Mapping[str, np.ndarray[Any, Any]]
     ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:

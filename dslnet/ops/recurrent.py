@@ -171,6 +171,9 @@ class _Recurrent(OpDef):
 
     # --- torch ----------------------------------------------------------------------
 
+    def differs_in_training(self, attrs: RecurrentAttrs) -> bool:
+        return attrs.dropout > 0.0  # between stacked layers, while training
+
     def torch_module(self, attrs: RecurrentAttrs, inputs: Sequence[TensorType]) -> str:
         options: list[tuple[str, object, object]] = [
             ("num_layers", attrs.num_layers, 1),

@@ -13,6 +13,9 @@ of its parameters. An op declares it here, `register` checks the declaration
 * `running_statistics(attrs)`: the call keeps running statistics while training
   (batchnorm's mean and variance buffers), so a frozen call (`@freeze`) runs in eval
   mode and keeps the statistics it was trained with.
+* `differs_in_training(attrs)`: the call's module computes otherwise while training
+  (dropout, stochastic depth, a reparameterized sample, running statistics), so a
+  frozen call runs in eval mode: a frozen teacher is deterministic.
 * `fusable_clamp`: the op is an activation y = clamp(x, low, high) that int8
   quantization fuses into the layer before it (ONNX Runtime folds a Relu into the
   quantized range of that layer's output); quantization-aware training then applies

@@ -38,6 +38,9 @@ class Reparameterize(OpDef):
         "in mu: float32[N, 8]\nin logvar: float32[N, 8]\nout z = reparameterize(mu, logvar)",
     )
 
+    def differs_in_training(self, attrs: object) -> bool:
+        return True  # draws eps while training; mu in eval
+
     def infer(self, attrs: object, inputs: Sequence[TensorType]) -> tuple[TensorType, ...]:
         mu, logvar = inputs
         if not mu.dtype.is_float:

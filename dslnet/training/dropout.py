@@ -29,6 +29,8 @@ class MaskSource:
     rank: int = 0
     world: int = 1
     local_batch: int = 0  # rows of the current batch in this process (set per step)
+    batch: int = 0  # rows of the current global batch (set per step)
+    offset: int = 0  # where this process's rows begin in it (set per step)
     generator: torch.Generator = field(init=False)
 
     def __post_init__(self) -> None:
@@ -41,11 +43,11 @@ class MaskSource:
             shape = shape[:2] + [1] * (len(shape) - 2)
         rows = shape[0]
         batch_first = rows == self.local_batch and self.world > 1
-        if batch_first:
-            shape[0] = rows * self.world
+        if batch_first:  # shares may differ by a row: the global batch is set per step
+            shape[0] = self.batch
         drawn = torch.empty(shape, device=x.device, dtype=x.dtype)
         drawn.bernoulli_(1 - p, generator=self.generator)
-        return drawn[self.rank * rows : (self.rank + 1) * rows] if batch_first else drawn
+        return drawn[self.offset : self.offset + rows] if batch_first else drawn
 
 
 def share_dropout(module: nn.Module, source: MaskSource) -> int:

@@ -25,7 +25,7 @@ from dslnet.frontend.train.plan import Step, TrainPlan
 from dslnet.ir.oplookup import resolve_op
 from dslnet.training import checkpoint
 from dslnet.training import data as datasets
-from dslnet.training.distributed import Distributed, average_gradients
+from dslnet.training.distributed import Distributed, average_gradients, share
 from dslnet.training.dropout import MaskSource, share_dropout
 from dslnet.training.errors import TrainError
 from dslnet.training.optim import (
@@ -185,7 +185,7 @@ class Trainer:
             )
 
     def batches_per_epoch(self) -> int:
-        return self.source.batch_count(self.plan.batch_size, drop_last=self.dist is not None)
+        return self.source.batch_count(self.plan.batch_size, drop_last=False)
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -227,7 +227,7 @@ class Trainer:
         from dslnet.core.console import progress
 
         began = time.perf_counter() - self.seconds
-        drop_last = self.dist is not None  # every process gets an equal share
+        drop_last = False  # a last, smaller batch too: shared out as the others (shard)
         size_of_batch, seed = self.plan.batch_size, self.plan.seed
         batches = self.source.batches(size_of_batch, seed, self.epoch, drop_last, self.position)
         for rt in self.runtimes:
@@ -296,8 +296,7 @@ class Trainer:
         """This process's rows of a global batch of `size`."""
         if self.dist is None:
             return slice(0, size)
-        share = size // self.dist.world
-        return slice(self.dist.rank * share, (self.dist.rank + 1) * share)
+        return share(size, self.dist.rank, self.dist.world)
 
     def train_step(
         self, rt: StepRuntime, feed: dict[str, torch.Tensor], batch: int
@@ -310,19 +309,23 @@ class Trainer:
         # and in any number of processes.
         rows = self.shard(batch)
         noise = {n: t[rows].to(self.device) for n, t in drawn.items()}
-        self.masks.local_batch = rows.stop - rows.start
+        local = rows.stop - rows.start
+        self.masks.local_batch, self.masks.batch, self.masks.offset = local, batch, rows.start
+        weight = local / batch  # this process's part of the global batch's mean
         inputs = {**feed, **noise}
         rt.optimizer.zero_grad(set_to_none=True)
         values = self.outputs(rt, inputs)
         loss = values["loss"]
-        if not torch.isfinite(loss):
+        # A process without rows (a last batch smaller than the processes) still runs
+        # forward and backward, for the all-reduces of batchnorm; its mean counts 0.
+        if local and not torch.isfinite(loss):
             raise TrainError(
                 f"the loss of step '{rt.plan.name}' became {float(loss)} in epoch "
                 f"{self.epoch + 1}; lower the learning rate or clip gradients (clip_grad_norm)"
             )
-        loss.backward()
+        (loss if self.dist is None else loss * weight).backward()
         if self.dist is not None:
-            average_gradients(rt.params, self.dist.world)
+            average_gradients(rt.params, counted=local > 0)
         if rt.plan.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(rt.params, rt.plan.clip_grad_norm)
         rt.optimizer.step()
@@ -334,8 +337,8 @@ class Trainer:
         prefix = "" if len(self.runtimes) == 1 else f"{rt.plan.name}_"
         scalars = torch.stack([v.detach().float() for v in values.values()])
         if self.dist is not None:
+            scalars = scalars * weight if local else torch.zeros_like(scalars)
             torch.distributed.all_reduce(scalars)
-            scalars /= self.dist.world
         self.losses.append((rt.plan.name, float(scalars[0])))
         return {prefix + k: float(v) for k, v in zip(values, scalars)}
 
@@ -396,15 +399,20 @@ class Trainer:
 
 
 def train_mode(rt: StepRuntime) -> None:
-    """Training mode, but a call under @freeze whose op keeps running statistics (a
-    batchnorm) stays in eval: a frozen backbone keeps the statistics it was trained
-    with (transfer learning)."""
+    """Training mode, but a call under @freeze whose op computes otherwise while
+    training (OpDef.differs_in_training: dropout, stochastic depth, a reparameterized
+    sample, batchnorm's running statistics) stays in eval: a frozen backbone keeps the
+    statistics it was trained with (transfer learning), and a frozen teacher gives the
+    same output for the same input (distillation). Gradients still flow through it."""
     rt.module.train()
-    for node in rt.plan.graph.nodes:
+    graph = rt.plan.graph
+    for node in graph.nodes:
         if not node.marks.get("freeze"):
             continue
         op, attrs = resolve_op(node)
-        if op.running_statistics(attrs):
+        if not op.differs_in_training(attrs):
+            continue
+        if op.torch_module(attrs, [graph.type_of(v) for v in node.inputs]) is not None:
             rt.module.get_submodule(node.module).eval()
 
 
