@@ -98,6 +98,51 @@ def log_softmax_node(
     return ctx.add_node("Add", [y, nan_unless_finite], out)[0]
 
 
+# A size to build at run time: a literal, or (k, value, axes): k times the product of
+# the value's sizes at those axes.
+RunTimeSize = int | tuple[int, str, Sequence[int]]
+
+
+def torch_size_text(k: int, value: str, axes: Sequence[int]) -> str:
+    """`2 * x.shape[2] * x.shape[3]`: a RunTimeSize as torch source."""
+    return " * ".join([*([str(k)] if k != 1 else []), *(f"{value}.shape[{a}]" for a in axes)])
+
+
+def onnx_sizes(
+    ctx: OnnxNodeContext,
+    sizes: Sequence[RunTimeSize],
+    factor_hint: str = "size_factor",
+    sizes_hint: str = "sizes",
+) -> str:
+    """A 1-D int64 ONNX value holding `sizes`: runs of literals as one constant, each
+    other size sliced from its value's shape (Shape with start/end) and multiplied."""
+    pieces: list[list[int] | str] = []
+    for entry in sizes:
+        if isinstance(entry, int):
+            if pieces and isinstance(pieces[-1], list):
+                pieces[-1].append(entry)
+            else:
+                pieces.append([entry])
+            continue
+        k, value, axes = entry
+        factors = [ctx.add_node("Shape", [value], start=a, end=a + 1)[0] for a in axes]
+        if k != 1:
+            factors.append(ctx.add_initializer(factor_hint, np.array([k], dtype=np.int64)))
+        size = factors[0]
+        for factor in factors[1:]:
+            (size,) = ctx.add_node("Mul", [size, factor])
+        pieces.append(size)
+    names = [
+        ctx.add_initializer(sizes_hint, np.array(p, dtype=np.int64)) if isinstance(p, list) else p
+        for p in pieces
+    ]
+    if not names:
+        return ctx.add_initializer(sizes_hint, np.zeros((0,), dtype=np.int64))
+    if len(names) == 1:
+        return names[0]
+    return ctx.add_node("Concat", names, axis=0)[0]
+
+
 def torch_bound_uniform(
     shape: tuple[int, ...], fan_in: int, rng: np.random.Generator
 ) -> np.ndarray[Any, Any]:

@@ -14,10 +14,9 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, PlainValidator
 
-from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim, SymExpr, dims_equal, floordiv, mul
 from dslnet.core.types import TensorType, shape_str
-from dslnet.ops.lowering import OnnxNodeContext
+from dslnet.ops.lowering import OnnxNodeContext, RunTimeSize, onnx_sizes, torch_size_text
 from dslnet.ops.registry import OpAttrs, OpDef, ShapeError, register
 
 
@@ -193,8 +192,7 @@ def torch_reshape(arg: str, x: TensorType, out: Sequence[Dim], wild: int | None 
             sizes.append(str(entry))
         else:
             k, axes = entry
-            factors = [*([str(k)] if k != 1 else []), *(f"{arg}.shape[{i}]" for i in axes)]
-            sizes.append(" * ".join(factors))
+            sizes.append(torch_size_text(k, arg, axes))
     return f"{arg}.reshape({', '.join(sizes)})"
 
 
@@ -203,31 +201,11 @@ def onnx_target(
 ) -> str:
     """The shape tensor for ONNX Reshape: literal sizes, 0 for a size copied from the same
     position, one -1, and Shape-computed sizes for any further symbolic ones."""
-    pieces: list[list[int] | str] = []
-    for entry in _plan(src, out, copy=True, wild=wild):
-        if isinstance(entry, int):
-            if pieces and isinstance(pieces[-1], list):
-                pieces[-1].append(entry)
-            else:
-                pieces.append([entry])
-            continue
-        k, axes = entry
-        factors = [ctx.add_node("Shape", [x], start=a, end=a + 1)[0] for a in axes]
-        if k != 1:
-            factors.append(ctx.add_initializer("reshape_k", np.array([k], dtype=np.int64)))
-        size = factors[0]
-        for factor in factors[1:]:
-            (size,) = ctx.add_node("Mul", [size, factor])
-        pieces.append(size)
-    names = [
-        ctx.add_initializer("reshape_shape", np.array(p, dtype=np.int64))
-        if isinstance(p, list)
-        else p
-        for p in pieces
+    sizes: list[RunTimeSize] = [
+        entry if isinstance(entry, int) else (entry[0], x, entry[1])
+        for entry in _plan(src, out, copy=True, wild=wild)
     ]
-    if len(names) == 1:
-        return names[0]
-    return ctx.add_node("Concat", names, axis=0)[0]
+    return onnx_sizes(ctx, sizes, factor_hint="reshape_k", sizes_hint="reshape_shape")
 
 
 @register

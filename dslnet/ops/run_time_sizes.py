@@ -15,7 +15,7 @@ from typing import Any
 from dslnet.core.lazy import numpy as np
 from dslnet.core.symbolic import Dim
 from dslnet.core.types import TensorType
-from dslnet.ops.lowering import OnnxNodeContext
+from dslnet.ops.lowering import OnnxNodeContext, RunTimeSize, onnx_sizes, torch_size_text
 from dslnet.ops.reshape import express
 
 # A size: a literal int, or (k, source, axes) with size == k * prod(source's axes).
@@ -61,8 +61,7 @@ def torch_sizes(
             texts.append(str(entry))
             continue
         k, index, axes = entry
-        factors = [*([str(k)] if k != 1 else []), *(f"{args[index]}.shape[{a}]" for a in axes)]
-        texts.append(" * ".join(factors))
+        texts.append(torch_size_text(k, args[index], axes))
     return texts
 
 
@@ -74,32 +73,11 @@ def torch_device(args: Sequence[str]) -> str:
 def onnx_shape(ctx: OnnxNodeContext, dims: Sequence[Dim]) -> str:
     """A 1-D int64 ONNX value holding the sizes `dims` (literal runs as constants,
     symbolic sizes sliced from the node's inputs' shapes)."""
-    pieces: list[list[int] | str] = []
-    for entry in _plan(dims, ctx.input_types):
-        if isinstance(entry, int):
-            if pieces and isinstance(pieces[-1], list):
-                pieces[-1].append(entry)
-            else:
-                pieces.append([entry])
-            continue
-        k, index, axes = entry
-        source = ctx.inputs[index]
-        factors = [ctx.add_node("Shape", [source], start=a, end=a + 1)[0] for a in axes]
-        if k != 1:
-            factors.append(ctx.add_initializer("size_factor", np.array([k], dtype=np.int64)))
-        size = factors[0]
-        for factor in factors[1:]:
-            (size,) = ctx.add_node("Mul", [size, factor])
-        pieces.append(size)
-    names = [
-        ctx.add_initializer("sizes", np.array(p, dtype=np.int64)) if isinstance(p, list) else p
-        for p in pieces
+    sizes: list[RunTimeSize] = [
+        entry if isinstance(entry, int) else (entry[0], ctx.inputs[entry[1]], entry[2])
+        for entry in _plan(dims, ctx.input_types)
     ]
-    if not names:
-        return ctx.add_initializer("sizes", np.zeros((0,), dtype=np.int64))
-    if len(names) == 1:
-        return names[0]
-    return ctx.add_node("Concat", names, axis=0)[0]
+    return onnx_sizes(ctx, sizes)
 
 
 def onnx_scalar(ctx: OnnxNodeContext, dim: Dim) -> str:
