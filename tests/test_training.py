@@ -532,7 +532,7 @@ def test_int8_static_export_calibrates_on_the_training_data(tmp_path: Path) -> N
     assert path is not None
     with np.load(path) as saved:
         assert saved.files == ["x"]  # the network's own input name
-        first = next(iter(trainer.source.batches(256, 0, 0, False)))["features"]
+        first = next(iter(trainer.source.batches(256, 0, 0)))["features"]
         assert np.array_equal(saved["x"], first.numpy())
     out = tmp_path / "run"
     spec = tmp_path / "t.net"

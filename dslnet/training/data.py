@@ -172,17 +172,14 @@ def epoch_batches(
     seed: int,
     epoch: int,
     *,
-    drop_last: bool = False,
     shuffle: bool = True,
 ) -> list[torch.Tensor]:
     """The sample indices of each batch of `epoch`: a shuffle drawn from (seed, epoch),
-    or the samples in order."""
+    or the samples in order; the last batch may be smaller (data parallelism shares it
+    out like the others: dslnet.training.distributed.share)."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(samples, generator=gen) if shuffle else torch.arange(samples)
-    batches = [order[i : i + batch_size] for i in range(0, samples, batch_size)]
-    if drop_last and batches and len(batches[-1]) < batch_size:
-        batches.pop()
-    return batches
+    return [order[i : i + batch_size] for i in range(0, samples, batch_size)]
 
 
 def noise(
@@ -213,24 +210,20 @@ class Source:
         batch_size: int,
         seed: int,
         epoch: int,
-        drop_last: bool,
         start: int = 0,
         shuffle: bool = True,
     ) -> Iterable[dict[str, torch.Tensor]]:
         """The batches of `epoch` from the `start`-th on (in sample order when not
         `shuffle`: validation)."""
-        every = epoch_batches(
-            self.samples, batch_size, seed, epoch, drop_last=drop_last, shuffle=shuffle
-        )
+        every = epoch_batches(self.samples, batch_size, seed, epoch, shuffle=shuffle)
         return (self.take(picks) for picks in every[start:])
 
     def take(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         """The samples at `indices`, as one batch."""
         raise NotImplementedError
 
-    def batch_count(self, batch_size: int, drop_last: bool) -> int:
-        full, rest = divmod(self.samples, batch_size)
-        return full + (1 if rest and not drop_last else 0)
+    def batch_count(self, batch_size: int) -> int:
+        return -(-self.samples // batch_size)
 
 
 class ArraySource(Source):
@@ -274,14 +267,13 @@ class LoaderSource(Source):
         batch_size: int,
         seed: int,
         epoch: int,
-        drop_last: bool,
         start: int = 0,
         shuffle: bool = True,
     ) -> Iterator[dict[str, torch.Tensor]]:
         for batch in itertools.islice(self.loader, start, None):
             yield named_batch(batch, self.inputs, "a DataLoader batch")
 
-    def batch_count(self, batch_size: int, drop_last: bool) -> int:
+    def batch_count(self, batch_size: int) -> int:
         return len(self.loader)
 
 

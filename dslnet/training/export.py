@@ -77,7 +77,7 @@ def calibration_file(trainer: Trainer, layer: str, scratch: Path) -> Path | None
             fed = dict(zip(call.input_names, call.inputs))
             if not all(value in trainer.plan.data_inputs for value in fed.values()):
                 continue
-            batch = next(iter(trainer.source.batches(CALIBRATION_SAMPLES, 0, 0, False)))
+            batch = next(iter(trainer.source.batches(CALIBRATION_SAMPLES, 0, 0)))
             path = scratch / "calibration.npz"
             arrays: dict[str, Any] = {own: batch[value].numpy() for own, value in fed.items()}
             np.savez(path, **arrays)

@@ -185,7 +185,7 @@ class Trainer:
             )
 
     def batches_per_epoch(self) -> int:
-        return self.source.batch_count(self.plan.batch_size, drop_last=False)
+        return self.source.batch_count(self.plan.batch_size)
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -227,9 +227,8 @@ class Trainer:
         from dslnet.core.console import progress
 
         began = time.perf_counter() - self.seconds
-        drop_last = False  # a last, smaller batch too: shared out as the others (shard)
         size_of_batch, seed = self.plan.batch_size, self.plan.seed
-        batches = self.source.batches(size_of_batch, seed, self.epoch, drop_last, self.position)
+        batches = self.source.batches(size_of_batch, seed, self.epoch, self.position)
         for rt in self.runtimes:
             train_mode(rt)
         sums, counts = self.sums, self.counts
@@ -240,7 +239,7 @@ class Trainer:
         shown = progress(
             batches,
             f"epoch {self.epoch + 1}/{end}",
-            total=self.source.batch_count(size_of_batch, drop_last) - self.position,
+            total=self.source.batch_count(size_of_batch) - self.position,
             enabled=self.progress if self.is_main else False,
             status=status,
         )
@@ -273,7 +272,7 @@ class Trainer:
         count = 0
         for rt in self.runtimes:
             rt.module.eval()
-        for batch in source.batches(self.plan.batch_size, 0, 0, False, shuffle=False):
+        for batch in source.batches(self.plan.batch_size, 0, 0, shuffle=False):
             size = len(next(iter(batch.values())))
             drawn = datasets.noise(self.plan.noise_inputs, self.noise_types(), size, generator)
             inputs = {n: t.to(self.device) for n, t in {**batch, **dict(drawn)}.items()}
