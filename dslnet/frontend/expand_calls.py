@@ -230,10 +230,7 @@ class OpCalls(ExpanderState):
                 f"{op_name} takes {count} input tensor(s) ({names}), got {len(tensors)}", span
             )
         attrs, init = self.bind_op_attrs(opdef, rest, kwargs, span, [t.type for t in tensors])
-        if not opdef.inputs and not opdef.variadic:
-            tensors = self.size_sources(opdef, attrs, span)
-        else:
-            tensors = [*tensors, *self.size_sources(opdef, attrs, span, tensors)]
+        tensors = [*tensors, *self.size_sources(opdef, attrs, span, tensors)]
         has_weights = type(opdef).params is not registry.OpDef.params
         local = frame.local_name(opdef.short_name or op_name)
         path = module if module is not None else frame.module_prefix + local
